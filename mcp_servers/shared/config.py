@@ -1,0 +1,287 @@
+"""Typed settings for the whole stack: one root model, one nested model per concern.
+
+Sources, highest first: init kwargs, environment (`MCP_STACK_` prefix, `__` for nesting, e.g.
+`MCP_STACK_AIDB__SEARCH_LIMIT`), `*_FILE` secrets (`MCP_STACK_POSTGRES__DSN_FILE=/run/secrets/dsn`),
+the TOML file named by `MCP_STACK_CONFIG_FILE`, then defaults.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from mcp_servers.shared.errors import ConfigurationError
+
+ENV_PREFIX = "MCP_STACK_"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
+
+ServerName = Literal["aidb", "hybrid", "ralph", "dashboard"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_file_pointers(cls, data: Any) -> Any:
+        # `X_FILE` variables are resolved by _SecretFileSource; the env source also sees them as `x_file`.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if not str(key).endswith("_file")}
+        return data
+
+
+class PostgresSettings(_Section):
+    """Where the system of record lives; no DSN means the embedded server in the data dir."""
+
+    dsn: SecretStr | None = Field(default=None, description="postgresql:// DSN; unset = embedded PostgreSQL")
+    pool_min_size: int = Field(default=1, ge=0, le=100)
+    pool_max_size: int = Field(default=10, ge=1, le=200)
+    command_timeout_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    connect_timeout_seconds: float = Field(default=5.0, ge=0.1, le=120)
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> "PostgresSettings":
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        if self.dsn is not None and not self.dsn.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("dsn must start with postgresql://")
+        return self
+
+
+class VectorSettings(_Section):
+    """Which Qdrant engine holds the vectors."""
+
+    backend: Literal["edge", "qdrant"] = Field(default="edge", description="edge = embedded Qdrant Edge")
+    url: str | None = Field(default=None, description="Qdrant server URL (backend=qdrant); unset = local mode")
+    api_key: SecretStr | None = None
+    path: Path | None = Field(default=None, description="storage dir; default <data_dir>/vectors")
+    timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
+
+
+class EmbedderSettings(_Section):
+    """The sentence-embedding model."""
+
+    backend: Literal["onnx", "openai"] = "onnx"
+    dimension: int = Field(default=384, ge=8, le=8192)
+    max_tokens: int = Field(default=256, ge=16, le=8192, description="truncate each text to this many tokens")
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    threads: int = Field(default=2, ge=1, le=64)
+    url: str | None = Field(default=None, description="OpenAI-compatible base URL (backend=openai)")
+    model: str = Field(default="all-MiniLM-L6-v2", max_length=200)
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, ge=0.1, le=600)
+
+    @model_validator(mode="after")
+    def _check_openai(self) -> "EmbedderSettings":
+        if self.backend == "openai" and not self.url:
+            raise ValueError("url is required when backend is openai")
+        return self
+
+
+class AuthSettings(_Section):
+    """Who may call the HTTP transports; stdio always trusts its parent process."""
+
+    required: bool = Field(default=True, description="require a bearer key on HTTP transports")
+    jwt_issuer: str | None = Field(default=None, description="OAuth 2.1 issuer URL; enables JWT verification")
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_public_key: SecretStr | None = Field(default=None, description="PEM key instead of a JWKS URL")
+
+    @model_validator(mode="after")
+    def _check_jwt(self) -> "AuthSettings":
+        if self.jwt_issuer and not (self.jwt_jwks_url or self.jwt_public_key):
+            raise ValueError("jwt_issuer needs jwt_jwks_url or jwt_public_key")
+        return self
+
+
+class RateLimitSettings(_Section):
+    """Token bucket per principal and tool."""
+
+    enabled: bool = True
+    calls_per_minute: float = Field(default=600.0, gt=0, le=1_000_000)
+    burst: int = Field(default=60, ge=1, le=100_000)
+    redis_url: SecretStr | None = Field(default=None, description="redis:// URL to share budgets across replicas")
+
+
+class BreakerSettings(_Section):
+    """One circuit breaker per outbound dependency."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000, description="consecutive failures that open it")
+    open_seconds: float = Field(default=10.0, ge=0.01, le=3600)
+    half_open_probes: int = Field(default=1, ge=1, le=100)
+
+
+class HttpSettings(_Section):
+    """Where the HTTP transports listen."""
+
+    host: str = Field(default="127.0.0.1", max_length=255)
+    aidb_port: int = Field(default=8801, ge=0, le=65535)
+    hybrid_port: int = Field(default=8802, ge=0, le=65535)
+    ralph_port: int = Field(default=8803, ge=0, le=65535)
+    dashboard_port: int = Field(default=8800, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers to accept")
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
+
+
+class ObservabilitySettings(_Section):
+    """Logs, metrics and traces."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint; unset = no export")
+
+
+class TelemetrySettings(_Section):
+    """JSONL event files written by every server and consumed by Hybrid's learning pipeline."""
+
+    path: Path | None = Field(default=None, description="directory; default <data_dir>/telemetry")
+    max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024**4)
+
+
+class AidbSettings(_Section):
+    """Knowledge base."""
+
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024**3)
+    search_limit: int = Field(default=10, ge=1, le=100)
+    allowed_roots: list[Path] = Field(default_factory=list, description="directories ingest_path may read")
+    cache_ttl_seconds: float = Field(default=60.0, ge=0, le=86400)
+    chunk_tokens: int = Field(default=200, ge=16, le=4096)
+
+
+class HybridSettings(_Section):
+    """LLM coordinator."""
+
+    aidb_url: str | None = Field(default=None, description="AIDB MCP URL; unset = no AIDB context")
+    aidb_api_key: SecretStr | None = None
+    checkpoint_every_events: int = Field(default=100, ge=1, le=1_000_000)
+    backpressure_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=1024**4)
+
+
+class RalphSettings(_Section):
+    """Agent loop."""
+
+    workers: int = Field(default=4, ge=1, le=256, description="concurrent tasks per process")
+    lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    workspace_roots: list[Path] = Field(default_factory=list)
+    hybrid_url: str | None = None
+    hybrid_api_key: SecretStr | None = None
+    aidb_url: str | None = None
+    aidb_api_key: SecretStr | None = None
+
+
+class DashboardSettings(_Section):
+    """Operator web UI."""
+
+    session_secret: SecretStr | None = Field(default=None, description="cookie signing key; default generated")
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML file named by MCP_STACK_CONFIG_FILE."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get(CONFIG_FILE_VARIABLE)
+        self._data: dict[str, Any] = {}
+        if path:
+            try:
+                self._data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ConfigurationError(f"{CONFIG_FILE_VARIABLE}: cannot read {path} ({exc.strerror})") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigurationError(f"{CONFIG_FILE_VARIABLE}: {path} is not valid TOML ({exc})") from exc
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """Resolves `MCP_STACK_<PATH>_FILE` variables: the file's stripped content becomes the value."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, path in os.environ.items():
+            if not (name.startswith(ENV_PREFIX) and name.endswith("_FILE")) or name == CONFIG_FILE_VARIABLE:
+                continue
+            keys = name[len(ENV_PREFIX) : -len("_FILE")].lower().split("__")
+            try:
+                secret = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigurationError(f"{name}: cannot read {path} ({exc.strerror})") from exc
+            node = values
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = secret
+        return values
+
+
+class StackSettings(BaseSettings):
+    """Everything the stack reads from its environment, validated before any transport opens."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="ignore", nested_model_default_partial_update=True
+    )
+
+    data_dir: Path = Field(default=Path.home() / ".local/share/mcp-stack", description="state of the embedded stack")
+    postgres: PostgresSettings = PostgresSettings()
+    vectors: VectorSettings = VectorSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    http: HttpSettings = HttpSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    aidb: AidbSettings = AidbSettings()
+    hybrid: HybridSettings = HybridSettings()
+    ralph: RalphSettings = RalphSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _SecretFileSource(settings_cls), _TomlSource(settings_cls)
+
+    @property
+    def vector_path(self) -> Path:
+        return self.vectors.path or self.data_dir / "vectors"
+
+    @property
+    def telemetry_path(self) -> Path:
+        return self.telemetry.path or self.data_dir / "telemetry"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the environment variable and what it expects, for start-up failures."""
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"] if not str(part).isdigit()]
+    variable = ENV_PREFIX + "__".join(location).upper() if location else ENV_PREFIX + "*"
+    return f"invalid configuration: {variable}: {first['msg']}"
+
+
+def load_settings(**overrides: Any) -> StackSettings:
+    """Load and validate settings once; raises ConfigurationError with a one-line message."""
+    try:
+        return StackSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
