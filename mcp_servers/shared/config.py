@@ -78,6 +78,9 @@ class EmbedderSettings(_Section):
     model: str = Field(default="all-MiniLM-L6-v2", max_length=200)
     api_key: SecretStr | None = None
     timeout_seconds: float = Field(default=30.0, ge=0.1, le=600)
+    model_dir: Path | None = Field(
+        default=None, description="tokenizer files (backend=onnx); default ~/.cache/mcp-stack/models/all-MiniLM-L6-v2"
+    )
 
     @model_validator(mode="after")
     def _check_openai(self) -> "EmbedderSettings":
