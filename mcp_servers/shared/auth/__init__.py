@@ -1,1 +1,1 @@
-"""shared/auth."""
+"""Bearer API keys (hashed, scoped) and OAuth 2.1 JWT verification for the HTTP transports."""

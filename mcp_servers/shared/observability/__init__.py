@@ -1,1 +1,1 @@
-"""shared/observability."""
+"""Logging, metrics and tracing for every server."""

@@ -1,0 +1,129 @@
+"""API keys: `mcps_<key id>_<secret>`; only SHA-256 of the secret is stored, compared in constant time.
+
+Keys are random 256-bit secrets, so a fast hash is enough (no password stretching needed); the key id
+in the token lets us fetch one row and still compare digests with `hmac.compare_digest`.
+"""
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mcp_servers.shared.auth.scopes import parse_scope
+from mcp_servers.shared.errors import InvalidRequest, NotFound
+from mcp_servers.shared.postgres.pool import Database
+
+KEY_PREFIX = "mcps"
+_ID_BYTES = 6
+_SECRET_BYTES = 32
+# Compared against when the key id is unknown, so both paths cost one digest comparison.
+_DUMMY_DIGEST = hashlib.sha256(b"unknown key").digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored key's public facts; the secret is never kept."""
+
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A freshly created key: `token` is shown once and cannot be recovered later."""
+
+    key: ApiKey
+    token: str
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed token, else None."""
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+class KeyStore:
+    """API keys in PostgreSQL (table `api_keys`); the caller owns the Database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, name: str, scopes: Sequence[str]) -> IssuedKey:
+        if not name or len(name) > 200:
+            raise InvalidRequest("key name must be 1-200 characters")
+        try:
+            checked = tuple(parse_scope(scope) for scope in scopes)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if not checked:
+            raise InvalidRequest("a key needs at least one scope (read, write or admin)")
+        key_id = secrets.token_hex(_ID_BYTES)
+        secret = secrets.token_urlsafe(_SECRET_BYTES).replace("_", "-")
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4)"
+                " RETURNING id, name, scopes, created_at, revoked_at, last_used_at",
+                key_id,
+                name,
+                _digest(secret),
+                list(checked),
+            )
+        assert row is not None
+        return IssuedKey(key=_to_key(row), token=f"{KEY_PREFIX}_{key_id}_{secret}")
+
+    async def list(self) -> list[ApiKey]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at"
+            )
+        return [_to_key(row) for row in rows]
+
+    async def revoke(self, key_id: str) -> None:
+        async with self._db.connection() as conn:
+            status = await conn.execute(
+                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
+            )
+        if status.endswith(" 0"):
+            raise NotFound(f"no active key with id {key_id!r}; see `mcp-stack keys list`")
+
+    async def verify(self, token: str) -> ApiKey | None:
+        """The active key this token proves, or None (unknown, malformed, revoked or wrong secret)."""
+        parts = split_token(token)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, scopes, created_at, revoked_at, last_used_at, key_hash FROM api_keys WHERE id = $1",
+                key_id,
+            )
+        stored = bytes(row["key_hash"]) if row is not None else _DUMMY_DIGEST
+        matches = hmac.compare_digest(_digest(secret), stored)
+        if row is None or not matches or row["revoked_at"] is not None:
+            return None
+        return _to_key(row)
+
+
+def _to_key(row: Mapping[str, Any]) -> ApiKey:
+    return ApiKey(
+        key_id=row["id"],
+        name=row["name"],
+        scopes=tuple(row["scopes"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+

@@ -1,0 +1,338 @@
+"""One way to declare and run a stack server on stdio, Streamable HTTP (both eras) and legacy SSE.
+
+A server module builds `StackServer(core, instructions=..., open_deps=...)` and declares tools with
+`server.tool(...)`. The harness adds, once for every server: the PostgreSQL pool and migrations, bearer auth
+on HTTP, scopes, rate limits, error translation, metrics, request ids, and `/health`, `/ready`, `/metrics`.
+
+Dependencies are opened once per process however many connections enter the MCP lifespan (legacy SSE enters
+it per connection): the first entry opens them, the last exit closes them.
+"""
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Generic, Protocol, TypeVar
+
+import anyio
+import uvicorn
+from mcp.server.auth.settings import AuthSettings as SdkAuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import ToolAnnotations
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from mcp_servers.shared.annotations import READ_ONLY
+from mcp_servers.shared.auth.keys import KeyStore
+from mcp_servers.shared.auth.scopes import Scope
+from mcp_servers.shared.auth.verifier import StackTokenVerifier
+from mcp_servers.shared.config import ServerName, StackSettings
+from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.middleware.http import bearer_protected
+from mcp_servers.shared.middleware.mcp import StackMiddleware, translate_errors, translate_resource_errors
+from mcp_servers.shared.observability.metrics import CONTENT_TYPE_LATEST, StackMetrics
+from mcp_servers.shared.observability.tracing import configure_tracing
+from mcp_servers.shared.postgres.pool import Database, open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.resilience.ratelimit import RateLimiter, create_rate_limiter
+from mcp_servers.shared.telemetry import TelemetryWriter
+
+logger = logging.getLogger(__name__)
+
+D = TypeVar("D")
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def package_version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    try:
+        return version("mcp-agent-stack")
+    except PackageNotFoundError:
+        from mcp_servers import __version__
+
+        return __version__
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """Per-process building blocks every server shares; built without I/O."""
+
+    server: ServerName
+    settings: StackSettings
+    metrics: StackMetrics
+    breakers: BreakerRegistry
+    limiter: RateLimiter | None
+    telemetry: TelemetryWriter
+    started_at: float
+
+
+def build_core(server: ServerName, settings: StackSettings) -> Core:
+    """Metrics, breakers (exported as metrics), the rate limiter and the telemetry writer of one server."""
+    metrics = StackMetrics(server, package_version())
+    breakers = BreakerRegistry(settings.breaker, on_state_change=metrics.record_breaker)
+    limiter = create_rate_limiter(settings.rate_limit, breakers) if settings.rate_limit.enabled else None
+    telemetry = TelemetryWriter(settings.telemetry_path, settings.telemetry.max_file_bytes, source=server)
+    configure_tracing(f"mcp-stack-{server}", settings.observability.otlp_endpoint)
+    return Core(server, settings, metrics, breakers, limiter, telemetry, time.time())
+
+
+class HasReadiness(Protocol):
+    """Server dependencies name the checks `/ready` runs (PostgreSQL is added by the harness)."""
+
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]: ...
+
+
+OpenDeps = Callable[[Core, Database], contextlib.AbstractAsyncContextManager[D]]
+
+
+class _SharedDeps(Generic[D]):
+    """Reference-counted lifespan: opens the database and the server's deps once, closes after the last user."""
+
+    def __init__(self, core: Core, open_deps: OpenDeps[D]) -> None:
+        self._core = core
+        self._open_deps = open_deps
+        self._lock = anyio.Lock()
+        self._users = 0
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.database: Database | None = None
+        self.deps: D | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[D]:
+        async with self._lock:
+            if self._users == 0:
+                stack = contextlib.AsyncExitStack()
+                try:
+                    self.database = await stack.enter_async_context(
+                        open_database(self._core.settings, self._core.breakers)
+                    )
+                    self.deps = await stack.enter_async_context(self._open_deps(self._core, self.database))
+                except BaseException:
+                    await stack.aclose()
+                    self.database = self.deps = None
+                    raise
+                self._stack = stack
+            self._users += 1
+        try:
+            assert self.deps is not None
+            yield self.deps
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    self._users -= 1
+                    if self._users == 0 and self._stack is not None:
+                        stack, self._stack = self._stack, None
+                        await stack.aclose()
+                        self.database = self.deps = None
+
+
+class StackServer(Generic[D]):
+    """An MCPServer plus everything the stack applies to every server."""
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        instructions: str,
+        open_deps: OpenDeps[D],
+        title: str | None = None,
+    ) -> None:
+        self.core = core
+        self._shared = _SharedDeps(core, open_deps)
+        self._tool_scopes: dict[str, Scope] = {}
+        settings = core.settings
+        self.base_url = f"http://{_url_host(settings.http.host)}:{self.port}"
+        self.verifier = StackTokenVerifier(self._keys, settings.auth)
+        auth = None
+        if settings.auth.required:
+            auth = SdkAuthSettings(
+                issuer_url=settings.auth.jwt_issuer or self.base_url,  # type: ignore[arg-type]  # pydantic coerces
+                resource_server_url=f"{self.base_url}/mcp",  # type: ignore[arg-type]
+                validate_token_resource=False,  # API keys carry no audience; the JWT verifier checks `aud` itself
+            )
+        self.mcp: MCPServer[D] = MCPServer(
+            name=f"mcp-stack-{core.server}",
+            title=title,
+            version=package_version(),
+            instructions=instructions,
+            lifespan=self._lifespan,
+            token_verifier=self.verifier if auth is not None else None,
+            auth=auth,
+            log_level=settings.observability.log_level,
+            middleware=[
+                StackMiddleware(
+                    server=core.server,
+                    metrics=core.metrics,
+                    limiter=core.limiter,
+                    tool_scopes=self._tool_scopes,
+                    prompt_names=self._prompt_names,
+                )
+            ],
+        )
+
+    @property
+    def port(self) -> int:
+        return int(getattr(self.core.settings.http, f"{self.core.server}_port"))
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: MCPServer[D]) -> AsyncIterator[D]:
+        async with self._shared.use() as deps:
+            yield deps
+
+    def _keys(self) -> KeyStore | None:
+        return KeyStore(self._shared.database) if self._shared.database is not None else None
+
+    def _prompt_names(self) -> frozenset[str]:
+        return frozenset(prompt.name for prompt in self.mcp._prompt_manager.list_prompts())
+
+    @property
+    def database(self) -> Database:
+        """The open database (only while the server runs)."""
+        if self._shared.database is None:
+            raise DependencyUnavailable("postgres", reason="server not started")
+        return self._shared.database
+
+    @property
+    def deps(self) -> D:
+        """The open dependencies (only while the server runs)."""
+        if self._shared.deps is None:
+            raise DependencyUnavailable(self.core.server, reason="server not started")
+        return self._shared.deps
+
+    def tool(
+        self, name: str, *, annotations: ToolAnnotations, scope: Scope | None = None, title: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a tool; its scope defaults to `read` for read-only tools and `write` otherwise."""
+        required: Scope = scope or ("read" if annotations.read_only_hint else "write")
+
+        def decorator(fn: F) -> F:
+            self._tool_scopes[name] = required
+            self.mcp.tool(name=name, title=title, annotations=annotations)(translate_errors(fn))
+            return fn
+
+        return decorator
+
+    def resource(self, uri: str, *, name: str, description: str, mime_type: str = "application/json") -> Callable[[F], F]:
+        """Register a resource or resource template; NotFound becomes ResourceNotFoundError."""
+
+        def decorator(fn: F) -> F:
+            self.mcp.resource(uri, name=name, description=description, mime_type=mime_type)(
+                translate_resource_errors(fn)
+            )
+            return fn
+
+        return decorator
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Run every dependency check with a timeout; report breaker states too."""
+        checks: dict[str, ReadinessCheck] = {}
+        if self._shared.database is not None:
+            checks["postgres"] = self._shared.database.ping
+        deps = self._shared.deps
+        if deps is not None and hasattr(deps, "readiness_checks"):
+            checks.update(deps.readiness_checks())
+        results: dict[str, str] = {}
+
+        async def run(name: str, check: ReadinessCheck) -> None:
+            try:
+                with anyio.fail_after(5):
+                    await check()
+                results[name] = "ok"
+            except TimeoutError:
+                results[name] = "timeout"
+            except Exception as exc:  # a readiness probe reports every failure, it never raises
+                results[name] = f"error: {type(exc).__name__}"
+
+        async with anyio.create_task_group() as tg:
+            for name, check in checks.items():
+                tg.start_soon(run, name, check)
+        ready = bool(checks) and all(value == "ok" for value in results.values())
+        return ready, {
+            "status": "ready" if ready else "not_ready",
+            "server": self.core.server,
+            "version": package_version(),
+            "uptime_seconds": round(time.time() - self.core.started_at, 1),
+            "checks": dict(sorted(results.items())),
+            "breakers": self.core.breakers.snapshot(),
+        }
+
+    def _routes(self) -> list[BaseRoute]:
+        core = self.core
+
+        async def health(_: Request) -> Response:
+            return JSONResponse({"status": "ok", "server": core.server, "version": package_version()})
+
+        async def ready(_: Request) -> Response:
+            is_ready, body = await self.readiness()
+            return JSONResponse(body, status_code=200 if is_ready else 503)
+
+        async def metrics(_: Request) -> Response:
+            database = self._shared.database
+            if database is not None:
+                stats = database.stats()
+                core.metrics.db_pool_connections.labels("in_use").set(stats.in_use)
+                core.metrics.db_pool_connections.labels("idle").set(stats.idle)
+            return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+        protect = self.core.settings.auth.required
+        return [
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", bearer_protected(ready, self, "read") if protect else ready, methods=["GET"]),
+            Route("/metrics", bearer_protected(metrics, self, "read") if protect else metrics, methods=["GET"]),
+        ]
+
+    def http_app(self, *, stateless: bool = False) -> Starlette:
+        """Streamable HTTP at /mcp (both eras), legacy SSE at /sse + /messages/, and the custom routes."""
+        http = self.core.settings.http
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+        app = self.mcp.streamable_http_app(
+            transport_security=security,
+            stateless_http=stateless,
+            max_request_body_size=http.max_request_bytes,
+            host=http.host,
+        )
+        sse = self.mcp.sse_app(transport_security=security, max_request_body_size=http.max_request_bytes)
+        # The SSE routes are already wrapped in RequireAuthMiddleware; the streamable app's authentication
+        # middleware (same verifier) fills in the user for them.
+        app.router.routes.extend(route for route in sse.routes if getattr(route, "path", "") in ("/sse", "/messages"))
+        app.router.routes.extend(self._routes())
+        return app
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+async def serve_http(server: StackServer[Any], *, host: str | None = None, port: int | None = None) -> None:
+    """Serve the HTTP app with uvicorn until cancelled or signalled; returns after a graceful shutdown."""
+    settings = server.core.settings
+    config = uvicorn.Config(
+        server.http_app(),
+        host=host or settings.http.host,
+        port=server.port if port is None else port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def serve_stdio(server: StackServer[Any]) -> None:
+    """Serve one parent process over stdin/stdout (trusted: no auth, stack-wide scopes)."""
+    logger.info("serving stdio", extra={"server": server.core.server, "pid": os.getpid()})
+    await server.mcp.run_stdio_async()

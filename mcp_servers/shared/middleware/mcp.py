@@ -1,0 +1,191 @@
+"""MCP-side cross-cutting concerns, applied by the harness to every server.
+
+- `StackMiddleware` (a `ServerMiddleware`): request ids, unknown tool/prompt -> JSON-RPC -32602, scope checks,
+  rate limits (-32002 with `retry_after_seconds`), call metrics.
+- `translate_errors`: wraps each tool so domain `StackError`s become `ToolError` (the model reads them) or
+  `MCPError` (the host sees them). This is the one place domain errors meet MCP.
+"""
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult
+from starlette.requests import Request
+
+from mcp_servers.shared.auth.scopes import Scope, grants
+from mcp_servers.shared.errors import (
+    Conflict,
+    DependencyUnavailable,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StackError,
+)
+from mcp_servers.shared.observability.logging import request_id_var
+from mcp_servers.shared.observability.metrics import StackMetrics
+from mcp_servers.shared.resilience.ratelimit import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+# Our JSON-RPC error codes (the -32000..-32019 server range).
+PERMISSION_DENIED = -32001
+RATE_LIMITED = -32002
+DEPENDENCY_UNAVAILABLE = -32003
+
+# Callers on stdio or in-process share the parent's trust; HTTP callers are named by their key id.
+TRUSTED_PRINCIPAL = "local"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class _CallOutcome:
+    crashed: bool = False
+
+
+_outcome_var: ContextVar[_CallOutcome | None] = ContextVar("tool_call_outcome", default=None)
+
+
+def to_mcp_error(error: StackError) -> Exception:
+    """The MCP form of a domain error: ToolError for what the model can fix or retry, MCPError for the host."""
+    if isinstance(error, RateLimited):
+        return MCPError(RATE_LIMITED, str(error), {"retry_after_seconds": round(error.retry_after_seconds, 3)})
+    if isinstance(error, PermissionDenied):
+        return MCPError(PERMISSION_DENIED, str(error), {"required_scope": error.required_scope})
+    if isinstance(error, NotFound | Conflict | InvalidRequest | DependencyUnavailable):
+        return ToolError(str(error))
+    return ToolError(str(error))
+
+
+def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Tool wrapper: StackError -> ToolError/MCPError; anything else is a crash, recorded then re-raised."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except StackError as exc:
+            raise to_mcp_error(exc) from None
+        except (ToolError, MCPError):
+            raise
+        except Exception:
+            outcome = _outcome_var.get()
+            if outcome is not None:
+                outcome.crashed = True
+            raise
+
+    return wrapper
+
+
+def translate_resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Resource wrapper: NotFound -> ResourceNotFoundError (-32602), other StackErrors -> their MCP form."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except NotFound as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        except StackError as exc:
+            mapped = to_mcp_error(exc)
+            raise (mapped if isinstance(mapped, MCPError) else MCPError(INVALID_PARAMS, str(exc))) from None
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a key id (HTTP) or the trusted local parent (stdio, in-process)."""
+
+    name: str
+    scopes: tuple[str, ...] | None  # None = trusted, every scope
+
+
+def principal_of(ctx: ServerRequestContext[Any, Any]) -> Principal:
+    """The caller of this request, from the HTTP auth middleware's user (absent on stdio/in-process)."""
+    request = ctx.request
+    if isinstance(request, Request) and "user" in request.scope:
+        user = request.scope["user"]
+        if isinstance(user, AuthenticatedUser):
+            return Principal(name=user.access_token.client_id, scopes=tuple(user.access_token.scopes))
+        return Principal(name="anonymous", scopes=())
+    return Principal(name=TRUSTED_PRINCIPAL, scopes=None)
+
+
+class StackMiddleware:
+    """The ServerMiddleware every stack server runs, outermost-first inside the SDK's own."""
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        metrics: StackMetrics,
+        limiter: RateLimiter | None,
+        tool_scopes: Mapping[str, Scope],
+        prompt_names: Callable[[], frozenset[str]],
+    ) -> None:
+        self._server = server
+        self._metrics = metrics
+        self._limiter = limiter
+        self._tool_scopes = tool_scopes
+        self._prompt_names = prompt_names
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        token = request_id_var.set(uuid.uuid4().hex[:16])
+        try:
+            if ctx.method == "tools/call":
+                return await self._call_tool(ctx, call_next)
+            if ctx.method == "prompts/get":
+                name = (ctx.params or {}).get("name")
+                if name not in self._prompt_names():
+                    raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name!r}")
+            return await call_next(ctx)
+        finally:
+            request_id_var.reset(token)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        name = (ctx.params or {}).get("name")
+        # The SDK answers an unknown tool with isError; the spec wants -32602 (python-sdk#3659).
+        # Remove once the SDK raises it itself.
+        required = self._tool_scopes.get(name) if isinstance(name, str) else None
+        if required is None:
+            raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}")
+        assert isinstance(name, str)
+        principal = principal_of(ctx)
+        if principal.scopes is not None and not grants(principal.scopes, server=self._server, required=required):
+            self._metrics.tool_calls.labels(self._server, name, "protocol_error").inc()
+            raise to_mcp_error(
+                PermissionDenied(f"tool {name} needs the {required!r} scope on {self._server}", required_scope=required)
+            )
+        if self._limiter is not None:
+            try:
+                await self._limiter.acquire(f"{self._server}:{principal.name}:{name}")
+            except RateLimited as exc:
+                self._metrics.rate_limit_rejections.labels(self._server, name).inc()
+                self._metrics.tool_calls.labels(self._server, name, "protocol_error").inc()
+                raise to_mcp_error(exc) from None
+        outcome = _CallOutcome()
+        outcome_token = _outcome_var.set(outcome)
+        started = time.perf_counter()
+        label = "protocol_error"
+        try:
+            result = await call_next(ctx)
+            is_error = isinstance(result, CallToolResult) and result.is_error
+            label = "crash" if outcome.crashed else ("tool_error" if is_error else "ok")
+            return result
+        finally:
+            _outcome_var.reset(outcome_token)
+            self._metrics.tool_duration.labels(self._server, name).observe(time.perf_counter() - started)
+            self._metrics.tool_calls.labels(self._server, name, label).inc()
