@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:  make run  (set up, start the stack)  ·  make test  (set up, run every check)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CACHE := $(HOME)/.cache/mcp-stack
+
+.PHONY: setup run test lint typecheck pytest tools bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m mcp_servers.shared.embeddings.provision
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/mcp-stack up
+
+tools: setup
+	bash scripts/provision-tools.sh all
+
+lint: setup
+	$(VENV)/bin/ruff check mcp_servers tests bench
+	$(VENV)/bin/ruff format --check mcp_servers tests bench
+	$(VENV)/bin/lint-imports
+
+typecheck: setup
+	$(VENV)/bin/mypy --strict mcp_servers
+
+pytest: setup tools
+	$(VENV)/bin/pytest -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: setup tools
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
