@@ -1,0 +1,87 @@
+"""Helpers shared by tests: serve an ASGI app on a loopback port, connect real MCP clients, wait on conditions."""
+
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import uvicorn
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from starlette.types import ASGIApp
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def bind_loopback() -> socket.socket:
+    """A listening-ready socket on 127.0.0.1 with an OS-assigned port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    with contextlib.closing(bind_loopback()) as sock:
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Run an ASGI app with uvicorn on this event loop; yield its base URL; shut down on exit."""
+    sock = sock or bind_loopback()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=2))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(30):
+            while not server.started:
+                if server.should_exit:
+                    raise RuntimeError("uvicorn failed to start")
+                await anyio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+
+
+def http_client(url: str, token: str | None, *, mode: str = "legacy") -> Client:
+    """An MCP client over Streamable HTTP, with a bearer token and a pinned protocol era."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    transport = streamable_http_client(f"{url}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=30))
+    return Client(transport, mode=mode)
+
+
+def stdio_client(args: list[str], env: Mapping[str, str]) -> Client:
+    """An MCP client that launches `mcp-stack` as a subprocess and talks over stdio."""
+    params = StdioServerParameters(command=str(VENV_BIN / "mcp-stack"), args=args, env=dict(env))
+    return Client(params, mode="legacy")
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout: float = 10, interval: float = 0.05) -> None:
+    """Poll an async condition until it holds; fail after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        while not await condition():
+            await anyio.sleep(interval)
+
+
+async def wait_http_ok(url: str, *, timeout: float = 60, process: subprocess.Popen[Any] | None = None) -> None:
+    """Poll a URL until it answers 200 (fails early if the process it belongs to exits)."""
+    async with httpx.AsyncClient(timeout=2) as client:
+
+        async def ok() -> bool:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+            try:
+                return (await client.get(url)).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_until(ok, timeout=timeout, interval=0.1)
