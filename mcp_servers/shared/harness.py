@@ -69,7 +69,7 @@ class Core:
     settings: StackSettings
     metrics: StackMetrics
     breakers: BreakerRegistry
-    limiter: RateLimiter | None
+    limiter: RateLimiter
     telemetry: TelemetryWriter
     started_at: float
 
@@ -78,7 +78,7 @@ def build_core(server: ServerName, settings: StackSettings) -> Core:
     """Metrics, breakers (exported as metrics), the rate limiter and the telemetry writer of one server."""
     metrics = StackMetrics(server, package_version())
     breakers = BreakerRegistry(settings.breaker, on_state_change=metrics.record_breaker)
-    limiter = create_rate_limiter(settings.rate_limit, breakers) if settings.rate_limit.enabled else None
+    limiter = create_rate_limiter(settings.rate_limit, breakers)  # always built: the limit can be enabled live
     telemetry = TelemetryWriter(settings.telemetry_path, settings.telemetry.max_file_bytes, source=server)
     configure_tracing(f"mcp-stack-{server}", settings.observability.otlp_endpoint)
     return Core(server, settings, metrics, breakers, limiter, telemetry, time.time())

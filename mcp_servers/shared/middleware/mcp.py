@@ -132,7 +132,7 @@ class StackMiddleware:
         *,
         server: str,
         metrics: StackMetrics,
-        limiter: RateLimiter | None,
+        limiter: RateLimiter,
         tool_scopes: Mapping[str, Scope],
         prompt_names: Callable[[], frozenset[str]],
     ) -> None:
@@ -169,13 +169,12 @@ class StackMiddleware:
             raise to_mcp_error(
                 PermissionDenied(f"tool {name} needs the {required!r} scope on {self._server}", required_scope=required)
             )
-        if self._limiter is not None:
-            try:
-                await self._limiter.acquire(f"{self._server}:{principal.name}:{name}")
-            except RateLimited as exc:
-                self._metrics.rate_limit_rejections.labels(self._server, name).inc()
-                self._metrics.tool_calls.labels(self._server, name, "protocol_error").inc()
-                raise to_mcp_error(exc) from None
+        try:
+            await self._limiter.acquire(f"{self._server}:{principal.name}:{name}")
+        except RateLimited as exc:
+            self._metrics.rate_limit_rejections.labels(self._server, name).inc()
+            self._metrics.tool_calls.labels(self._server, name, "protocol_error").inc()
+            raise to_mcp_error(exc) from None
         outcome = _CallOutcome()
         outcome_token = _outcome_var.set(outcome)
         started = time.perf_counter()
