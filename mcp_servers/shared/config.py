@@ -159,13 +159,62 @@ class AidbSettings(_Section):
     chunk_tokens: int = Field(default=200, ge=16, le=4096)
 
 
+class LlmBackendSettings(_Section):
+    """One chat backend Hybrid may route to (OpenAI-compatible or Anthropic Messages)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="unique; also the breaker name llm:<name>")
+    kind: Literal["local", "remote"] = Field(description="local = on this machine/network; remote = paid or external")
+    protocol: Literal["openai", "anthropic"] = "openai"
+    base_url: str = Field(max_length=2000, description="OpenAI: ends in /v1; Anthropic: the API root")
+    model: str = Field(max_length=200)
+    api_key: SecretStr | None = None
+    api_key_path: Path | None = Field(default=None, description="file holding the API key (read at start-up)")
+    context_window_tokens: int = Field(default=4096, ge=256, le=10_000_000)
+    cost_per_1k_tokens: float = Field(default=0.0, ge=0, le=1000, description="prompt + completion, budget units")
+    timeout_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    json_mode: Literal["json_schema", "json_object"] = Field(
+        default="json_schema", description="json_object = llama-cpp-python's response_format with inline schema"
+    )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> "LlmBackendSettings":
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
 class HybridSettings(_Section):
     """LLM coordinator."""
 
     aidb_url: str | None = Field(default=None, description="AIDB MCP URL; unset = no AIDB context")
     aidb_api_key: SecretStr | None = None
+    aidb_search_tool: str = Field(default="search_documents", max_length=100)
+    aidb_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
+    ralph_url: str | None = Field(default=None, description="Ralph MCP URL for optimisation proposals; unset = off")
+    ralph_api_key: SecretStr | None = None
     checkpoint_every_events: int = Field(default=100, ge=1, le=1_000_000)
     backpressure_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=1024**4)
+    pipeline_enabled: bool = Field(default=True, description="run the telemetry learning pipeline in this process")
+    pipeline_poll_seconds: float = Field(default=1.0, ge=0.01, le=3600)
+    backends: list[LlmBackendSettings] = Field(default_factory=list, max_length=32)
+    allow_secrets_remote: bool = Field(default=False, description="send content flagged secret to remote backends")
+    complexity_threshold: float = Field(default=0.6, ge=0, le=1, description="initial escalation threshold")
+    complexity_threshold_min: float = Field(default=0.3, ge=0, le=1)
+    complexity_threshold_max: float = Field(default=0.9, ge=0, le=1)
+    threshold_step: float = Field(default=0.02, ge=0, le=0.5, description="adaptation per recorded outcome")
+    daily_budget: float = Field(default=10.0, ge=0, le=1_000_000, description="remote spend per UTC day")
+    pattern_min_value: float = Field(default=0.6, ge=0, le=1, description="value score that makes a pattern")
+    pattern_merge_similarity: float = Field(default=0.9, ge=0, le=1)
+    context_max_tokens: int = Field(default=1024, ge=0, le=1_000_000, description="context budget of augment_query")
+
+    @model_validator(mode="after")
+    def _check_hybrid(self) -> "HybridSettings":
+        names = [backend.name for backend in self.backends]
+        if len(names) != len(set(names)):
+            raise ValueError("backend names must be unique")
+        if self.complexity_threshold_min > self.complexity_threshold_max:
+            raise ValueError("complexity_threshold_min must not exceed complexity_threshold_max")
+        return self
 
 
 class RalphSettings(_Section):

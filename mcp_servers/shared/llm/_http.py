@@ -1,0 +1,98 @@
+"""The one POST path both LLM adapters share: breaker, per-call timeout, and the error mapping."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
+
+
+class UpstreamError(Exception):
+    """An HTTP answer that means the backend itself is failing (5xx, 429, unparseable body: status 0)."""
+
+    def __init__(self, status: int, retry_after_seconds: float | None = None) -> None:
+        super().__init__(f"upstream status {status}")
+        self.status = status
+        self.retry_after_seconds = retry_after_seconds
+
+
+# What counts against a backend's breaker: a rejected request (4xx) is the caller's fault, not an outage.
+BREAKER_FAILURES: tuple[type[BaseException], ...] = (httpx.TransportError, UpstreamError)
+
+
+def llm_breaker(breakers: BreakerRegistry, backend: str) -> CircuitBreaker:
+    """The breaker of one LLM backend, named `llm:<backend>` in /ready and metrics."""
+    return breakers.get(f"llm:{backend}", failure_types=BREAKER_FAILURES)
+
+
+def new_client(
+    base_url: str,
+    headers: Mapping[str, str],
+    connect_timeout_seconds: float,
+    max_connections: int,
+    transport: httpx.AsyncBaseTransport | None,
+) -> httpx.AsyncClient:
+    """The adapter's long-lived client; each call passes its own total timeout."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=dict(headers),
+        timeout=httpx.Timeout(60.0, connect=connect_timeout_seconds),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        transport=transport,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    breaker: CircuitBreaker,
+    *,
+    backend: str,
+    path: str,
+    body: Mapping[str, Any],
+    timeout_seconds: float,
+    parse: Any,
+) -> Any:
+    """POST `body`, check the status, and return `parse(json_body)` — all inside the breaker.
+
+    `parse` raises UpstreamError(0) for a body without an answer, so a broken backend opens its breaker.
+
+    Raises:
+        DependencyUnavailable: transport error, timeout, 429, 5xx, malformed body, or open breaker.
+        InvalidRequest: any other 4xx (the backend refused this request).
+    """
+    dependency = f"llm:{backend}"
+    try:
+        async with breaker:
+            response = await client.post(path, json=dict(body), timeout=httpx.Timeout(timeout_seconds))
+            if response.status_code == 429 or response.status_code >= 500:
+                raise UpstreamError(response.status_code, _retry_after(response))
+            if response.status_code >= 400:
+                raise InvalidRequest(
+                    f"backend {backend} rejected the request (HTTP {response.status_code}); "
+                    "shorten the prompt or lower max_tokens"
+                )
+            try:
+                payload = response.json()
+            except ValueError:
+                raise UpstreamError(0) from None
+            return parse(payload)
+    except httpx.TimeoutException:
+        raise DependencyUnavailable(dependency, reason="timed out") from None
+    except httpx.TransportError:
+        raise DependencyUnavailable(dependency, reason="connection failed") from None
+    except UpstreamError as exc:
+        raise DependencyUnavailable(
+            dependency,
+            retry_after_seconds=exc.retry_after_seconds or 1.0,
+            reason=f"HTTP {exc.status}" if exc.status else "malformed response",
+        ) from None

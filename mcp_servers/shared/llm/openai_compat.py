@@ -1,0 +1,125 @@
+"""OpenAI-compatible chat completions (llama.cpp server, Ollama, vLLM, OpenAI) over one long-lived httpx client.
+
+The adapter owns its `httpx.AsyncClient` (closed by `close()`) and uses its backend's breaker from the registry.
+Transport errors, timeouts, 429 and 5xx open the breaker and surface as `DependencyUnavailable`; other 4xx
+surface as `InvalidRequest` and do not count against the backend.
+"""
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import httpx
+
+from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json
+from mcp_servers.shared.llm.port import ChatMessage, Completion
+from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
+
+# `json_schema` is OpenAI's structured-output form; `json_object` with an inline `schema` is what
+# llama-cpp-python's server understands.
+JsonMode = Literal["json_schema", "json_object"]
+
+
+def usage_tokens(body: Mapping[str, Any], key: str) -> int | None:
+    """A non-negative integer from `body["usage"][key]`, or None when the backend did not report it."""
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _parse(payload: Any) -> tuple[str, Mapping[str, Any]]:
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise UpstreamError(0) from None
+    if not isinstance(payload, Mapping) or not isinstance(content, str):
+        raise UpstreamError(0)
+    return content, payload
+
+
+class OpenAICompatibleChat:
+    """A ChatModel speaking `POST {base_url}/chat/completions` (base_url ends in /v1 by convention)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        model: str,
+        breakers: BreakerRegistry,
+        api_key: str | None = None,
+        json_mode: JsonMode = "json_schema",
+        connect_timeout_seconds: float = 5.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._name = name
+        self._model = model
+        self._json_mode = json_mode
+        self.breaker: CircuitBreaker = llm_breaker(breakers, name)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = new_client(base_url, headers, connect_timeout_seconds, max_connections, transport)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def request_body(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body of one chat-completion request."""
+        body: dict[str, Any] = {
+            "model": self._model,
+            "messages": [{"role": message.role, "content": message.content} for message in messages],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": False,
+        }
+        if json_schema is not None:
+            if self._json_mode == "json_schema":
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "response", "schema": dict(json_schema), "strict": True},
+                }
+            else:
+                body["response_format"] = {"type": "json_object", "schema": dict(json_schema)}
+        return body
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        json_schema: Mapping[str, Any] | None = None,
+        timeout_seconds: float,
+    ) -> Completion:
+        """One chat completion through the breaker; see the module docstring for the error mapping."""
+        body = self.request_body(messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
+        started = time.perf_counter()
+        text, payload = await post_json(
+            self._client,
+            self.breaker,
+            backend=self._name,
+            path="/chat/completions",
+            body=body,
+            timeout_seconds=timeout_seconds,
+            parse=_parse,
+        )
+        return Completion(
+            text=text,
+            prompt_tokens=usage_tokens(payload, "prompt_tokens"),
+            completion_tokens=usage_tokens(payload, "completion_tokens"),
+            model=str(payload.get("model") or self._model),
+            latency_seconds=time.perf_counter() - started,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
