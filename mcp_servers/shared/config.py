@@ -218,15 +218,50 @@ class HybridSettings(_Section):
 
 
 class RalphSettings(_Section):
-    """Agent loop."""
+    """Agent loop: workers, leases, backends, limits and the sandbox for the commands it runs."""
 
-    workers: int = Field(default=4, ge=1, le=256, description="concurrent tasks per process")
-    lease_seconds: float = Field(default=30.0, ge=1, le=3600)
-    workspace_roots: list[Path] = Field(default_factory=list)
-    hybrid_url: str | None = None
+    workers: int = Field(default=4, ge=0, le=256, description="concurrent tasks per process; 0 = serve only, no worker")
+    lease_seconds: float = Field(default=30.0, ge=1, le=3600, description="a dead worker's task is resumed after this")
+    control_poll_seconds: float = Field(
+        default=0.4, ge=0.05, le=0.5, description="how often workers look for stop requests and new tasks"
+    )
+    workspace_roots: list[Path] = Field(default_factory=list, description="task workspaces must lie under one of these")
+    command_templates: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='argv per agent; backend "command" uses "default", "command:NAME" uses NAME; '
+        "{prompt} {task_id} {iteration} {workspace} are substituted, the prompt is also sent on stdin",
+    )
+    allow_task_commands: bool = Field(
+        default=True, description="accept verify_command and hooks from callers with the write scope"
+    )
+    env_passthrough: list[str] = Field(
+        default_factory=list, description="environment variables passed to agent commands (e.g. ANTHROPIC_API_KEY)"
+    )
+    iteration_timeout_seconds: float = Field(default=900.0, ge=0.1, le=86400)
+    hook_timeout_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    verify_timeout_seconds: float = Field(default=300.0, ge=0.1, le=86400)
+    kill_grace_seconds: float = Field(default=0.5, ge=0.0, le=1.5, description="SIGTERM to SIGKILL of a process group")
+    max_output_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024, description="kept per iteration")
+    stuck_repeat_threshold: int = Field(default=3, ge=2, le=1000, description="same output this many times = stuck")
+    max_consecutive_failures: int = Field(default=5, ge=1, le=1000)
+    backoff_base_seconds: float = Field(default=1.0, ge=0.0, le=3600)
+    backoff_max_seconds: float = Field(default=60.0, ge=0.0, le=86400)
+    hybrid_url: str | None = Field(default=None, description="Hybrid MCP URL (…/mcp) for the hybrid backend")
     hybrid_api_key: SecretStr | None = None
-    aidb_url: str | None = None
+    aidb_url: str | None = Field(default=None, description="AIDB MCP URL (…/mcp) for iteration context")
     aidb_api_key: SecretStr | None = None
+    context_results: int = Field(default=3, ge=0, le=50, description="AIDB search hits added to each hybrid prompt")
+    hybrid_max_tokens: int = Field(default=1024, ge=1, le=1_000_000)
+    mcp_timeout_seconds: float = Field(default=120.0, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "RalphSettings":
+        if self.backoff_base_seconds > self.backoff_max_seconds:
+            raise ValueError("backoff_base_seconds must not exceed backoff_max_seconds")
+        for name, argv in self.command_templates.items():
+            if not argv or not argv[0]:
+                raise ValueError(f"command_templates[{name!r}] must name a program")
+        return self
 
 
 class DashboardSettings(_Section):
