@@ -1,0 +1,110 @@
+"""Path safety for ingest_path: roots, '..', symlinks, binary and oversized files."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mcp_servers.aidb.paths import TextFile, matches, read_text_file, resolve_target, walk
+from mcp_servers.shared.errors import InvalidRequest, NotFound
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    (root / "docs" / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "docs" / "a.md").write_text("# A", encoding="utf-8")
+    (root / "docs" / "sub" / "b.md").write_text("# B", encoding="utf-8")
+    (root / "docs" / "c.txt").write_text("c", encoding="utf-8")
+    (outside / "secret.md").write_text("secret", encoding="utf-8")
+    os.symlink(outside / "secret.md", root / "docs" / "link.md")
+    os.symlink(outside, root / "docs" / "linkdir")
+    return root, outside
+
+
+def test_relative_path_resolves_under_the_first_root(tree: tuple[Path, Path]) -> None:
+    root, _ = tree
+    target, found_root = resolve_target("docs", [root])
+    assert target == root.resolve() / "docs"
+    assert found_root == root.resolve()
+
+
+@pytest.mark.parametrize("raw", ["../outside", "docs/../../outside", "docs/.."])
+def test_dot_dot_is_refused(tree: tuple[Path, Path], raw: str) -> None:
+    with pytest.raises(InvalidRequest):
+        resolve_target(raw, [tree[0]])
+
+
+def test_absolute_path_outside_the_roots_is_refused(tree: tuple[Path, Path]) -> None:
+    with pytest.raises(InvalidRequest):
+        resolve_target(str(tree[1]), [tree[0]])
+    with pytest.raises(InvalidRequest):
+        resolve_target("/etc/passwd", [tree[0]])
+
+
+def test_symlink_pointing_out_is_refused_as_target(tree: tuple[Path, Path]) -> None:
+    with pytest.raises(InvalidRequest):
+        resolve_target("docs/link.md", [tree[0]])
+    with pytest.raises(InvalidRequest):
+        resolve_target("docs/linkdir", [tree[0]])
+
+
+def test_no_roots_means_ingest_is_disabled(tree: tuple[Path, Path]) -> None:
+    with pytest.raises(InvalidRequest):
+        resolve_target("docs", [])
+
+
+def test_missing_path_is_not_found(tree: tuple[Path, Path]) -> None:
+    with pytest.raises(NotFound):
+        resolve_target("docs/missing.md", [tree[0]])
+
+
+def test_walk_matches_the_glob_and_skips_symlinks_out(tree: tuple[Path, Path]) -> None:
+    root, _ = tree
+    target, _ = resolve_target("docs", [root])
+    found, skipped = walk(target, [root], "*.md", max_files=100)
+    assert sorted(c.relative for c in found) == ["a.md", "sub/b.md"]
+    assert [(s.relative, "outside" in s.reason) for s in skipped] == [("link.md", True)]
+
+
+def test_walk_respects_the_file_limit(tree: tuple[Path, Path]) -> None:
+    root, _ = tree
+    found, skipped = walk(root / "docs", [root], "**", max_files=1)
+    assert len(found) == 1
+    assert any("limit" in s.reason for s in skipped)
+
+
+@pytest.mark.parametrize(
+    ("relative", "pattern", "expected"),
+    [
+        ("a.md", "*.md", True),
+        ("x/y/a.md", "*.md", True),
+        ("x/y/a.md", "**/*.md", True),
+        ("a.md", "**/*.md", True),
+        ("x/a.md", "x/*.md", True),
+        ("x/y/a.md", "x/*.md", False),
+        ("a.py", "*.md", False),
+        ("a1.md", "a?.md", True),
+        ("b.md", "[ab].md", True),
+        ("c.md", "[!ab].md", True),
+    ],
+)
+def test_glob_matching(relative: str, pattern: str, expected: bool) -> None:
+    assert matches(relative, pattern) is expected
+
+
+def test_binary_oversized_and_non_utf8_files_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(b"abc\x00def")
+    latin = tmp_path / "l.txt"
+    latin.write_bytes("caf\u00e9".encode("latin-1"))
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 101, encoding="utf-8")
+    good = tmp_path / "good.txt"
+    good.write_text("hello", encoding="utf-8")
+    assert read_text_file(binary, 100) == "binary file"
+    assert "UTF-8" in str(read_text_file(latin, 100))
+    assert "limit" in str(read_text_file(big, 100))
+    assert read_text_file(good, 100) == TextFile(text="hello", size_bytes=5)
