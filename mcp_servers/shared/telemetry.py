@@ -1,0 +1,400 @@
+"""Telemetry events as JSON lines, appended by many processes under one file lock, rotated by size, read by checkpoint.
+
+events.jsonl                         live file; every process appends whole lines while holding the lock
+events-<UTC time>-<seq>.jsonl        rotated files; `seq` (1, 2, ...) orders them, the live file comes last
+events.seq                           the last `seq` given out, so numbering survives deleted rotated files
+events.jsonl.lock                    the `filelock` lock writers share; readers take it to snapshot the layout
+"""
+
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+from filelock import FileLock
+
+from mcp_servers.shared.errors import DependencyUnavailable
+
+__all__ = [
+    "Checkpoint",
+    "TelemetryEvent",
+    "TelemetryReader",
+    "TelemetryWriter",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+LIVE_FILE: Final = "events.jsonl"
+LOCK_FILE: Final = "events.jsonl.lock"
+SEQ_FILE: Final = "events.seq"
+_ROTATED = re.compile(r"^events-(\d{8}T\d{12}Z)-(\d+)\.jsonl$")
+_READ_CHUNK_BYTES: Final = 1024 * 1024
+_LOCK_POLL_SECONDS: Final = 0.001
+DEPENDENCY: Final = "telemetry"
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryEvent:
+    """One event as read back: envelope fields plus the emitter's own `data`."""
+
+    id: str
+    ts: str
+    pid: int
+    source: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, line: bytes) -> "TelemetryEvent":
+        """Parse one line; raises ValueError when it is not an event written by TelemetryWriter."""
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        try:
+            event = cls(
+                id=record["id"],
+                ts=record["ts"],
+                pid=record["pid"],
+                source=record["source"],
+                type=record["type"],
+                data=record.get("data", {}),
+            )
+        except KeyError as exc:
+            raise ValueError(f"missing field {exc.args[0]}") from None
+        if not isinstance(event.data, dict) or not isinstance(event.pid, int):
+            raise ValueError("wrong field type")
+        return event
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a reader stopped: the file generation `seq` and the bytes of it already consumed.
+
+    A rotated file's generation is the `seq` in its name; the live file's is the `seq` it will get when rotated.
+    A name alone cannot say this: `events.jsonl` is a different file after every rotation.
+    """
+
+    seq: int = 0
+    offset: int = 0
+
+
+class TelemetryWriter:
+    """Appends events for one source (a server name); safe across processes and across tasks of one process.
+
+    Each event is one `write` of a whole line while holding `events.jsonl.lock`, so concurrent writers never
+    interleave bytes. A line left unterminated by a writer that died mid-write is closed with a newline before
+    the next line, so it costs only itself (readers skip it). File I/O runs on a worker thread.
+    """
+
+    def __init__(
+        self, directory: Path, max_file_bytes: int, *, source: str, lock_timeout_seconds: float = 10.0
+    ) -> None:
+        if max_file_bytes < 1:
+            raise ValueError("max_file_bytes must be positive")
+        self._directory = directory
+        self._max_file_bytes = max_file_bytes
+        self._source = source
+        self._lock = FileLock(
+            directory / LOCK_FILE, timeout=lock_timeout_seconds, thread_local=False, poll_interval=_LOCK_POLL_SECONDS
+        )
+        # One thread at a time per writer: the file lock orders processes, this orders our own tasks.
+        self._limiter = anyio.CapacityLimiter(1)
+        self._directory_ready = False
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    async def emit(self, event_type: str, **fields: Any) -> str:
+        """Append one event with `fields` as its data; returns the event id.
+
+        Values JSON cannot encode are written as `str(value)`.
+
+        Raises:
+            DependencyUnavailable: the directory cannot be written or the lock was not obtained in time.
+        """
+        event_id = uuid.uuid4().hex
+        record = {
+            "id": event_id,
+            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "pid": os.getpid(),
+            "source": self._source,
+            "type": event_type,
+            "data": fields,
+        }
+        # json.dumps escapes newlines inside strings, so one event is always exactly one line.
+        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("ascii")
+        try:
+            await anyio.to_thread.run_sync(self._append, line, limiter=self._limiter)
+        except OSError as exc:  # includes filelock.Timeout, a TimeoutError
+            logger.warning("telemetry append failed", extra={"error_type": type(exc).__name__})
+            raise DependencyUnavailable(DEPENDENCY, reason="cannot append events") from exc
+        return event_id
+
+    def _append(self, line: bytes) -> None:
+        if not self._directory_ready:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            self._directory_ready = True
+        live = self._directory / LIVE_FILE
+        with self._lock:
+            fd = os.open(live, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                size = os.fstat(fd).st_size
+                terminated = size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+                if size > 0 and size + len(line) + (not terminated) > self._max_file_bytes:
+                    if not terminated:
+                        _write_all(fd, b"\n")
+                    os.close(fd)
+                    fd = -1
+                    self._rotate(live)
+                    fd = os.open(live, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+                elif not terminated:
+                    line = b"\n" + line
+                _write_all(fd, line)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+
+    def _rotate(self, live: Path) -> None:
+        # Called with the lock held. Rename first, record the seq second: after a crash in between, the listing
+        # still shows the new file and `_last_seq` takes the maximum of both.
+        seq = _last_seq(self._directory, _rotated_files(self._directory)) + 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        os.rename(live, self._directory / f"events-{stamp}-{seq:08d}.jsonl")
+        _write_seq(self._directory, seq)
+
+
+class TelemetryReader:
+    """Reads events from a checkpoint across rotated files in order, then the live file; never moves them.
+
+    Only complete lines are consumed, so an event being written is read on a later call. Lines that are not
+    events (the remains of a writer that died mid-write) are skipped and counted in `skipped_lines`.
+    """
+
+    def __init__(self, directory: Path, *, lock_timeout_seconds: float = 10.0) -> None:
+        self._directory = directory
+        self._lock = FileLock(
+            directory / LOCK_FILE, timeout=lock_timeout_seconds, thread_local=False, poll_interval=_LOCK_POLL_SECONDS
+        )
+        self._limiter = anyio.CapacityLimiter(1)
+        self.skipped_lines = 0
+
+    async def read(self, checkpoint: Checkpoint, *, max_events: int = 1000) -> tuple[list[TelemetryEvent], Checkpoint]:
+        """Up to `max_events` events after `checkpoint`, and the checkpoint after them.
+
+        Raises:
+            DependencyUnavailable: the directory cannot be read or the lock was not obtained in time.
+        """
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        try:
+            return await anyio.to_thread.run_sync(self._read, checkpoint, max_events, limiter=self._limiter)
+        except OSError as exc:
+            logger.warning("telemetry read failed", extra={"error_type": type(exc).__name__})
+            raise DependencyUnavailable(DEPENDENCY, reason="cannot read events") from exc
+
+    async def remove_consumed(self, checkpoint: Checkpoint) -> int:
+        """Delete rotated files wholly before `checkpoint`; returns how many. Only for the sole consumer."""
+
+        def remove() -> int:
+            if not self._directory.is_dir():
+                return 0
+            with self._lock:
+                done = [path for seq, path in _rotated_files(self._directory).items() if seq < checkpoint.seq]
+                for path in done:
+                    path.unlink(missing_ok=True)
+            return len(done)
+
+        try:
+            return await anyio.to_thread.run_sync(remove, limiter=self._limiter)
+        except OSError as exc:
+            logger.warning("telemetry cleanup failed", extra={"error_type": type(exc).__name__})
+            raise DependencyUnavailable(DEPENDENCY, reason="cannot remove consumed events") from exc
+
+    def _read(self, checkpoint: Checkpoint, max_events: int) -> tuple[list[TelemetryEvent], Checkpoint]:
+        if not self._directory.is_dir():
+            return [], checkpoint
+        # Under the lock no rotation is half done: the live file opened here is generation `live_seq`, and the
+        # open descriptor keeps reading that same file even if it is rotated a moment later.
+        with self._lock:
+            rotated = _rotated_files(self._directory)
+            live_seq = _last_seq(self._directory, rotated) + 1
+            try:
+                live_fd: int | None = os.open(self._directory / LIVE_FILE, os.O_RDONLY)
+            except FileNotFoundError:
+                live_fd = None
+        try:
+            return self._read_from(checkpoint, max_events, rotated, live_seq, live_fd)
+        finally:
+            if live_fd is not None:
+                os.close(live_fd)
+
+    def _read_from(
+        self,
+        checkpoint: Checkpoint,
+        max_events: int,
+        rotated: Mapping[int, Path],
+        live_seq: int,
+        live_fd: int | None,
+    ) -> tuple[list[TelemetryEvent], Checkpoint]:
+        seq, offset = checkpoint.seq, checkpoint.offset
+        if seq > live_seq:
+            logger.warning("telemetry checkpoint is ahead of the files; reading from the start")
+            seq, offset = 0, 0
+        if 0 < seq < live_seq and seq not in rotated:
+            logger.warning("telemetry file at the checkpoint is gone; continuing with the next file")
+        events: list[TelemetryEvent] = []
+        for file_seq in [*sorted(s for s in rotated if s >= seq), live_seq]:
+            if file_seq != seq:
+                seq, offset = file_seq, 0
+            if file_seq == live_seq:
+                if live_fd is None:
+                    break
+                if offset > os.fstat(live_fd).st_size:
+                    logger.warning("telemetry live file is shorter than the checkpoint; reading it from the start")
+                    offset = 0
+                offset = self._consume(live_fd, offset, max_events - len(events), events)
+                break
+            try:
+                fd = os.open(rotated[file_seq], os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                offset = self._consume(fd, offset, max_events - len(events), events)
+            finally:
+                os.close(fd)
+            if len(events) >= max_events:
+                break
+        return events, Checkpoint(seq, offset)
+
+    def _consume(self, fd: int, offset: int, limit: int, events: list[TelemetryEvent]) -> int:
+        """Parse up to `limit` complete lines from `offset` into `events`; returns the offset after them."""
+        for line in _complete_lines(fd, offset, limit):
+            offset += len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                events.append(TelemetryEvent.from_json(line))
+            except ValueError:
+                self.skipped_lines += 1
+                logger.warning("skipping a telemetry line that is not an event", extra={"size_bytes": len(line)})
+        return offset
+
+
+def _complete_lines(fd: int, offset: int, limit: int) -> list[bytes]:
+    """Up to `limit` newline-terminated lines from `offset`, without their newlines; a partial tail is left."""
+    lines: list[bytes] = []
+    buffer = b""
+    position = offset
+    while len(lines) < limit:
+        chunk = os.pread(fd, _READ_CHUNK_BYTES, position)
+        if not chunk:
+            break
+        position += len(chunk)
+        buffer += chunk
+        start = 0
+        while len(lines) < limit:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            lines.append(buffer[start:end])
+            start = end + 1
+        buffer = buffer[start:]
+    return lines
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _rotated_files(directory: Path) -> dict[int, Path]:
+    files: dict[int, Path] = {}
+    for entry in os.scandir(directory):
+        match = _ROTATED.match(entry.name)
+        if match is not None:
+            files[int(match.group(2))] = Path(entry.path)
+    return files
+
+
+def _last_seq(directory: Path, rotated: Mapping[int, Path]) -> int:
+    try:
+        recorded = int((directory / SEQ_FILE).read_text(encoding="utf-8").strip() or 0)
+    except FileNotFoundError:
+        recorded = 0
+    except ValueError:
+        # Torn by a crash mid-write (it is replaced atomically, but be lenient): the listing still counts.
+        recorded = 0
+    return max(recorded, max(rotated, default=0))
+
+
+def _write_seq(directory: Path, seq: int) -> None:
+    _replace_atomically(directory / SEQ_FILE, f"{seq}\n")
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+
+
+async def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Store `checkpoint` as JSON, replacing the previous one atomically (a crash leaves the old or the new)."""
+    text = json.dumps({"seq": checkpoint.seq, "offset": checkpoint.offset}) + "\n"
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _replace_atomically(path, text)
+
+    await anyio.to_thread.run_sync(write)
+
+
+async def load_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint stored at `path`, or the start of the stream when there is none.
+
+    Raises:
+        ValueError: the file exists but does not hold a checkpoint.
+    """
+
+    def read() -> str | None:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    text = await anyio.to_thread.run_sync(read)
+    if text is None:
+        return Checkpoint()
+    try:
+        record = json.loads(text)
+        seq, offset = record["seq"], record["offset"]
+    except (ValueError, TypeError, KeyError):
+        raise ValueError("telemetry checkpoint file does not hold a checkpoint") from None
+    if not (isinstance(seq, int) and isinstance(offset, int) and seq >= 0 and offset >= 0):
+        raise ValueError("telemetry checkpoint file does not hold a checkpoint")
+    return Checkpoint(seq, offset)
