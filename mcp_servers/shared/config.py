@@ -153,10 +153,27 @@ class AidbSettings(_Section):
     """Knowledge base."""
 
     max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024**3)
-    search_limit: int = Field(default=10, ge=1, le=100)
+    search_limit: int = Field(default=10, ge=1, le=100, description="default page size of search")
     allowed_roots: list[Path] = Field(default_factory=list, description="directories ingest_path may read")
-    cache_ttl_seconds: float = Field(default=60.0, ge=0, le=86400)
+    max_ingest_files: int = Field(default=10_000, ge=1, le=1_000_000, description="files per ingest_path call")
+    cache_ttl_seconds: float = Field(default=60.0, ge=0, le=86400, description="query cache TTL; 0 disables it")
+    cache_max_entries: int = Field(default=2048, ge=1, le=1_000_000)
     chunk_tokens: int = Field(default=200, ge=16, le=4096)
+    chunk_overlap_tokens: int = Field(default=30, ge=0, le=1024)
+    max_search_candidates: int = Field(
+        default=1000, ge=10, le=10_000, description="deepest chunk rank a search (and its pages) can reach"
+    )
+    indexer_batch: int = Field(default=64, ge=1, le=10_000, description="outbox rows applied per transaction")
+    indexer_poll_seconds: float = Field(default=2.0, ge=0.05, le=600)
+    register_servers: dict[str, str] = Field(
+        default_factory=dict, description="MCP servers (name -> URL) whose tools AIDB indexes at start-up"
+    )
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> "AidbSettings":
+        if self.chunk_overlap_tokens * 2 > self.chunk_tokens:
+            raise ValueError("chunk_overlap_tokens must be at most half of chunk_tokens")
+        return self
 
 
 class LlmBackendSettings(_Section):
@@ -188,7 +205,7 @@ class HybridSettings(_Section):
 
     aidb_url: str | None = Field(default=None, description="AIDB MCP URL; unset = no AIDB context")
     aidb_api_key: SecretStr | None = None
-    aidb_search_tool: str = Field(default="search_documents", max_length=100)
+    aidb_search_tool: str = Field(default="search", max_length=100)
     aidb_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
     ralph_url: str | None = Field(default=None, description="Ralph MCP URL for optimisation proposals; unset = off")
     ralph_api_key: SecretStr | None = None

@@ -148,6 +148,7 @@ class StackServer(Generic[D]):
         self.core = core
         self._shared = _SharedDeps(core, open_deps)
         self._tool_scopes: dict[str, Scope] = {}
+        self._extra_routes: list[BaseRoute] = []
         settings = core.settings
         self.base_url = f"http://{_url_host(settings.http.host)}:{self.port}"
         self.verifier = StackTokenVerifier(self._keys, settings.auth)
@@ -231,6 +232,18 @@ class StackServer(Generic[D]):
 
         return decorator
 
+    def route(
+        self,
+        path: str,
+        endpoint: Callable[[Request], Awaitable[Response]],
+        *,
+        scope: Scope,
+        methods: tuple[str, ...] = ("GET",),
+    ) -> None:
+        """Add a custom HTTP route to the app, behind bearer auth with `scope` when auth is required."""
+        protected = bearer_protected(endpoint, self, scope) if self.core.settings.auth.required else endpoint
+        self._extra_routes.append(Route(path, protected, methods=list(methods)))
+
     # -- HTTP ---------------------------------------------------------------------------------------------
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -289,6 +302,7 @@ class StackServer(Generic[D]):
             Route("/health", health, methods=["GET"]),
             Route("/ready", bearer_protected(ready, self, "read") if protect else ready, methods=["GET"]),
             Route("/metrics", bearer_protected(metrics, self, "read") if protect else metrics, methods=["GET"]),
+            *self._extra_routes,
         ]
 
     def http_app(self, *, stateless: bool = False) -> Starlette:

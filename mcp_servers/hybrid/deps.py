@@ -1,0 +1,117 @@
+"""Hybrid's dependencies, opened once per process by the harness lifespan; background learning runs here too."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from mcp_servers.hybrid.knowledge import ensure_collections
+from mcp_servers.hybrid.mcp_client import McpToolClient
+from mcp_servers.hybrid.pipeline import LearningPipeline
+from mcp_servers.hybrid.proposals import find_proposals, submit_proposals
+from mcp_servers.hybrid.router import Backend, Router
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.embeddings.factory import check_dimension, create_embedder
+from mcp_servers.shared.embeddings.port import Embedder
+from mcp_servers.shared.errors import StackError
+from mcp_servers.shared.harness import Core, ReadinessCheck
+from mcp_servers.shared.llm.anthropic import AnthropicChat
+from mcp_servers.shared.llm.factory import create_chat_model
+from mcp_servers.shared.llm.openai_compat import OpenAICompatibleChat
+from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.vectors.factory import create_vector_index
+from mcp_servers.shared.vectors.port import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+PROPOSAL_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class HybridDeps:
+    """What Hybrid's tools use; owned by the lifespan that created it."""
+
+    settings: StackSettings
+    database: Database
+    vectors: VectorIndex
+    embedder: Embedder
+    router: Router
+    pipeline: LearningPipeline
+    aidb: McpToolClient | None
+    ralph: McpToolClient | None
+    dataset_dir: Path
+
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        async def embedder_answers() -> None:
+            await check_dimension(self.embedder, self.settings.embedder.dimension)
+
+        return {"vectors": self.vectors.ping, "embedder": embedder_answers}
+
+
+def _downstream(
+    dependency: str, url: str | None, key: object, timeout: float, breakers: BreakerRegistry
+) -> McpToolClient | None:
+    if not url:
+        return None
+    api_key = key.get_secret_value() if key is not None and hasattr(key, "get_secret_value") else None
+    return McpToolClient(dependency=dependency, url=url, api_key=api_key, timeout_seconds=timeout, breakers=breakers)
+
+
+async def _proposal_loop(deps: HybridDeps) -> None:
+    while True:
+        await anyio.sleep(PROPOSAL_INTERVAL_SECONDS)
+        try:
+            await submit_proposals(deps.database, deps.ralph, await find_proposals(deps.database))
+        except StackError as exc:
+            logger.info("optimisation proposals skipped", extra={"error_type": type(exc).__name__})
+
+
+@contextlib.asynccontextmanager
+async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDeps]:
+    """Open the embedder, Hybrid's vector namespace, the LLM backends and downstream clients; start learning."""
+    settings = core.settings
+    hybrid = settings.hybrid
+    async with contextlib.AsyncExitStack() as stack:
+        embedder = create_embedder(settings, core.breakers)
+        stack.push_async_callback(embedder.close)
+        await check_dimension(embedder, settings.embedder.dimension)
+        vectors = create_vector_index(settings, core.breakers, namespace="hybrid")
+        stack.push_async_callback(vectors.close)
+        await ensure_collections(vectors, settings.embedder.dimension)
+        backends: list[Backend] = []
+        for backend_settings in hybrid.backends:
+            model = await create_chat_model(backend_settings, core.breakers)
+            stack.push_async_callback(model.close)
+            assert isinstance(model, OpenAICompatibleChat | AnthropicChat)
+            backends.append(Backend(backend_settings, model, model.breaker))
+        router = Router(backends, hybrid, database)
+        await router.load_thresholds()
+        aidb = _downstream("aidb", hybrid.aidb_url, hybrid.aidb_api_key, hybrid.aidb_timeout_seconds, core.breakers)
+        ralph = _downstream("ralph", hybrid.ralph_url, hybrid.ralph_api_key, hybrid.aidb_timeout_seconds, core.breakers)
+        for client in (aidb, ralph):
+            if client is not None:
+                stack.push_async_callback(client.close)
+        pipeline = LearningPipeline(database, settings.telemetry_path, hybrid)
+        deps = HybridDeps(
+            settings,
+            database,
+            vectors,
+            embedder,
+            router,
+            pipeline,
+            aidb,
+            ralph,
+            settings.data_dir / "hybrid" / "datasets",
+        )
+        async with anyio.create_task_group() as tg:
+            if hybrid.pipeline_enabled:
+                tg.start_soon(pipeline.run)
+            tg.start_soon(_proposal_loop, deps)
+            try:
+                yield deps
+            finally:
+                tg.cancel_scope.cancel()

@@ -1,0 +1,319 @@
+"""The one telemetry learning pipeline: JSONL events -> interactions, training examples, tool statistics.
+
+Exactly once: each batch (at most `checkpoint_every_events` events) is applied in ONE PostgreSQL transaction
+that also records the event ids (persistent dedup) and moves the checkpoint. The checkpoint row is locked and
+compared first, so a second pipeline (another replica, a restarted process) never applies a batch twice, and a
+crash anywhere loses nothing: the next run resumes from the last committed checkpoint.
+
+Backpressure: when the unconsumed backlog passes `backpressure_bytes`, low-value work (tool-call statistics)
+is shed and counted, and `backpressure.json` appears in the telemetry directory for producers to read; it is
+removed when the backlog falls below the threshold again.
+"""
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+
+from mcp_servers.hybrid.learning import add_training_example, reusability, value_score, worth_training
+from mcp_servers.hybrid.routing import classify_task, detect_secret, estimate_complexity
+from mcp_servers.shared.config import HybridSettings
+from mcp_servers.shared.errors import StackError
+from mcp_servers.shared.postgres.pool import Connection, Database
+from mcp_servers.shared.telemetry import Checkpoint, TelemetryEvent, TelemetryReader
+
+logger = logging.getLogger(__name__)
+
+CONSUMER: Final = "learning"
+SIGNAL_FILE: Final = "backpressure.json"
+# Interactions created from events get ids derived from the event id, so a replay can never duplicate them.
+EVENT_NAMESPACE: Final = uuid.UUID("0b7e3f4c-2d1a-5e8b-9f60-7c4a1d2e3b5f")
+_ROTATED = re.compile(r"^events-\d{8}T\d{12}Z-(\d+)\.jsonl$")
+_OUTCOMES = ("success", "partial", "failure")
+
+
+def backlog_bytes(directory: Path, checkpoint: Checkpoint) -> int:
+    """Bytes of telemetry not yet consumed after `checkpoint` (blocking: call from a worker thread)."""
+    if not directory.is_dir():
+        return 0
+    rotated: dict[int, int] = {}
+    live_size = 0
+    for entry in os.scandir(directory):
+        match = _ROTATED.match(entry.name)
+        try:
+            if match is not None:
+                rotated[int(match.group(1))] = entry.stat().st_size
+            elif entry.name == "events.jsonl":
+                live_size = entry.stat().st_size
+        except FileNotFoundError:  # rotated or removed while listing
+            continue
+    try:
+        recorded = int((directory / "events.seq").read_text(encoding="utf-8").strip() or 0)
+    except (FileNotFoundError, ValueError):
+        recorded = 0
+    files = {**rotated, max(recorded, max(rotated, default=0)) + 1: live_size}
+    total = 0
+    for seq, size in files.items():
+        if seq > checkpoint.seq:
+            total += size
+        elif seq == checkpoint.seq:
+            total += max(size - checkpoint.offset, 0)
+    return total
+
+
+def _write_signal(path: Path, body: dict[str, Any] | None) -> None:
+    if body is None:
+        path.unlink(missing_ok=True)
+        return
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_text(json.dumps(body) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+@dataclass(slots=True)
+class PipelineState:
+    """Live counters of this process's pipeline (PostgreSQL holds the durable ones)."""
+
+    running: bool = False
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    checkpoint_updated_at: str | None = None
+    checkpoints_written: int = 0
+    events_processed: int = 0
+    duplicates_skipped: int = 0
+    shed_events: int = 0
+    lag_bytes: int = 0
+    backpressure: bool = False
+
+
+class LearningPipeline:
+    """Consumes telemetry into PostgreSQL; run exactly one `run()` per process (replicas are safe too)."""
+
+    def __init__(self, database: Database, directory: Path, settings: HybridSettings) -> None:
+        self._database = database
+        self._directory = directory
+        self._settings = settings
+        self.reader = TelemetryReader(directory)
+        self.state = PipelineState()
+        self._loaded = False
+
+    @property
+    def signal_path(self) -> Path:
+        """Where producers look for the backpressure signal."""
+        return self._directory / SIGNAL_FILE
+
+    async def load(self) -> Checkpoint:
+        """Create the checkpoint row if absent and adopt the committed position."""
+        async with self._database.transaction() as conn:
+            await conn.execute(
+                """INSERT INTO hybrid_pipeline_checkpoints (consumer, position) VALUES ($1, $2::jsonb)
+                   ON CONFLICT (consumer) DO NOTHING""",
+                CONSUMER,
+                json.dumps({"seq": 0, "offset": 0}),
+            )
+            row = await conn.fetchrow(
+                "SELECT position, events_processed, updated_at FROM hybrid_pipeline_checkpoints WHERE consumer = $1",
+                CONSUMER,
+            )
+        assert row is not None
+        self.state.checkpoint = _checkpoint(row["position"])
+        self.state.checkpoint_updated_at = row["updated_at"].isoformat()
+        self._loaded = True
+        return self.state.checkpoint
+
+    async def refresh_backpressure(self) -> bool:
+        """Measure the backlog, flip the signal file when it crosses the threshold; returns the state."""
+        lag = await anyio.to_thread.run_sync(backlog_bytes, self._directory, self.state.checkpoint)
+        self.state.lag_bytes = lag
+        active = lag > self._settings.backpressure_bytes
+        if active != self.state.backpressure:
+            body = (
+                {
+                    "active": True,
+                    "backlog_bytes": lag,
+                    "threshold_bytes": self._settings.backpressure_bytes,
+                    "since": time.time(),
+                    "advice": "slow down or drop low-value telemetry until this file disappears",
+                }
+                if active
+                else None
+            )
+            if self._directory.is_dir():
+                await anyio.to_thread.run_sync(_write_signal, self.signal_path, body)
+            logger.warning(
+                "telemetry backpressure on" if active else "telemetry backpressure off",
+                extra={"backlog_bytes": lag, "threshold_bytes": self._settings.backpressure_bytes},
+            )
+            self.state.backpressure = active
+        return active
+
+    async def run_once(self) -> int:
+        """Apply one batch; returns the number of events read (0 when caught up)."""
+        if not self._loaded:
+            await self.load()
+        start = self.state.checkpoint
+        events, after = await self.reader.read(start, max_events=self._settings.checkpoint_every_events)
+        if after == start:
+            return 0
+        shed = self.state.backpressure
+        async with self._database.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT position FROM hybrid_pipeline_checkpoints WHERE consumer = $1 FOR UPDATE", CONSUMER
+            )
+            committed = _checkpoint(row["position"]) if row is not None else Checkpoint()
+            if committed != start:
+                # Another pipeline moved on (or this one restarted): adopt its position, apply nothing.
+                self.state.checkpoint = committed
+                return 0
+            fresh = await _claim(conn, [event.id for event in events])
+            shed_count = 0
+            for event in events:
+                if event.id in fresh:
+                    shed_count += await _apply(conn, event, shed=shed)
+            updated_at = await conn.fetchval(
+                """UPDATE hybrid_pipeline_checkpoints SET position = $2::jsonb,
+                       events_processed = events_processed + $3, updated_at = now()
+                   WHERE consumer = $1 RETURNING updated_at""",
+                CONSUMER,
+                json.dumps({"seq": after.seq, "offset": after.offset}),
+                len(fresh),
+            )
+        self.state.checkpoint = after
+        self.state.checkpoint_updated_at = updated_at.isoformat()
+        self.state.checkpoints_written += 1
+        self.state.events_processed += len(fresh)
+        self.state.duplicates_skipped += len(events) - len(fresh)
+        self.state.shed_events += shed_count
+        return len(events)
+
+    async def run(self) -> None:
+        """Consume until cancelled: batches back to back while behind, a poll interval when caught up."""
+        self.state.running = True
+        try:
+            while True:
+                try:
+                    await self.refresh_backpressure()
+                    read = await self.run_once()
+                except StackError as exc:
+                    logger.warning("learning pipeline batch failed; retrying", extra={"error_type": type(exc).__name__})
+                    read = 0
+                if read == 0:
+                    await anyio.sleep(self._settings.pipeline_poll_seconds)
+        finally:
+            self.state.running = False
+
+    async def drain(self) -> int:
+        """Process until caught up (tests, CLI, benchmarks); returns the events read."""
+        total = 0
+        while True:
+            await self.refresh_backpressure()
+            read = await self.run_once()
+            if read == 0:
+                await self.refresh_backpressure()
+                return total
+            total += read
+
+
+def _checkpoint(position: Any) -> Checkpoint:
+    data = json.loads(position) if isinstance(position, str) else position
+    return Checkpoint(int(data["seq"]), int(data["offset"]))
+
+
+async def _claim(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Record the event ids; return those never seen before (the persistent dedup)."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO hybrid_processed_events (event_id) SELECT DISTINCT unnest($1::text[])
+           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
+        list(ids),
+    )
+    return {row["event_id"] for row in rows}
+
+
+async def _apply(conn: Connection, event: TelemetryEvent, *, shed: bool) -> int:
+    """Apply one fresh event inside the batch transaction; returns 1 if its work was shed."""
+    if event.type == "interaction":
+        await _apply_interaction(conn, event)
+        return 0
+    if event.type == "tool_call":
+        if shed:
+            return 1
+        data = event.data
+        tool = data.get("tool")
+        if not isinstance(tool, str):
+            return 0
+        duration = data.get("duration_seconds")
+        await conn.execute(
+            """INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ($1, $2, 1, $3, $4)
+               ON CONFLICT (server, tool) DO UPDATE SET calls = hybrid_tool_stats.calls + 1,
+                   errors = hybrid_tool_stats.errors + EXCLUDED.errors,
+                   duration_sum = hybrid_tool_stats.duration_sum + EXCLUDED.duration_sum""",
+            event.source[:100],
+            tool[:200],
+            0 if data.get("outcome", "ok") == "ok" else 1,
+            float(duration) if isinstance(duration, int | float) else 0.0,
+        )
+    return 0
+
+
+async def _apply_interaction(conn: Connection, event: TelemetryEvent) -> None:
+    data = event.data
+    query, response = data.get("query"), data.get("response")
+    if not (isinstance(query, str) and isinstance(response, str) and query.strip()):
+        return
+    outcome = data.get("outcome") if data.get("outcome") in _OUTCOMES else None
+    feedback_raw = data.get("user_feedback")
+    feedback = (
+        max(-1.0, min(1.0, float(feedback_raw)))
+        if isinstance(feedback_raw, int | float) and not isinstance(feedback_raw, bool)
+        else None
+    )
+    secret = bool(data.get("secret")) or detect_secret(query + "\n" + response) is not None
+    complexity = estimate_complexity(query)
+    score = (
+        value_score(
+            outcome=outcome,
+            feedback=feedback,
+            reusability=reusability(query, response),
+            complexity=complexity,
+            novelty=0.5,
+        )
+        if outcome is not None
+        else None
+    )
+    interaction_id = uuid.uuid5(EVENT_NAMESPACE, event.id)
+    tokens = data.get("tokens_used")
+    latency = data.get("latency_ms")
+    await conn.execute(
+        """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used,
+               latency_ms, task_type, complexity, secret, outcome, user_feedback, outcome_at, value_score)
+           VALUES ($1, 'telemetry', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $13)
+           ON CONFLICT (id) DO NOTHING""",
+        interaction_id,
+        query,
+        response,
+        str(data.get("agent_type") or event.source)[:50],
+        str(data.get("model_used") or "unknown")[:200],
+        tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+        float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None,
+        classify_task(query),
+        complexity,
+        secret,
+        outcome,
+        feedback,
+        score,
+    )
+    if worth_training(outcome, feedback, secret):
+        await add_training_example(
+            conn, query=query, response=response, interaction_id=interaction_id, event_id=event.id, score=score
+        )

@@ -1,0 +1,97 @@
+"""Optimisation proposals from rolled-up telemetry, submitted to Ralph as tasks that need human approval.
+
+Each proposal (kind, subject) is recorded once in PostgreSQL; with no Ralph URL configured it is recorded as
+`skipped`, so the dashboard still shows it.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from mcp_servers.hybrid.mcp_client import McpToolClient
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.postgres.pool import Database
+
+logger = logging.getLogger(__name__)
+
+MIN_CALLS = 20
+ERROR_RATE = 0.5
+SLOW_SECONDS = 5.0
+PROPOSAL_ITERATIONS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """One suggested change."""
+
+    kind: str
+    subject: str
+    description: str
+
+
+async def find_proposals(database: Database) -> list[Proposal]:
+    """Tools failing at least half the time, or slow on average, over at least MIN_CALLS calls."""
+    rows = await database.fetch(
+        """SELECT server, tool, calls, errors, duration_sum / greatest(calls, 1) AS mean_seconds
+           FROM hybrid_tool_stats WHERE calls >= $1 ORDER BY server, tool""",
+        MIN_CALLS,
+    )
+    proposals: list[Proposal] = []
+    for row in rows:
+        subject = f"{row['server']}/{row['tool']}"
+        if row["errors"] / row["calls"] >= ERROR_RATE:
+            proposals.append(
+                Proposal(
+                    "tool_error_rate",
+                    subject,
+                    f"The tool {subject} failed {row['errors']} of {row['calls']} calls. Find the cause in its "
+                    "recent calls and propose a fix (limits, timeouts or input validation); do not change "
+                    "anything without approval.",
+                )
+            )
+        elif row["mean_seconds"] >= SLOW_SECONDS:
+            proposals.append(
+                Proposal(
+                    "tool_latency",
+                    subject,
+                    f"The tool {subject} takes {row['mean_seconds']:.1f} s on average over {row['calls']} calls. "
+                    "Propose how to make it faster or raise its timeout; do not change anything without approval.",
+                )
+            )
+    return proposals
+
+
+async def submit_proposals(database: Database, ralph: McpToolClient | None, proposals: list[Proposal]) -> int:
+    """Record new proposals and submit them to Ralph with require_approval=true; returns how many were new."""
+    new = 0
+    for proposal in proposals:
+        inserted = await database.fetchval(
+            """INSERT INTO hybrid_proposals (kind, subject, description, status) VALUES ($1, $2, $3, 'pending')
+               ON CONFLICT (kind, subject) DO NOTHING RETURNING id""",
+            proposal.kind,
+            proposal.subject,
+            proposal.description,
+        )
+        if inserted is None:
+            continue
+        new += 1
+        status, task_id = "skipped", None
+        if ralph is not None:
+            try:
+                result = await ralph.call(
+                    "submit_task",
+                    {
+                        "prompt": proposal.description,
+                        "backend": "hybrid",
+                        "max_iterations": PROPOSAL_ITERATIONS,
+                        "require_approval": True,
+                    },
+                )
+                task_id = str(result.get("task_id") or result.get("id") or "") or None
+                status = "submitted"
+            except (DependencyUnavailable, InvalidRequest) as exc:
+                logger.info("proposal not submitted to ralph", extra={"error_type": type(exc).__name__})
+                status = "failed"
+        await database.execute(
+            "UPDATE hybrid_proposals SET status = $2, ralph_task_id = $3 WHERE id = $1", inserted, status, task_id
+        )
+    return new

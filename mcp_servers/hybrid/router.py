@@ -1,0 +1,341 @@
+"""The router: plans a route (routing.py), calls backends in order with fallback, records every decision.
+
+Each decision (chosen backend, reason, every attempt, tokens, cost) is written to PostgreSQL together with the
+day's spend and, for route_query, the interaction it produced. No connection is held during an LLM call.
+"""
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_servers.hybrid.routing import (
+    TASK_TYPES,
+    Preference,
+    RouteRequest,
+    TaskType,
+    charged_cost,
+    classify_task,
+    detect_secret,
+    estimate_complexity,
+    estimate_prompt_tokens,
+    plan_route,
+)
+from mcp_servers.shared.config import HybridSettings, LlmBackendSettings
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.llm.port import ChatMessage, ChatModel, Completion
+from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.resilience.breaker import BreakerState, CircuitBreaker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A configured backend: its settings, its client and its breaker (the client's own)."""
+
+    settings: LlmBackendSettings
+    model: ChatModel
+    breaker: CircuitBreaker
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call the router made (or skipped) while serving a request."""
+
+    backend: str
+    outcome: str  # ok | error | skipped
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOutcome:
+    """What a routed call produced, and how it was decided."""
+
+    completion: Completion
+    backend: Backend
+    reason: str
+    attempts: tuple[Attempt, ...]
+    task_type: TaskType
+    complexity: float
+    threshold: float
+    secret: bool
+    prompt_tokens_estimate: int
+    cost: float
+    decision_id: int
+    interaction_id: uuid.UUID | None
+    overhead_seconds: float
+
+
+def seconds_until_utc_midnight(now: dt.datetime | None = None) -> float:
+    """When today's budget resets."""
+    now = now or dt.datetime.now(dt.UTC)
+    tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - now).total_seconds()
+
+
+class Router:
+    """Routes chat requests over the configured backends; one per process, owned by Hybrid's lifespan."""
+
+    def __init__(self, backends: Sequence[Backend], settings: HybridSettings, database: Database) -> None:
+        self.backends = {backend.settings.name: backend for backend in backends}
+        self._settings = settings
+        self._database = database
+        self._thresholds: dict[str, float] = {}
+
+    async def load_thresholds(self) -> None:
+        """Read the adapted thresholds (missing task types use the configured initial value)."""
+        rows = await self._database.fetch("SELECT task_type, complexity_threshold FROM hybrid_thresholds")
+        self._thresholds = {row["task_type"]: float(row["complexity_threshold"]) for row in rows}
+
+    def threshold(self, task_type: str) -> float:
+        """The current escalation threshold of a task type."""
+        return self._thresholds.get(task_type, self._settings.complexity_threshold)
+
+    def thresholds(self) -> dict[str, float]:
+        """Every task type's current threshold."""
+        return {task_type: self.threshold(task_type) for task_type in TASK_TYPES}
+
+    def set_threshold(self, task_type: str, value: float) -> None:
+        """Adopt a threshold just written to PostgreSQL by the learning side."""
+        self._thresholds[task_type] = value
+
+    async def _budget_left(self) -> float | None:
+        if not any(backend.settings.cost_per_1k_tokens > 0 for backend in self.backends.values()):
+            return None
+        spent = await self._database.fetchval(
+            "SELECT coalesce(sum(spent), 0) FROM hybrid_budget WHERE day = (now() AT TIME ZONE 'utc')::date"
+        )
+        return self._settings.daily_budget - float(spent or 0)
+
+    async def route(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        prefer: Preference,
+        max_tokens: int,
+        temperature: float,
+        json_schema: Mapping[str, Any] | None = None,
+        secret: bool = False,
+        record_interaction: bool = True,
+    ) -> RouteOutcome:
+        """Plan, call with fallback, record. `secret=True` marks the content secret whatever the detectors say.
+
+        Raises:
+            InvalidRequest: no backend is configured, or the prompt fits no backend's context window.
+            DependencyUnavailable: every candidate failed, or only budget-exhausted backends were left.
+        """
+        started = time.perf_counter()
+        if not self.backends:
+            raise InvalidRequest("no LLM backend is configured; set MCP_STACK_HYBRID__BACKENDS")
+        prompt_text = "\n".join(message.content for message in messages)
+        user_text = "\n".join(message.content for message in messages if message.role == "user")
+        wants_json = json_schema is not None
+        is_secret = secret or detect_secret(prompt_text) is not None
+        task_type = classify_task(user_text, wants_json=wants_json)
+        request = RouteRequest(
+            prompt_tokens=estimate_prompt_tokens([(message.role, message.content) for message in messages]),
+            max_tokens=max_tokens,
+            prefer=prefer,
+            task_type=task_type,
+            complexity=estimate_complexity(user_text, wants_json=wants_json),
+            secret=is_secret,
+        )
+        plan = plan_route(
+            request,
+            [backend.settings for backend in self.backends.values()],
+            threshold=self.threshold(task_type),
+            allow_secrets_remote=self._settings.allow_secrets_remote,
+            budget_left=await self._budget_left(),
+            breaker_open={name: backend.breaker.state is BreakerState.OPEN for name, backend in self.backends.items()},
+        )
+        attempts = [Attempt(skip.backend, "skipped", skip.reason) for skip in plan.skipped]
+        llm_seconds = 0.0
+        first_rejection: InvalidRequest | None = None
+        for name in plan.candidates:
+            backend = self.backends[name]
+            call_started = time.perf_counter()
+            try:
+                completion = await backend.model.complete(
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    json_schema=json_schema,
+                    timeout_seconds=backend.settings.timeout_seconds,
+                )
+            except DependencyUnavailable as exc:
+                llm_seconds += time.perf_counter() - call_started
+                attempts.append(Attempt(name, "error", _error_reason(exc)))
+                continue
+            except InvalidRequest as exc:
+                llm_seconds += time.perf_counter() - call_started
+                attempts.append(Attempt(name, "error", "rejected"))
+                first_rejection = first_rejection or exc
+                continue
+            llm_seconds += time.perf_counter() - call_started
+            attempts.append(Attempt(name, "ok", "answered"))
+            reason = plan.reason if len(attempts) == len(plan.skipped) + 1 else f"fallback_after_{plan.reason}"
+            return await self._record_success(
+                request,
+                plan.threshold,
+                reason,
+                backend,
+                completion,
+                attempts,
+                messages,
+                started,
+                llm_seconds,
+                record_interaction,
+            )
+        await self._record_failure(request, plan.threshold, plan.reason, attempts, prefer)
+        raise self._no_backend_error(request, attempts, first_rejection)
+
+    def _no_backend_error(
+        self, request: RouteRequest, attempts: Sequence[Attempt], rejection: InvalidRequest | None
+    ) -> Exception:
+        reasons = {attempt.reason for attempt in attempts}
+        summary = ", ".join(f"{attempt.backend}: {attempt.reason}" for attempt in attempts) or "no candidates"
+        if attempts and reasons == {"context_overflow"}:
+            largest = max(backend.settings.context_window_tokens for backend in self.backends.values())
+            return InvalidRequest(
+                f"the prompt (~{request.prompt_tokens} tokens) plus max_tokens={request.max_tokens} fits no "
+                f"backend's context window (largest {largest}); shorten the prompt or lower max_tokens"
+            )
+        if rejection is not None and all(
+            attempt.outcome != "error" or attempt.reason == "rejected" for attempt in attempts
+        ):
+            return rejection
+        if "budget_exhausted" in reasons and not any(attempt.outcome == "error" for attempt in attempts):
+            return DependencyUnavailable(
+                "llm", retry_after_seconds=seconds_until_utc_midnight(), reason=f"daily budget exhausted ({summary})"
+            )
+        if request.prefer == "local" and not any(
+            backend.settings.kind == "local" for backend in self.backends.values()
+        ):
+            return InvalidRequest("prefer=local but no local backend is configured; use prefer=auto")
+        return DependencyUnavailable("llm", retry_after_seconds=5.0, reason=f"no backend answered ({summary})")
+
+    async def _record_success(
+        self,
+        request: RouteRequest,
+        threshold: float,
+        reason: str,
+        backend: Backend,
+        completion: Completion,
+        attempts: Sequence[Attempt],
+        messages: Sequence[ChatMessage],
+        started: float,
+        llm_seconds: float,
+        record_interaction: bool,
+    ) -> RouteOutcome:
+        cost, usage_reported = charged_cost(
+            backend.settings,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            estimated_prompt_tokens=request.prompt_tokens,
+            max_tokens=request.max_tokens,
+        )
+        interaction_id = uuid.uuid4() if record_interaction else None
+        query = "\n".join(message.content for message in messages if message.role == "user")
+        async with self._database.transaction() as conn:
+            decision_id = await conn.fetchval(
+                """INSERT INTO hybrid_routing_decisions (task_type, prefer, backend, backend_kind, reason, attempts,
+                       complexity, threshold, prompt_tokens_estimate, prompt_tokens, completion_tokens,
+                       usage_reported, cost, latency_seconds, secret, ok)
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, true)
+                   RETURNING id""",
+                request.task_type,
+                request.prefer,
+                backend.settings.name,
+                backend.settings.kind,
+                reason,
+                _attempts_json(attempts),
+                request.complexity,
+                threshold,
+                request.prompt_tokens,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                usage_reported,
+                cost,
+                completion.latency_seconds,
+                request.secret,
+            )
+            if cost > 0 or not usage_reported:
+                await conn.execute(
+                    """INSERT INTO hybrid_budget (day, backend, spent, calls, unreported_calls)
+                       VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1, $3)
+                       ON CONFLICT (day, backend) DO UPDATE SET spent = hybrid_budget.spent + EXCLUDED.spent,
+                           calls = hybrid_budget.calls + 1,
+                           unreported_calls = hybrid_budget.unreported_calls + EXCLUDED.unreported_calls""",
+                    backend.settings.name,
+                    cost,
+                    0 if usage_reported else 1,
+                )
+            if interaction_id is not None:
+                await conn.execute(
+                    """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used,
+                           tokens_used, latency_ms, task_type, complexity, secret, decision_id)
+                       VALUES ($1, 'route_query', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                    interaction_id,
+                    query,
+                    completion.text,
+                    backend.settings.kind,
+                    completion.model,
+                    completion.total_tokens,
+                    completion.latency_seconds * 1000,
+                    request.task_type,
+                    request.complexity,
+                    request.secret,
+                    decision_id,
+                )
+        if not usage_reported:
+            logger.warning("backend reported no usage; charged worst case", extra={"backend": backend.settings.name})
+        overhead = max(time.perf_counter() - started - llm_seconds, 0.0)
+        return RouteOutcome(
+            completion=completion,
+            backend=backend,
+            reason=reason,
+            attempts=tuple(attempts),
+            task_type=request.task_type,
+            complexity=request.complexity,
+            threshold=threshold,
+            secret=request.secret,
+            prompt_tokens_estimate=request.prompt_tokens,
+            cost=cost,
+            decision_id=int(decision_id),
+            interaction_id=interaction_id,
+            overhead_seconds=overhead,
+        )
+
+    async def _record_failure(
+        self, request: RouteRequest, threshold: float, reason: str, attempts: Sequence[Attempt], prefer: str
+    ) -> None:
+        await self._database.execute(
+            """INSERT INTO hybrid_routing_decisions (task_type, prefer, backend, backend_kind, reason, attempts,
+                   complexity, threshold, prompt_tokens_estimate, secret, ok)
+               VALUES ($1, $2, NULL, NULL, $3, $4::jsonb, $5, $6, $7, $8, false)""",
+            request.task_type,
+            prefer,
+            reason,
+            _attempts_json(attempts),
+            request.complexity,
+            threshold,
+            request.prompt_tokens,
+            request.secret,
+        )
+
+
+def _attempts_json(attempts: Sequence[Attempt]) -> str:
+    return json.dumps([{"backend": a.backend, "outcome": a.outcome, "reason": a.reason} for a in attempts])
+
+
+def _error_reason(exc: DependencyUnavailable) -> str:
+    text = str(exc)
+    for reason in ("circuit open", "circuit half-open", "timed out", "connection failed", "malformed response"):
+        if reason in text:
+            return reason.replace(" ", "_").replace("-", "_")
+    return "http_error" if "HTTP" in text else "unavailable"
