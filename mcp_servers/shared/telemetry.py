@@ -91,9 +91,11 @@ class Checkpoint:
 class TelemetryWriter:
     """Appends events for one source (a server name); safe across processes and across tasks of one process.
 
-    Each event is one `write` of a whole line while holding `events.jsonl.lock`, so concurrent writers never
-    interleave bytes. A line left unterminated by a writer that died mid-write is closed with a newline before
-    the next line, so it costs only itself (readers skip it). File I/O runs on a worker thread.
+    Each line is written whole while holding `events.jsonl.lock`, so concurrent writers never interleave bytes.
+    Events emitted concurrently in one process are written together in one lock hold (group commit); each
+    `emit` still returns only once its own line is in the file, and lines keep the order of the `emit` calls.
+    A line left unterminated by a writer that died mid-write is closed with a newline before the next line, so
+    it costs only itself (readers skip it). File I/O runs on a worker thread.
     """
 
     def __init__(
@@ -107,9 +109,15 @@ class TelemetryWriter:
         self._lock = FileLock(
             directory / LOCK_FILE, timeout=lock_timeout_seconds, thread_local=False, poll_interval=_LOCK_POLL_SECONDS
         )
-        # One thread at a time per writer: the file lock orders processes, this orders our own tasks.
-        self._limiter = anyio.CapacityLimiter(1)
         self._directory_ready = False
+        # Group commit: emitters queue (ticket, line) and take `_flush_lock` in ticket order (anyio locks are
+        # FIFO); the holder writes every queued line. `_taken` is the last ticket a flush took, and `_failed`
+        # the ticket range and error of the last flush if it failed (its emitters come next in the lock queue).
+        self._flush_lock = anyio.Lock()
+        self._pending: list[tuple[int, bytes]] = []
+        self._issued = 0
+        self._taken = 0
+        self._failed: tuple[int, int, OSError] | None = None
 
     @property
     def directory(self) -> Path:
@@ -134,14 +142,38 @@ class TelemetryWriter:
         }
         # json.dumps escapes newlines inside strings, so one event is always exactly one line.
         line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode("ascii")
+        self._issued += 1
+        ticket = self._issued
+        self._pending.append((ticket, line))
         try:
-            await anyio.to_thread.run_sync(self._append, line, limiter=self._limiter)
-        except OSError as exc:  # includes filelock.Timeout, a TimeoutError
-            logger.warning("telemetry append failed", extra={"error_type": type(exc).__name__})
-            raise DependencyUnavailable(DEPENDENCY, reason="cannot append events") from exc
+            async with self._flush_lock:
+                if ticket > self._taken:
+                    await self._flush()
+        except BaseException:
+            # Cancelled while queued: withdraw the line unless a flush has already taken it.
+            if ticket > self._taken:
+                self._pending.remove((ticket, line))
+            raise
+        if self._failed is not None and self._failed[0] <= ticket <= self._failed[1]:
+            raise DependencyUnavailable(DEPENDENCY, reason="cannot append events") from self._failed[2]
         return event_id
 
-    def _append(self, line: bytes) -> None:
+    async def _flush(self) -> None:
+        """Write every queued line; called with `_flush_lock` held."""
+        batch, self._pending = self._pending, []
+        first, self._taken = batch[0][0], batch[-1][0]
+        self._failed = None
+        # Shielded: once lines are handed to the thread, their emitters must learn the outcome.
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self._append, [line for _, line in batch])
+            except OSError as exc:  # includes filelock.Timeout, a TimeoutError
+                logger.warning(
+                    "telemetry append failed", extra={"error_type": type(exc).__name__, "events": len(batch)}
+                )
+                self._failed = (first, self._taken, exc)
+
+    def _append(self, lines: list[bytes]) -> None:
         if not self._directory_ready:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._directory_ready = True
@@ -150,17 +182,19 @@ class TelemetryWriter:
             fd = os.open(live, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 size = os.fstat(fd).st_size
-                terminated = size == 0 or os.pread(fd, 1, size - 1) == b"\n"
-                if size > 0 and size + len(line) + (not terminated) > self._max_file_bytes:
-                    if not terminated:
-                        _write_all(fd, b"\n")
-                    os.close(fd)
-                    fd = -1
-                    self._rotate(live)
-                    fd = os.open(live, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-                elif not terminated:
-                    line = b"\n" + line
-                _write_all(fd, line)
+                unterminated = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+                for line in lines:
+                    if size > 0 and size + unterminated + len(line) > self._max_file_bytes:
+                        if unterminated:
+                            _write_all(fd, b"\n")
+                        os.close(fd)
+                        fd = -1
+                        self._rotate(live)
+                        fd = os.open(live, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+                        size, unterminated = 0, False
+                    data = b"\n" + line if unterminated else line
+                    _write_all(fd, data)
+                    size, unterminated = size + len(data), False
             finally:
                 if fd >= 0:
                     os.close(fd)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 from blockbuster import BlockBuster, blockbuster_ctx
+from filelock import FileLock
 
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.telemetry import (
@@ -109,13 +111,60 @@ async def emit_tick(writer: TelemetryWriter, index: int) -> None:
 
 
 @pytest.mark.anyio
-async def test_concurrent_emits_in_one_process_are_all_read_once(tmp_path: Path) -> None:
+async def test_concurrent_emits_in_one_process_are_read_once_in_emit_order(tmp_path: Path) -> None:
     writer = TelemetryWriter(tmp_path, 4096, source="ralph")
     async with anyio.create_task_group() as tg:
         for index in range(200):
             tg.start_soon(emit_tick, writer, index)
     events, _ = await read_all(TelemetryReader(tmp_path), Checkpoint(), batch=50)
-    assert sorted(event.data["index"] for event in events) == list(range(200))
+    assert [event.data["index"] for event in events] == list(range(200))
+
+
+@pytest.mark.anyio
+async def test_every_emit_of_a_failed_batch_raises(tmp_path: Path) -> None:
+    await anyio.Path(tmp_path / "a-file").write_text("", encoding="utf-8")
+    writer = TelemetryWriter(tmp_path / "a-file" / "telemetry", 1024, source="aidb")
+    failures = 0
+
+    async def emit_expecting_failure(index: int) -> None:
+        nonlocal failures
+        with pytest.raises(DependencyUnavailable):
+            await writer.emit("tick", index=index)
+        failures += 1
+
+    async with anyio.create_task_group() as tg:
+        for index in range(20):
+            tg.start_soon(emit_expecting_failure, index)
+    assert failures == 20
+
+
+@pytest.mark.anyio
+async def test_an_emit_cancelled_while_queued_is_not_written(tmp_path: Path) -> None:
+    writer = TelemetryWriter(tmp_path, 1024 * 1024, source="aidb")
+    await writer.emit("first")
+    # Another holder of the file lock (as another process would be) keeps the next flush waiting in its thread.
+    other_process = FileLock(tmp_path / "events.jsonl.lock", timeout=5, thread_local=False)
+    await anyio.to_thread.run_sync(other_process.acquire)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.emit, "flushing")
+            await wait_all_tasks_blocked()
+            queued = anyio.CancelScope()
+            tg.start_soon(cancellable_emit, writer, "cancelled", queued)
+            await wait_all_tasks_blocked()
+            queued.cancel()
+            await anyio.to_thread.run_sync(other_process.release)
+    finally:
+        if other_process.is_locked:
+            await anyio.to_thread.run_sync(other_process.release)
+    await writer.emit("last")
+    events, _ = await TelemetryReader(tmp_path).read(Checkpoint())
+    assert [event.type for event in events] == ["first", "flushing", "last"]
+
+
+async def cancellable_emit(writer: TelemetryWriter, event_type: str, scope: anyio.CancelScope) -> None:
+    with scope:
+        await writer.emit(event_type)
 
 
 @pytest.mark.anyio
