@@ -71,6 +71,8 @@ def backlog_bytes(directory: Path, checkpoint: Checkpoint) -> int:
 
 
 def _write_signal(path: Path, body: dict[str, Any] | None) -> None:
+    if not path.parent.is_dir():
+        return
     if body is None:
         path.unlink(missing_ok=True)
         return
@@ -146,8 +148,7 @@ class LearningPipeline:
                 if active
                 else None
             )
-            if self._directory.is_dir():
-                await anyio.to_thread.run_sync(_write_signal, self.signal_path, body)
+            await anyio.to_thread.run_sync(_write_signal, self.signal_path, body)
             logger.warning(
                 "telemetry backpressure on" if active else "telemetry backpressure off",
                 extra={"backlog_bytes": lag, "threshold_bytes": self._settings.backpressure_bytes},
