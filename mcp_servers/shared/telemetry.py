@@ -237,6 +237,30 @@ class TelemetryReader:
             logger.warning("telemetry read failed", extra={"error_type": type(exc).__name__})
             raise DependencyUnavailable(DEPENDENCY, reason="cannot read events") from exc
 
+    async def backlog_bytes(self, checkpoint: Checkpoint) -> int:
+        """Bytes after `checkpoint` not yet read (a partial last line included), for lag and backpressure."""
+
+        def measure() -> int:
+            if not self._directory.is_dir():
+                return 0
+            with self._lock:
+                rotated = _rotated_files(self._directory)
+                live_seq = _last_seq(self._directory, rotated) + 1
+                sizes = {seq: _size(path) for seq, path in rotated.items()}
+                sizes[live_seq] = _size(self._directory / LIVE_FILE)
+            # A checkpoint ahead of the files makes `read` start over, so everything is backlog.
+            start = checkpoint if checkpoint.seq <= live_seq else Checkpoint()
+            return sum(
+                size if seq > start.seq else max(size - start.offset, 0)
+                for seq, size in sizes.items()
+                if seq >= start.seq
+            )
+
+        try:
+            return await anyio.to_thread.run_sync(measure, limiter=self._limiter)
+        except OSError as exc:
+            raise DependencyUnavailable(DEPENDENCY, reason="cannot read events") from exc
+
     async def remove_consumed(self, checkpoint: Checkpoint) -> int:
         """Delete rotated files wholly before `checkpoint`; returns how many. Only for the sole consumer."""
 
@@ -345,6 +369,13 @@ def _complete_lines(fd: int, offset: int, limit: int) -> list[bytes]:
             start = end + 1
         buffer = buffer[start:]
     return lines
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _write_all(fd: int, data: bytes) -> None:

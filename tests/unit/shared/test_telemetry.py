@@ -255,6 +255,27 @@ async def test_removing_consumed_files_keeps_the_numbering_going(tmp_path: Path)
 
 
 @pytest.mark.anyio
+async def test_backlog_counts_the_bytes_not_yet_read_across_files(tmp_path: Path) -> None:
+    writer = TelemetryWriter(tmp_path, 1024, source="aidb")
+    reader = TelemetryReader(tmp_path)
+    assert await reader.backlog_bytes(Checkpoint()) == 0
+    for index in range(30):
+        await writer.emit("tick", index=index)
+    # All events as one byte stream: rotated files in seq order, then the live file.
+    stream = b""
+    for seq in await rotated_seqs(tmp_path):
+        (path,) = [path async for path in anyio.Path(tmp_path).glob(f"events-*-{seq:08d}.jsonl")]
+        stream += await path.read_bytes()
+    stream += await anyio.Path(tmp_path / "events.jsonl").read_bytes()
+    assert await reader.backlog_bytes(Checkpoint()) == len(stream)
+    _, checkpoint = await reader.read(Checkpoint(), max_events=10)
+    consumed = len(b"".join(stream.splitlines(keepends=True)[:10]))
+    assert await reader.backlog_bytes(checkpoint) == len(stream) - consumed
+    _, end = await read_all(reader, checkpoint)
+    assert await reader.backlog_bytes(end) == 0
+
+
+@pytest.mark.anyio
 async def test_checkpoint_ahead_of_the_files_restarts_from_the_beginning(tmp_path: Path) -> None:
     writer = TelemetryWriter(tmp_path, 1024 * 1024, source="aidb")
     await writer.emit("only")
