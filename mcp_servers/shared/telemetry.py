@@ -123,7 +123,7 @@ class TelemetryWriter:
     def directory(self) -> Path:
         return self._directory
 
-    async def emit(self, event_type: str, **fields: Any) -> str:
+    async def emit(self, event_type: str, /, **fields: Any) -> str:
         """Append one event with `fields` as its data; returns the event id.
 
         Values JSON cannot encode are written as `str(value)`.

@@ -77,9 +77,9 @@ async def test_reading_an_empty_or_missing_directory_returns_nothing(tmp_path: P
 @pytest.mark.anyio
 async def test_values_json_cannot_encode_are_written_as_text(tmp_path: Path) -> None:
     writer = TelemetryWriter(tmp_path, 1024 * 1024, source="aidb")
-    await writer.emit("path_seen", path=Path("/srv/docs"), note="line one\nline two ü")
+    await writer.emit("path_seen", path=Path("/srv/docs"), note="line one\nline two ü", event_type="free name")
     events, _ = await TelemetryReader(tmp_path).read(Checkpoint())
-    assert events[0].data == {"path": "/srv/docs", "note": "line one\nline two ü"}
+    assert events[0].data == {"path": "/srv/docs", "note": "line one\nline two ü", "event_type": "free name"}
 
 
 @pytest.mark.anyio
