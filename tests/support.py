@@ -52,11 +52,14 @@ async def serve_app(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIte
             server.should_exit = True
 
 
-def http_client(url: str, token: str | None, *, mode: str = "legacy") -> Client:
-    """An MCP client over Streamable HTTP, with a bearer token and a pinned protocol era."""
+@contextlib.asynccontextmanager
+async def http_client(url: str, token: str | None, *, mode: str = "legacy") -> AsyncIterator[Client]:
+    """A connected MCP client over Streamable HTTP, with a bearer token and a pinned protocol era."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    transport = streamable_http_client(f"{url}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=30))
-    return Client(transport, mode=mode)
+    # The SDK leaves a caller-provided HTTP client open, so this helper owns and closes it.
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client:
+            yield client
 
 
 def stdio_client(args: list[str], env: Mapping[str, str]) -> Client:

@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
@@ -28,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mcp_servers.shared.annotations import READ_ONLY
+from mcp_servers import __version__
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.scopes import Scope
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
@@ -52,13 +51,8 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 def package_version() -> str:
-    """The installed distribution's version (the package's own when run from a checkout)."""
-    try:
-        return version("mcp-agent-stack")
-    except PackageNotFoundError:
-        from mcp_servers import __version__
-
-        return __version__
+    """The stack's version; pyproject reads the distribution's version from the same attribute."""
+    return __version__
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -22,7 +23,8 @@ _KEY_CACHE_MAX = 10_000
 class StackTokenVerifier:
     """Accepts `mcps_…` API keys (KeyStore) and, if an issuer is configured, RS256/ES256 JWTs."""
 
-    def __init__(self, keys: KeyStore, settings: AuthSettings) -> None:
+    def __init__(self, keys: Callable[[], KeyStore | None], settings: AuthSettings) -> None:
+        # A provider, not a store: the database opens with the server's lifespan, after the verifier exists.
         self._keys = keys
         self._settings = settings
         self._cache: dict[str, tuple[float, AccessToken | None]] = {}
@@ -46,8 +48,11 @@ class StackTokenVerifier:
         cached = self._cache.get(token)
         if cached is not None and cached[0] > now:
             return cached[1]
+        keys = self._keys()
+        if keys is None:
+            return None
         try:
-            key = await self._keys.verify(token)
+            key = await keys.verify(token)
         except DependencyUnavailable:
             logger.warning("api key check failed: database unavailable")
             return None
