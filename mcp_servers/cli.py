@@ -1,8 +1,8 @@
 """`mcp-stack`: load settings once, configure logging, build servers, run them.
 
-    mcp-stack up                                   every server over HTTP on embedded defaults
-    mcp-stack serve aidb --transport stdio|http    one server (stdio for Claude Desktop and IDEs)
-    mcp-stack keys create|list|revoke              API keys for the HTTP transports
+mcp-stack up                                   every server over HTTP on embedded defaults
+mcp-stack serve aidb --transport stdio|http    one server (stdio for Claude Desktop and IDEs)
+mcp-stack keys create|list|revoke              API keys for the HTTP transports
 """
 
 import argparse
@@ -18,11 +18,12 @@ from typing import Any
 
 import anyio
 import httpx
+from anyio.abc import Process
 
+from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import ServerName, StackSettings, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.harness import StackServer, build_core, serve_http, serve_stdio
-from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.observability.logging import configure_logging
 from mcp_servers.shared.postgres.embedded import embedded_postgres
 from mcp_servers.shared.postgres.pool import open_database
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 # name -> "module:factory"; each factory takes a Core and returns a StackServer.
 SERVERS: dict[str, str] = {
     "aidb": "mcp_servers.aidb.server:create_server",
-    "hybrid": "mcp_servers.hybrid.server:create_server",
 }
 # Started by `up` in this order: servers that others call come first.
 UP_ORDER: tuple[str, ...] = ("aidb", "hybrid", "ralph", "dashboard")
@@ -74,16 +74,16 @@ async def _ensure_admin_key(settings: StackSettings) -> str | None:
         return (await keys.create("admin (created by mcp-stack up)", ["admin"])).token
 
 
-async def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+async def _wait_healthy(url: str, process: Process, deadline_seconds: float = 120) -> None:
+    """Poll /health until it answers; a child that exits first is a start-up failure."""
     async with httpx.AsyncClient(timeout=2) as client:
-        with anyio.fail_after(timeout):
-            while True:
-                if process.poll() is not None:
-                    raise ConfigurationError(f"{url} exited with status {process.returncode} during start-up")
+        with anyio.fail_after(deadline_seconds):
+            while process.returncode is None:
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get(f"{url}/health")).status_code == 200:
                         return
                 await anyio.sleep(0.2)
+    raise ConfigurationError(f"{url} exited with status {process.returncode} during start-up")
 
 
 async def _up(settings: StackSettings) -> None:
@@ -92,11 +92,15 @@ async def _up(settings: StackSettings) -> None:
         env = {**os.environ, "MCP_STACK_POSTGRES__DSN": dsn}
         settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
         admin_token = await _ensure_admin_key(settings)
-        processes: dict[str, subprocess.Popen[bytes]] = {}
+        processes: dict[str, Process] = {}
         try:
             for name in names:
-                processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "mcp_servers.cli", "serve", name, "--transport", "http"], env=env
+                processes[name] = await anyio.open_process(
+                    [sys.executable, "-m", "mcp_servers.cli", "serve", name, "--transport", "http"],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=None,
+                    stderr=None,
                 )
             for name in names:
                 await _wait_healthy(_base_url(settings, name), processes[name])
@@ -110,16 +114,17 @@ async def _up(settings: StackSettings) -> None:
     print("mcp-stack stopped", file=sys.stderr)
 
 
-async def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+async def _stop_all(processes: dict[str, Process]) -> None:
+    """SIGTERM every child, give each 10 s to drain, then SIGKILL."""
     for process in processes.values():
-        if process.poll() is None:
+        if process.returncode is None:
             process.terminate()
     for process in processes.values():
         with anyio.move_on_after(10):
-            while process.poll() is None:
-                await anyio.sleep(0.1)
-        if process.poll() is None:
+            await process.wait()
+        if process.returncode is None:
             process.kill()
+            await process.wait()
 
 
 def _base_url(settings: StackSettings, name: str) -> str:
@@ -136,7 +141,7 @@ def _print_banner(settings: StackSettings, names: Sequence[str], admin_token: st
     if admin_token is not None:
         lines += ["", "Admin API key (shown once, store it now):", f"  {admin_token}"]
     else:
-        lines += ["", "An admin key already exists; create more with `mcp-stack keys create --name NAME --scopes read`."]
+        lines += ["", "An admin key exists already; add keys with `mcp-stack keys create --name NAME --scopes read`."]
     print("\n".join(lines), flush=True)
 
 

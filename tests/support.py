@@ -57,9 +57,11 @@ async def http_client(url: str, token: str | None, *, mode: str = "legacy") -> A
     """A connected MCP client over Streamable HTTP, with a bearer token and a pinned protocol era."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     # The SDK leaves a caller-provided HTTP client open, so this helper owns and closes it.
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client:
-            yield client
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client,
+    ):
+        yield client
 
 
 def stdio_client(args: list[str], env: Mapping[str, str]) -> Client:

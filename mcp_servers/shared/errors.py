@@ -44,9 +44,7 @@ class DependencyUnavailable(StackError):
 
     def __init__(self, dependency: str, *, retry_after_seconds: float = 1.0, reason: str = "") -> None:
         detail = f": {reason}" if reason else ""
-        super().__init__(
-            f"{dependency} is unavailable{detail}; retry in {max(1, round(retry_after_seconds))} s"
-        )
+        super().__init__(f"{dependency} is unavailable{detail}; retry in {max(1, round(retry_after_seconds))} s")
         self.dependency = dependency
         self.retry_after_seconds = retry_after_seconds
 

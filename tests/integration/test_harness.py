@@ -119,7 +119,9 @@ async def test_domain_error_reaches_the_model_as_tool_error(stack_settings: Stac
 async def test_http_requires_a_valid_key_in_both_eras(stack_settings: StackSettings, mode: str) -> None:
     _, token = await issue_key(stack_settings, ["write"])
     sock = bind_loopback()
-    settings = stack_settings.model_copy(update={"http": stack_settings.http.model_copy(update={"aidb_port": sock.getsockname()[1]})})
+    settings = stack_settings.model_copy(
+        update={"http": stack_settings.http.model_copy(update={"aidb_port": sock.getsockname()[1]})}
+    )
     server = build_echo_server(settings)
     async with serve_app(server.http_app(), sock) as url:
         async with httpx.AsyncClient() as raw:

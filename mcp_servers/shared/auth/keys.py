@@ -7,7 +7,7 @@ in the token lets us fetch one row and still compare digests with `hmac.compare_
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,7 +117,7 @@ class KeyStore:
         return _to_key(row)
 
 
-def _to_key(row: Mapping[str, Any]) -> ApiKey:
+def _to_key(row: Any) -> ApiKey:  # an asyncpg Record: the driver boundary
     return ApiKey(
         key_id=row["id"],
         name=row["name"],
@@ -126,4 +126,3 @@ def _to_key(row: Mapping[str, Any]) -> ApiKey:
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
     )
-

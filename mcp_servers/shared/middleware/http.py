@@ -26,8 +26,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class _ProtectedServer(Protocol):
-    verifier: TokenVerifier
-    base_url: str
+    @property
+    def verifier(self) -> TokenVerifier: ...
+
+    @property
+    def base_url(self) -> str: ...
 
     @property
     def core(self) -> "_HasServerName": ...
