@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 
 from mcp_servers.shared.config import BreakerSettings, RateLimitSettings
 from mcp_servers.shared.errors import RateLimited
@@ -51,11 +53,6 @@ print("ready", flush=True)
 sys.stdin.readline()
 anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 """
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -229,7 +226,9 @@ async def test_unreachable_redis_fails_open_to_per_process_limits(caplog: pytest
 @pytest.mark.anyio
 async def test_limiter_recovers_when_redis_answers_again(key_prefix: str, redis_client: Redis) -> None:
     # The limiter's own client, without retries, so a dropped connection surfaces as one failed call.
-    client = Redis.from_url(REDIS_URL, retry=Retry(NoBackoff(), 0))
+    client = Redis.from_url(
+        REDIS_URL, retry=Retry(NoBackoff(), 0), driver_info=DriverInfo(lib_version=redis.__version__)
+    )
     breaker = CircuitBreaker("redis", BreakerSettings(failure_threshold=5))
     limiter = RedisRateLimiter(
         client, RateLimitSettings(calls_per_minute=NO_REFILL, burst=10), breaker, key_prefix=key_prefix

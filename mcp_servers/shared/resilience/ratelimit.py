@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from pydantic import ValidationError
+from redis import __version__ as redis_version
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
 from mcp_servers.shared.config import RateLimitSettings
@@ -233,6 +235,8 @@ class RedisRateLimiter:
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 0),
+            # Without it each new connection reads package metadata from disk, a blocking call on the event loop.
+            driver_info=DriverInfo(lib_version=redis_version),
         )
         return cls(client, settings, breaker, key_prefix=key_prefix, owns_client=True)
 
