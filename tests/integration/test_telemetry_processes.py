@@ -37,11 +37,6 @@ anyio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def start_writer(directory: Path, worker: int) -> Process:
     process = await anyio.open_process(
         [sys.executable, "-c", CHILD, str(directory), str(worker), str(EVENTS_PER_PROCESS), str(MAX_FILE_BYTES)],

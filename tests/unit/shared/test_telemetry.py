@@ -2,13 +2,11 @@
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
-from blockbuster import BlockBuster, blockbuster_ctx
 from filelock import FileLock
 
 from mcp_servers.shared.errors import DependencyUnavailable
@@ -22,18 +20,6 @@ from mcp_servers.shared.telemetry import (
 )
 
 ROTATED = re.compile(r"^events-\d{8}T\d{12}Z-(\d{8})\.jsonl$")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def blockbuster() -> Iterator[BlockBuster]:
-    """Fail any test that does file I/O on the event loop (the SDK's pattern)."""
-    with blockbuster_ctx() as detector:
-        yield detector
 
 
 async def rotated_seqs(directory: Path) -> list[int]:

@@ -11,11 +11,6 @@ from mcp_servers.shared.errors import DependencyUnavailable, NotFound
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeClock:
     """A monotonic clock the test moves by hand."""
 

@@ -13,11 +13,6 @@ from mcp_servers.shared.resilience.ratelimit import (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeClock:
     """A monotonic clock the test moves by hand."""
 

@@ -8,11 +8,6 @@ from mcp_servers.shared.resilience.breaker import CircuitBreaker
 from mcp_servers.shared.resilience.retry import retry_idempotent
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Flaky:
     """Fails with the given errors, in order, then returns "ok"; counts its calls."""
 
