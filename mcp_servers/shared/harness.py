@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 D = TypeVar("D")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-ReadinessCheck = Callable[[], Awaitable[None]]
+ReadinessCheck = Callable[[], Awaitable[object]]
 
 
 def package_version() -> str:
@@ -149,8 +149,8 @@ class StackServer(Generic[D]):
         auth = None
         if settings.auth.required:
             auth = SdkAuthSettings(
-                issuer_url=settings.auth.jwt_issuer or self.base_url,  # type: ignore[arg-type]  # pydantic coerces
-                resource_server_url=f"{self.base_url}/mcp",  # type: ignore[arg-type]
+                issuer_url=settings.auth.jwt_issuer or self.base_url,
+                resource_server_url=f"{self.base_url}/mcp",
                 validate_token_resource=False,  # API keys carry no audience; the JWT verifier checks `aud` itself
             )
         self.mcp: MCPServer[D] = MCPServer(
@@ -215,7 +215,9 @@ class StackServer(Generic[D]):
 
         return decorator
 
-    def resource(self, uri: str, *, name: str, description: str, mime_type: str = "application/json") -> Callable[[F], F]:
+    def resource(
+        self, uri: str, *, name: str, description: str, mime_type: str = "application/json"
+    ) -> Callable[[F], F]:
         """Register a resource or resource template; NotFound becomes ResourceNotFoundError."""
 
         def decorator(fn: F) -> F:
