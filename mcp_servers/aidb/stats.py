@@ -1,17 +1,27 @@
-"""Knowledge-base statistics."""
+"""Knowledge-base statistics: PostgreSQL counts, the vector index size and cache effectiveness."""
 
-from mcp_servers.aidb.deps import CHUNKS_COLLECTION, AidbDeps
+from mcp_servers.aidb import store
+from mcp_servers.aidb.deps import AidbDeps
+from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
 from mcp_servers.aidb.models import StatsResult
 
 
 async def collect_stats(deps: AidbDeps) -> StatsResult:
-    """Count documents in PostgreSQL and points in the vector index."""
-    async with deps.database.connection() as conn:
-        documents = await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_class WHERE false")
+    """Count documents, chunks, pending index work, projects and tools; read the index size."""
+    counts = await store.counts(deps.database)
+    cache = deps.searcher.cache
     return StatsResult(
-        documents=int(documents or 0),
+        documents=counts.documents,
+        chunks=counts.chunks,
         chunks_indexed=await deps.vectors.count(CHUNKS_COLLECTION),
+        pending_index=counts.pending,
+        projects=counts.projects,
+        documents_by_kind=counts.by_kind,
+        registered_servers=counts.servers,
+        tools_indexed=counts.tools,
         vector_backend=deps.vectors.name,
         embedder=deps.embedder.name,
         dimension=deps.embedder.dimension,
+        cache_hits=cache.hits,
+        cache_misses=cache.misses,
     )

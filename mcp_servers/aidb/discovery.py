@@ -1,0 +1,154 @@
+"""Tool discovery: index the tools of other MCP servers and find the best ones for a task.
+
+`register_server` connects with the SDK client (Streamable HTTP URL or a stdio command), lists the tools, embeds
+"name, title, description" of each and stores them in PostgreSQL and the tools collection. Registering a name
+again re-indexes it. `find_tools` runs a hybrid search over every registered server's tools.
+"""
+
+import logging
+import shlex
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from mcp_servers.aidb import store
+from mcp_servers.aidb.indexer import TOOLS_COLLECTION, tool_point, tool_text
+from mcp_servers.aidb.models import FindToolsResult, RegisteredServer, ToolMatch
+from mcp_servers.aidb.search import check_query
+from mcp_servers.shared.embeddings.port import Embedder
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest, NotFound
+from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.vectors.bm25 import query_vector
+from mcp_servers.shared.vectors.ids import point_id
+from mcp_servers.shared.vectors.port import SearchMode, VectorIndex
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 30.0
+MAX_TOOLS = 1000
+
+
+def _client(url: str | None, command: Sequence[str] | None) -> Client:
+    if url is not None:
+        return Client(url)
+    assert command
+    return Client(StdioServerParameters(command=command[0], args=list(command[1:])), mode="legacy")
+
+
+async def list_server_tools(url: str | None, command: Sequence[str] | None, name: str) -> list[dict[str, Any]]:
+    """Every tool the server lists (all pages), as plain dicts; DependencyUnavailable if it cannot be reached."""
+    tools: list[dict[str, Any]] = []
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_SECONDS):
+            async with _client(url, command) as client:
+                cursor: str | None = None
+                while True:
+                    page = await client.list_tools(cursor=cursor)
+                    tools.extend(tool.model_dump(by_alias=True, exclude_none=True) for tool in page.tools)
+                    cursor = page.next_cursor
+                    if not cursor or len(tools) >= MAX_TOOLS:
+                        break
+    except TimeoutError:
+        raise DependencyUnavailable(f"MCP server {name!r}", reason="no answer in time") from None
+    except Exception as exc:  # the SDK client surfaces transport failures as many types, incl. ExceptionGroup
+        logger.info("mcp server unreachable", extra={"server_name": name, "error_type": type(exc).__name__})
+        raise DependencyUnavailable(f"MCP server {name!r}", reason="cannot connect or list its tools") from None
+    return tools[:MAX_TOOLS]
+
+
+def parse_target(url: str | None, command: str | None) -> tuple[str | None, list[str] | None]:
+    """Validate the URL (http/https) or split the command line; exactly one of them."""
+    if (url is None) == (command is None):
+        raise InvalidRequest("pass either url (Streamable HTTP endpoint) or command (stdio server), not both")
+    if url is not None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidRequest("url must be an http:// or https:// MCP endpoint, e.g. http://127.0.0.1:8802/mcp")
+        return url, None
+    assert command is not None
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        raise InvalidRequest("command is not a valid shell-style command line") from None
+    if not argv:
+        raise InvalidRequest("command is empty")
+    return None, argv
+
+
+async def register_server(
+    database: Database,
+    vectors: VectorIndex,
+    embedder: Embedder,
+    name: str,
+    *,
+    url: str | None,
+    command: str | None,
+) -> RegisteredServer:
+    """Connect to the server, index its tools, and remember how to reach it (re-register to re-index).
+
+    With neither url nor command, re-indexes an already registered server.
+    """
+    if url is None and command is None:
+        known = await store.server_target(database, name)
+        if known is None:
+            raise NotFound(f"no registered server named {name!r}; pass url or command to register it")
+        target_url, argv = known
+    else:
+        target_url, argv = parse_target(url, command)
+    listed = await list_server_tools(target_url, argv, name)
+    texts = [tool_text(name, str(t["name"]), t.get("title"), str(t.get("description") or "")) for t in listed]
+    embeddings = await embedder.embed_documents(texts) if texts else []
+    records = [
+        store.ToolRecord(
+            server=name,
+            name=str(tool["name"]),
+            title=tool.get("title"),
+            description=str(tool.get("description") or ""),
+            input_schema=dict(tool.get("inputSchema") or {}),
+            point_id=point_id("tool", name, str(tool["name"])),
+            embedding=store.pack_vector(vector),
+        )
+        for tool, vector in zip(listed, embeddings, strict=True)
+    ]
+    removed = await store.save_server_tools(database, name, target_url, argv, records, embedder.name)
+    if records:
+        await vectors.upsert(TOOLS_COLLECTION, [tool_point(record) for record in records])
+    if removed:
+        await vectors.delete(TOOLS_COLLECTION, removed)
+    transport = "http" if target_url is not None else "stdio"
+    return RegisteredServer(name=name, transport=transport, tools=[record.name for record in records])
+
+
+async def find_tools(
+    database: Database, vectors: VectorIndex, embedder: Embedder, query: str, *, limit: int, server: str | None
+) -> FindToolsResult:
+    """The registered tools that best fit `query`, best first."""
+    text = check_query(query)
+    dense = await embedder.embed_query(text)
+    sparse = query_vector(text)
+    mode: SearchMode = "hybrid" if sparse.indices else "dense"
+    hits = await vectors.search(
+        TOOLS_COLLECTION,
+        dense=dense,
+        sparse=sparse if sparse.indices else None,
+        mode=mode,
+        limit=limit,
+        filters={"server": server} if server else None,
+    )
+    known = await store.tools_by_point(database, [hit.id for hit in hits])
+    matches = [
+        ToolMatch(
+            server=tool.server,
+            name=tool.name,
+            title=tool.title,
+            description=tool.description,
+            score=float(hit.score),
+            input_schema=tool.input_schema,
+        )
+        for hit in hits
+        if (tool := known.get(hit.id)) is not None
+    ]
+    return FindToolsResult(tools=matches)

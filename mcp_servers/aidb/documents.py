@@ -1,0 +1,200 @@
+"""Document lifecycle: store (dedupe, chunk, embed, write, index), get, list and delete.
+
+A store returns once PostgreSQL committed; it then applies the change to the vector index right away, and if
+the index is unavailable the background indexer catches up (the result says `indexed: false`).
+"""
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+import anyio
+
+from mcp_servers.aidb import store
+from mcp_servers.aidb.chunking import choose_strategy, chunk_document
+from mcp_servers.aidb.content import content_hash, guess_title, normalize_content
+from mcp_servers.aidb.cursors import decode_cursor, encode_cursor, fingerprint
+from mcp_servers.aidb.indexer import Indexer, index_text
+from mcp_servers.aidb.models import (
+    DeleteResult,
+    Document,
+    DocumentList,
+    Kind,
+    MetadataValue,
+    StoreResult,
+)
+from mcp_servers.aidb.search import METADATA_KEY
+from mcp_servers.shared.config import AidbSettings
+from mcp_servers.shared.embeddings.port import Embedder
+from mcp_servers.shared.errors import InvalidRequest, NotFound
+from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.vectors.ids import point_id
+
+DEFAULT_PROJECT = "default"
+MAX_METADATA_KEYS = 32
+MAX_METADATA_STRING = 1000
+
+# Chunking a multi-megabyte document is pure CPU; keep it off the event loop, two at a time (2 cores).
+_CHUNKING_LIMITER = anyio.CapacityLimiter(2)
+
+
+class DocumentDeps(Protocol):
+    """What document operations need from the server's dependencies."""
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    @property
+    def indexer(self) -> Indexer: ...
+
+    @property
+    def aidb(self) -> AidbSettings: ...
+
+
+def check_metadata(metadata: Mapping[str, MetadataValue] | None) -> dict[str, MetadataValue]:
+    """Metadata as a plain dict; InvalidRequest for bad keys, too many keys or over-long strings."""
+    result = dict(metadata or {})
+    if len(result) > MAX_METADATA_KEYS:
+        raise InvalidRequest(f"metadata has {len(result)} keys; at most {MAX_METADATA_KEYS} are allowed")
+    for key, value in result.items():
+        if not METADATA_KEY.fullmatch(key):
+            raise InvalidRequest(f"metadata key {key[:70]!r} is invalid: use 1-64 letters, digits or '_'")
+        if isinstance(value, str) and len(value) > MAX_METADATA_STRING:
+            raise InvalidRequest(f"metadata {key!r} is longer than {MAX_METADATA_STRING} characters")
+    return result
+
+
+async def store_document(
+    deps: DocumentDeps,
+    content: str,
+    *,
+    title: str | None = None,
+    project: str | None = None,
+    kind: Kind = "doc",
+    source: str | None = None,
+    metadata: Mapping[str, MetadataValue] | None = None,
+) -> StoreResult:
+    """Store a document (or find its duplicate, or update the one with the same source) and index it."""
+    settings = deps.aidb
+    size = len(content.encode("utf-8"))
+    if size > settings.max_document_bytes:
+        raise InvalidRequest(
+            f"document is {size} bytes; the limit is {settings.max_document_bytes} bytes "
+            "(MCP_STACK_AIDB__MAX_DOCUMENT_BYTES): split it or raise the limit"
+        )
+    normalized = normalize_content(content)
+    if not normalized.strip():
+        raise InvalidRequest("content is empty; pass the text to store")
+    project = project or DEFAULT_PROJECT
+    meta = check_metadata(metadata)
+    digest = content_hash(normalized)
+    duplicate = await store.find_duplicate(deps.database, project, digest)
+    if duplicate is not None:
+        return StoreResult(
+            document_id=duplicate.document_id,
+            status="duplicate",
+            title=duplicate.title,
+            chunks=duplicate.chunks,
+            indexed=True,
+            content_hash=digest,
+        )
+    doc_title = (title or "").strip()[:500] or guess_title(normalized, fallback=source or "untitled")
+    strategy = choose_strategy(kind, source, normalized)
+    chunks = await anyio.to_thread.run_sync(
+        lambda: chunk_document(
+            normalized,
+            strategy=strategy,
+            max_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        ),
+        limiter=_CHUNKING_LIMITER,
+    )
+    vectors = await deps.embedder.embed_documents([index_text(doc_title, chunk.text) for chunk in chunks])
+    # Point ids depend only on (project, content, position): content is unique per project, so ids never clash,
+    # and storing the same content again (even after a delete) yields the same ids.
+    new_chunks = [
+        store.NewChunk(
+            point_id=point_id(project, digest, chunk.index),
+            index=chunk.index,
+            heading=chunk.heading,
+            start_line=chunk.start_line,
+            text=chunk.text,
+            embedding=vector,
+        )
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    ]
+    outcome = await store.write_document(
+        deps.database,
+        store.NewDocument(
+            id=str(uuid.uuid4()),
+            project=project,
+            kind=kind,
+            title=doc_title,
+            source=source,
+            content=normalized,
+            content_hash=digest,
+            metadata=meta,
+            embedder=deps.embedder.name,
+        ),
+        new_chunks,
+    )
+    indexed = True
+    if outcome.status != "duplicate":
+        indexed = await deps.indexer.apply_documents([outcome.document_id])
+    return StoreResult(
+        document_id=outcome.document_id,
+        status=outcome.status,
+        title=outcome.title,
+        chunks=outcome.chunks,
+        indexed=indexed,
+        content_hash=digest,
+    )
+
+
+def _document_id(raw: str) -> uuid.UUID:
+    parsed = store.parse_id(raw)
+    if parsed is None:
+        raise NotFound(f"no document with id {raw[:80]!r}; ids come from search or list_documents")
+    return parsed
+
+
+async def get_document(database: Database, document_id: str) -> Document:
+    """The document with its content; NotFound if it does not exist (or was deleted)."""
+    document = await store.get_document(database, _document_id(document_id))
+    if document is None:
+        raise NotFound(f"no document with id {document_id!r}; ids come from search or list_documents")
+    return document
+
+
+async def list_documents(
+    database: Database, *, project: str | None, kind: str | None, limit: int, cursor: str | None
+) -> DocumentList:
+    """A page of documents, newest first."""
+    key = fingerprint(project, kind)
+    after: tuple[datetime, uuid.UUID] | None = None
+    if cursor:
+        position = decode_cursor(cursor, "list", key)
+        try:
+            after = (datetime.fromisoformat(str(position["c"])), uuid.UUID(str(position["i"])))
+        except (KeyError, ValueError):
+            raise InvalidRequest("cursor is not valid; pass next_cursor from the previous page unchanged") from None
+    documents = await store.list_documents(database, project=project, kind=kind, after=after, limit=limit + 1)
+    next_cursor = None
+    if len(documents) > limit:
+        documents = documents[:limit]
+        last = documents[-1]
+        next_cursor = encode_cursor("list", key, {"c": last.created_at, "i": last.id})
+    return DocumentList(documents=documents, next_cursor=next_cursor)
+
+
+async def delete_document(database: Database, indexer: Indexer, document_id: str) -> DeleteResult:
+    """Delete a document; it is gone from search as soon as this returns. NotFound if it does not exist."""
+    parsed = _document_id(document_id)
+    if not await store.delete_document(database, parsed):
+        raise NotFound(f"no document with id {document_id!r}; it may already be deleted")
+    await indexer.apply_documents([str(parsed)])
+    return DeleteResult(document_id=str(parsed), deleted=True)

@@ -1,0 +1,191 @@
+"""The outbox indexer: applies committed document changes to the vector index, idempotently.
+
+PostgreSQL is the source of truth. Each outbox row says "document D changed"; applying it upserts D's current
+chunks (deterministic point ids, so repeats overwrite) and deletes the points its previous version had. A row
+is deleted in the same transaction that applied it, so a crash at any point leaves it to be applied again.
+`rebuild` recreates the index from the tables alone (the `reindex` tool).
+"""
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from mcp_servers.aidb import store
+from mcp_servers.aidb.store import ChunkRecord, ToolRecord
+from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.vectors.bm25 import document_vector
+from mcp_servers.shared.vectors.port import VectorIndex, VectorPoint
+
+logger = logging.getLogger(__name__)
+
+CHUNKS_COLLECTION = "aidb_chunks"
+TOOLS_COLLECTION = "aidb_tools"
+META_PREFIX = "meta__"
+_REBUILD_PAGE = 1000
+
+
+def index_text(title: str, text: str) -> str:
+    """What is embedded and BM25-weighted for a chunk: its text, led by the document title if not already there."""
+    return text if not title or text.startswith(title) else f"{title}\n{text}"
+
+
+def chunk_payload(chunk: ChunkRecord) -> dict[str, Any]:
+    """Payload stored with a chunk's point: the fields searches filter on."""
+    payload: dict[str, Any] = {
+        "document_id": chunk.document_id,
+        "project": chunk.project,
+        "kind": chunk.kind,
+        "chunk_index": chunk.chunk_index,
+    }
+    for key, value in chunk.metadata.items():
+        payload[META_PREFIX + key] = value
+    return payload
+
+
+def chunk_point(chunk: ChunkRecord) -> VectorPoint:
+    """The vector point of a stored chunk (dense from the stored embedding, BM25 from its text)."""
+    return VectorPoint(
+        id=chunk.point_id,
+        dense=store.unpack_vector(chunk.embedding),
+        sparse=document_vector(index_text(chunk.title, chunk.text)),
+        payload=chunk_payload(chunk),
+    )
+
+
+def tool_text(server: str, name: str, title: str | None, description: str) -> str:
+    """What is embedded and BM25-weighted for a tool."""
+    return "\n".join(part for part in (name.replace("_", " "), title or "", description, f"server {server}") if part)
+
+
+def tool_point(tool: ToolRecord) -> VectorPoint:
+    """The vector point of a registered tool."""
+    return VectorPoint(
+        id=tool.point_id,
+        dense=store.unpack_vector(tool.embedding),
+        sparse=document_vector(tool_text(tool.server, tool.name, tool.title, tool.description)),
+        payload={"server": tool.server, "name": tool.name},
+    )
+
+
+class Indexer:
+    """Drains the outbox into the vector index; `run` is the background loop owned by the server's lifespan."""
+
+    def __init__(self, database: Database, vectors: VectorIndex, *, batch: int, poll_seconds: float) -> None:
+        self._database = database
+        self._vectors = vectors
+        self._batch = batch
+        self._poll_seconds = poll_seconds
+        self._wake = anyio.Event()
+        self.applied = 0
+
+    def notify(self) -> None:
+        """Wake the background loop (a write committed)."""
+        self._wake.set()
+
+    async def apply_documents(self, document_ids: Sequence[str]) -> bool:
+        """Apply the pending changes of these documents now; False if the vector index is unavailable.
+
+        Waits for another indexer that holds them, so on True the changes are in the index.
+        """
+        ids = [uuid.UUID(d) for d in document_ids]
+        try:
+            while await self._apply_batch(ids):
+                pass
+        except DependencyUnavailable:
+            logger.warning("vector index unavailable; the outbox will catch up", extra={"documents": len(ids)})
+            self.notify()
+            return False
+        return True
+
+    async def drain(self) -> int:
+        """Apply every pending change; returns how many outbox rows were applied."""
+        total = 0
+        while applied := await self._apply_batch(None):
+            total += applied
+        return total
+
+    async def _apply_batch(self, document_ids: Sequence[uuid.UUID] | None) -> int:
+        async with self._database.transaction() as conn:
+            entries, chunks = await store.claim_outbox(conn, self._batch, document_ids)
+            if not entries:
+                return 0
+            current = {chunk.point_id for chunk in chunks}
+            stale = sorted({p for entry in entries for p in entry.stale_point_ids} - current)
+            # Index first, then forget the rows: if the engine fails, the transaction rolls back and they stay.
+            if chunks:
+                await self._vectors.upsert(CHUNKS_COLLECTION, [chunk_point(chunk) for chunk in chunks])
+            if stale:
+                await self._vectors.delete(CHUNKS_COLLECTION, stale)
+            await store.finish_outbox(conn, [entry.id for entry in entries])
+        self.applied += len(entries)
+        return len(entries)
+
+    async def run(self) -> None:
+        """Drain now, then whenever notified or every `poll_seconds`; back off while the index is down."""
+        delay = self._poll_seconds
+        while True:
+            try:
+                await self.drain()
+                delay = self._poll_seconds
+            except DependencyUnavailable as exc:
+                delay = min(max(delay * 2, getattr(exc, "retry_after_seconds", 1.0)), 60.0)
+                logger.warning("indexer paused: a dependency is unavailable", extra={"retry_seconds": delay})
+            except Exception:  # the loop must outlive any single bad batch
+                logger.exception("indexer batch failed")
+                delay = min(delay * 2, 60.0)
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+
+async def rebuild(
+    database: Database, vectors: VectorIndex, dimension: int, *, project: str | None
+) -> tuple[int, int, int, int]:
+    """Recreate the index from PostgreSQL: (documents, chunks, tools, outbox rows cleared).
+
+    Without a project, both collections are dropped and refilled, and the outbox rows committed before the
+    rebuild started are cleared (the rebuild reflects them). With a project, that project's points are
+    replaced and the outbox is left to the indexer.
+    """
+    pending = await store.outbox_ids(database) if project is None else []
+    if project is None:
+        await vectors.drop(CHUNKS_COLLECTION)
+        await vectors.drop(TOOLS_COLLECTION)
+    else:
+        await vectors.delete_where(CHUNKS_COLLECTION, {"project": project})
+    await vectors.ensure_collection(CHUNKS_COLLECTION, dimension)
+    await vectors.ensure_collection(TOOLS_COLLECTION, dimension)
+    chunks = 0
+    documents: set[str] = set()
+    after: str | None = None
+    while page := await store.all_chunks(database, project=project, after=after, limit=_REBUILD_PAGE):
+        await vectors.upsert(CHUNKS_COLLECTION, [chunk_point(chunk) for chunk in page])
+        chunks += len(page)
+        documents.update(chunk.document_id for chunk in page)
+        after = page[-1].point_id
+    tools = 0
+    if project is None:
+        all_tools = await store.all_tools(database)
+        if all_tools:
+            await vectors.upsert(TOOLS_COLLECTION, [tool_point(tool) for tool in all_tools])
+        tools = len(all_tools)
+    cleared = await store.clear_outbox(database, pending) if pending else 0
+    return len(documents), chunks, tools, cleared
+
+
+def payload_filters(
+    project: str | None, kind: str | None, metadata: Mapping[str, str | int | bool | list[str]] | None
+) -> dict[str, str | int | bool | list[str]]:
+    """Vector-index payload filters for a search."""
+    filters: dict[str, str | int | bool | list[str]] = {}
+    if project is not None:
+        filters["project"] = project
+    if kind is not None:
+        filters["kind"] = kind
+    for key, value in (metadata or {}).items():
+        filters[META_PREFIX + key] = value
+    return filters

@@ -1,0 +1,92 @@
+"""ingest_path: store every matching text file under an allowed root, updating changed ones, skipping the rest.
+
+Each file's resolved path is its document `source`, so a changed file updates its document and an unchanged
+one is recognised by its content hash without re-embedding.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from mcp_servers.aidb import paths
+from mcp_servers.aidb.documents import DocumentDeps, store_document
+from mcp_servers.aidb.models import IngestResult, Kind, SkippedFile
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], Awaitable[None]]
+
+_FS_LIMITER = anyio.CapacityLimiter(2)
+
+_CODE_KIND_SUFFIXES = frozenset(
+    ".py .js .ts .tsx .jsx .go .rs .java .c .h .cpp .hpp .cs .rb .sh .sql .kt .swift .scala .php .lua".split()  # noqa: SIM905
+)
+
+
+def kind_for(name: str) -> Kind:
+    """`code` for source files, `doc` for everything else."""
+    suffix = name[name.rfind(".") :].lower() if "." in name else ""
+    return "code" if suffix in _CODE_KIND_SUFFIXES else "doc"
+
+
+async def ingest_path(
+    deps: DocumentDeps,
+    raw_path: str,
+    *,
+    glob: str,
+    project: str | None,
+    progress: ProgressCallback | None = None,
+) -> IngestResult:
+    """Store the files under `raw_path` that match `glob`; report progress once per file."""
+    settings = deps.aidb
+    roots = settings.allowed_roots
+    target, _ = await anyio.to_thread.run_sync(paths.resolve_target, raw_path, roots, limiter=_FS_LIMITER)
+    candidates, refused = await anyio.to_thread.run_sync(
+        paths.walk, target, roots, glob, settings.max_ingest_files, limiter=_FS_LIMITER
+    )
+    skipped = [SkippedFile(path=s.relative, reason=s.reason) for s in refused]
+    created = updated = unchanged = 0
+    document_ids: list[str] = []
+    total = len(candidates)
+    if progress is not None:
+        await progress(0, total)
+    for done, candidate in enumerate(candidates, start=1):
+        loaded = await anyio.to_thread.run_sync(
+            paths.read_text_file, candidate.path, settings.max_document_bytes, limiter=_FS_LIMITER
+        )
+        if isinstance(loaded, str):
+            skipped.append(SkippedFile(path=candidate.relative, reason=loaded))
+        elif not loaded.text.strip():
+            skipped.append(SkippedFile(path=candidate.relative, reason="empty file"))
+        else:
+            result = await store_document(
+                deps,
+                loaded.text,
+                title=candidate.relative,
+                project=project,
+                kind=kind_for(candidate.path.name),
+                source=str(candidate.path),
+            )
+            if result.status == "created":
+                created += 1
+                document_ids.append(result.document_id)
+            elif result.status == "updated":
+                updated += 1
+                document_ids.append(result.document_id)
+            else:
+                unchanged += 1
+        if progress is not None:
+            await progress(done, total)
+    logger.info(
+        "ingest finished",
+        extra={"files": total, "created": created, "updated": updated, "unchanged": unchanged, "skipped": len(skipped)},
+    )
+    return IngestResult(
+        files_seen=total + len(refused),
+        created=created,
+        updated=updated,
+        unchanged=unchanged,
+        skipped=skipped,
+        document_ids=document_ids,
+    )

@@ -1,0 +1,201 @@
+"""Search: dense, lexical (BM25) or hybrid (RRF) over chunks, one hit per document, keyset-paginated.
+
+The vector index proposes chunks; PostgreSQL confirms them, so a deleted document or a replaced chunk is never
+returned even before the indexer has caught up. A ranking is cached per query and generation: later pages of
+the same query come from the same ranking, and a cursor names the last hit (score, document id), so pages
+never repeat or skip a hit.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mcp_servers.aidb import store
+from mcp_servers.aidb.cache import GenerationCache, LruCache
+from mcp_servers.aidb.cursors import decode_cursor, encode_cursor, fingerprint
+from mcp_servers.aidb.indexer import CHUNKS_COLLECTION, payload_filters
+from mcp_servers.aidb.models import FilterValue, Mode, Provenance, SearchHit, SearchResult
+from mcp_servers.aidb.store import ChunkRecord
+from mcp_servers.shared.embeddings.port import Embedder
+from mcp_servers.shared.errors import InvalidRequest
+from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.vectors.bm25 import query_vector
+from mcp_servers.shared.vectors.port import SparseVector, VectorIndex
+
+METADATA_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """A validated search."""
+
+    query: str
+    mode: Mode
+    limit: int
+    project: str | None = None
+    kind: str | None = None
+    filters: Mapping[str, FilterValue] | None = None
+    min_score: float | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A document's best chunk and its score."""
+
+    score: float
+    chunk: ChunkRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """Ranked documents of one query at one generation; `complete` when nothing lies beyond them."""
+
+    items: tuple[Ranked, ...]
+    complete: bool
+
+
+def check_query(query: str) -> str:
+    """The stripped query; InvalidRequest if it is blank or longer than MAX_QUERY_CHARS."""
+    stripped = query.strip()
+    if not stripped:
+        raise InvalidRequest("query is empty; pass the words or question to search for")
+    if len(stripped) > MAX_QUERY_CHARS:
+        raise InvalidRequest(f"query is {len(stripped)} characters; shorten it to at most {MAX_QUERY_CHARS}")
+    return stripped
+
+
+def check_filters(filters: Mapping[str, FilterValue] | None) -> None:
+    """Metadata filter keys are 1-64 letters, digits or underscores."""
+    for key in filters or {}:
+        if not METADATA_KEY.fullmatch(key):
+            raise InvalidRequest(f"filter key {key[:70]!r} is invalid: use 1-64 letters, digits or '_'")
+
+
+def _order_key(item: Ranked) -> tuple[float, str]:
+    return (-item.score, item.chunk.document_id)
+
+
+class Searcher:
+    """Runs searches for one process: owns the ranking cache and the query-embedding cache."""
+
+    def __init__(
+        self,
+        database: Database,
+        vectors: VectorIndex,
+        embedder: Embedder,
+        cache: GenerationCache[Ranking],
+        *,
+        max_candidates: int,
+    ) -> None:
+        self._database = database
+        self._vectors = vectors
+        self._embedder = embedder
+        self._cache = cache
+        self._max_candidates = max_candidates
+        self._query_vectors: LruCache[list[float]] = LruCache(1024)
+
+    @property
+    def cache(self) -> GenerationCache[Ranking]:
+        """The ranking cache (for stats)."""
+        return self._cache
+
+    async def embed_query(self, query: str) -> list[float]:
+        """The query's dense vector, from the LRU when the same text was embedded before."""
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = await self._embedder.embed_query(query)
+            self._query_vectors.put(query, vector)
+        return vector
+
+    async def search(self, request: SearchRequest) -> SearchResult:
+        """One page of hits after `request.cursor`, best first."""
+        query = check_query(request.query)
+        check_filters(request.filters)
+        key = fingerprint(
+            query, request.mode, request.project, request.kind, dict(request.filters or {}), request.min_score
+        )
+        after: tuple[float, str] | None = None
+        returned = 0
+        if request.cursor:
+            position = decode_cursor(request.cursor, "search", key)
+            try:
+                after = (float(position["s"]), str(position["d"]))
+                returned = int(position["n"])
+            except (KeyError, TypeError, ValueError):
+                raise InvalidRequest("cursor is not valid; pass next_cursor from the previous page unchanged") from None
+        need = returned + request.limit + 1
+        generation = await store.generation(self._database)
+        ranking = self._cache.get(key, generation)
+        cached = ranking is not None and (ranking.complete or len(ranking.items) >= need)
+        if ranking is None or not cached:
+            ranking = await self._rank(query, request, need)
+            self._cache.put(key, generation, ranking)
+        items = list(ranking.items)
+        if after is not None:
+            items = [item for item in items if _order_key(item) > (-after[0], after[1])]
+        page = items[: request.limit]
+        more = len(items) > request.limit or (not ranking.complete and len(page) == request.limit)
+        next_cursor = None
+        if more and page:
+            last = page[-1]
+            next_cursor = encode_cursor(
+                "search", key, {"s": last.score, "d": last.chunk.document_id, "n": returned + len(page)}
+            )
+        return SearchResult(
+            hits=[_hit(item) for item in page], next_cursor=next_cursor, mode=request.mode, cached=cached
+        )
+
+    async def _rank(self, query: str, request: SearchRequest, need: int) -> Ranking:
+        dense = await self.embed_query(query) if request.mode in ("dense", "hybrid") else None
+        sparse: SparseVector | None = query_vector(query) if request.mode in ("lexical", "hybrid") else None
+        mode = request.mode
+        if sparse is not None and not sparse.indices:
+            if mode == "lexical":
+                raise InvalidRequest("query has no searchable words for lexical search (only stop words or symbols)")
+            # Nothing for BM25 to match: hybrid degrades to its dense half rather than failing.
+            mode, sparse = "dense", None
+        filters = payload_filters(request.project, request.kind, request.filters)
+        chunk_limit = min(self._max_candidates, max(need * 3, 30))
+        while True:
+            hits = await self._vectors.search(
+                CHUNKS_COLLECTION, dense=dense, sparse=sparse, mode=mode, limit=chunk_limit, filters=filters or None
+            )
+            live = await store.chunks_by_point(self._database, [hit.id for hit in hits])
+            best: dict[str, Ranked] = {}
+            for hit in hits:
+                chunk = live.get(hit.id)
+                if chunk is not None and chunk.document_id not in best:
+                    best[chunk.document_id] = Ranked(score=float(hit.score), chunk=chunk)
+            exhausted = len(hits) < chunk_limit
+            if len(best) >= need or exhausted or chunk_limit >= self._max_candidates:
+                break
+            chunk_limit = min(self._max_candidates, chunk_limit * 2)
+        items = sorted(best.values(), key=_order_key)
+        complete = exhausted
+        if request.min_score is not None:
+            kept = [item for item in items if item.score >= request.min_score]
+            complete = complete or len(kept) < len(items)
+            items = kept
+        return Ranking(items=tuple(items), complete=complete)
+
+
+def _hit(item: Ranked) -> SearchHit:
+    chunk = item.chunk
+    return SearchHit(
+        document_id=chunk.document_id,
+        title=chunk.title,
+        text=chunk.text,
+        score=item.score,
+        metadata=chunk.metadata,
+        provenance=Provenance(
+            source=chunk.source,
+            chunk_index=chunk.chunk_index,
+            heading=chunk.heading,
+            start_line=chunk.start_line,
+            project=chunk.project,
+            kind=chunk.kind,
+            updated_at=chunk.updated_at.isoformat(),
+        ),
+    )
