@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 
+from mcp_servers.hybrid.background import BackgroundTasks
 from mcp_servers.hybrid.knowledge import ensure_collections
 from mcp_servers.hybrid.mcp_client import McpToolClient
 from mcp_servers.hybrid.pipeline import LearningPipeline
@@ -79,7 +80,10 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
         embedder = create_embedder(settings, core.breakers)
         stack.push_async_callback(embedder.close)
         await check_dimension(embedder, settings.embedder.dimension)
-        vectors = create_vector_index(settings, core.breakers, namespace="hybrid")
+        # Hybrid's own engine directory (an embedded engine is single-process); on a Qdrant server the
+        # `hybrid_` collection prefix keeps the namespaces apart.
+        own_vectors = settings.vectors.model_copy(update={"path": settings.vector_path / "hybrid"})
+        vectors = create_vector_index(settings.model_copy(update={"vectors": own_vectors}), core.breakers)
         stack.push_async_callback(vectors.close)
         await ensure_collections(vectors, settings.embedder.dimension)
         backends: list[Backend] = []
@@ -107,11 +111,9 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
             ralph,
             settings.data_dir / "hybrid" / "datasets",
         )
-        async with anyio.create_task_group() as tg:
-            if hybrid.pipeline_enabled:
-                tg.start_soon(pipeline.run)
-            tg.start_soon(_proposal_loop, deps)
-            try:
-                yield deps
-            finally:
-                tg.cancel_scope.cancel()
+        background = BackgroundTasks()
+        stack.push_async_callback(background.aclose)
+        if hybrid.pipeline_enabled:
+            background.start("learning-pipeline", pipeline.run)
+        background.start("proposals", lambda: _proposal_loop(deps))
+        yield deps

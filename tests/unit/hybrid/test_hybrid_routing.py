@@ -130,7 +130,7 @@ def test_complexity_and_task_type_estimates() -> None:
 
 def test_threshold_adapts_within_bounds() -> None:
     args = {"complexity": 0.5, "step": 0.1, "low": 0.3, "high": 0.9}
-    assert adapt_threshold(0.6, routed_kind="local", outcome="failure", **args) == pytest.approx(0.5)  # type: ignore[arg-type]
-    assert adapt_threshold(0.6, routed_kind="local", outcome="success", **args) == pytest.approx(0.65)  # type: ignore[arg-type]
-    assert adapt_threshold(0.3, routed_kind="local", outcome="failure", **args) == pytest.approx(0.3)  # type: ignore[arg-type]
-    assert adapt_threshold(0.9, routed_kind="local", outcome="success", **args) == pytest.approx(0.9)  # type: ignore[arg-type]
+    assert adapt_threshold(0.6, routed_kind="local", outcome="failure", **args) == pytest.approx(0.5)
+    assert adapt_threshold(0.6, routed_kind="local", outcome="success", **args) == pytest.approx(0.65)
+    assert adapt_threshold(0.3, routed_kind="local", outcome="failure", **args) == pytest.approx(0.3)
+    assert adapt_threshold(0.9, routed_kind="local", outcome="success", **args) == pytest.approx(0.9)
