@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # name -> "module:factory"; each factory takes a Core and returns a StackServer.
 SERVERS: dict[str, str] = {
     "aidb": "mcp_servers.aidb.server:create_server",
+    "hybrid": "mcp_servers.hybrid.server:create_server",
+    "ralph": "mcp_servers.ralph.server:create_server",
 }
 # Started by `up` in this order: servers that others call come first.
 UP_ORDER: tuple[str, ...] = ("aidb", "hybrid", "ralph", "dashboard")

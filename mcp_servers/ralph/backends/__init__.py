@@ -1,0 +1,1 @@
+"""Agent backends: what runs one iteration of a task (a CLI command, or Hybrid over MCP)."""

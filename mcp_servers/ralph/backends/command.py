@@ -1,0 +1,89 @@
+"""The `command` backend: a CLI agent (`claude -p`, `aider --message`, `codex exec`, ...) from a configured template.
+
+Each iteration runs the template's argv in the task's workspace as its own process group, with a scrubbed
+environment, the prompt substituted for `{prompt}` and also sent on stdin, a timeout and captured output.
+"""
+
+from collections.abc import Mapping, Sequence
+
+from mcp_servers.ralph.backends.port import IterationOutcome, IterationRequest
+from mcp_servers.ralph.process import run_process, scrubbed_env
+from mcp_servers.shared.config import RalphSettings
+
+DEFAULT_TEMPLATE = "default"
+
+
+def template_name(backend: str) -> str | None:
+    """`command` -> "default", `command:NAME` -> NAME, anything else -> None."""
+    if backend == "command":
+        return DEFAULT_TEMPLATE
+    if backend.startswith("command:") and len(backend) > len("command:"):
+        return backend.removeprefix("command:")
+    return None
+
+
+def render(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """Substitute `{name}` placeholders inside each argument (plain replacement: braces in values stay literal)."""
+    argv = []
+    for arg in template:
+        for key, value in values.items():
+            arg = arg.replace("{" + key + "}", value)
+        argv.append(arg)
+    return argv
+
+
+def task_env(settings: RalphSettings, request: IterationRequest) -> dict[str, str]:
+    """The scrubbed environment of an agent command, naming the task, iteration and workspace."""
+    return scrubbed_env(
+        settings.env_passthrough,
+        {
+            "RALPH_TASK_ID": str(request.task.id),
+            "RALPH_ITERATION": str(request.number),
+            "RALPH_WORKSPACE": str(request.workspace),
+        },
+    )
+
+
+class CommandBackend:
+    """Runs one configured argv template per iteration. Owns no long-lived resources."""
+
+    def __init__(self, name: str, template: Sequence[str], settings: RalphSettings) -> None:
+        self.name = name
+        self._template = tuple(template)
+        self._settings = settings
+
+    async def run(self, request: IterationRequest) -> IterationOutcome:
+        """Run the agent once; a non-zero exit, a timeout or a missing program is a failed iteration."""
+        prompt = request.task.spec.prompt
+        argv = render(
+            self._template,
+            {
+                "prompt": prompt,
+                "task_id": str(request.task.id),
+                "iteration": str(request.number),
+                "workspace": str(request.workspace),
+            },
+        )
+        result = await run_process(
+            argv,
+            cwd=request.workspace,
+            env=task_env(self._settings, request),
+            stdin=prompt.encode("utf-8"),
+            timeout_seconds=request.timeout_seconds,
+            max_output_bytes=self._settings.max_output_bytes,
+            kill_grace_seconds=self._settings.kill_grace_seconds,
+            on_start=request.on_process_start,
+        )
+        error = None
+        if result.timed_out:
+            error = f"timed out after {request.timeout_seconds:g} s"
+        elif result.exit_status != 0:
+            error = f"exited with status {result.exit_status}"
+        return IterationOutcome(
+            output=result.output,
+            succeeded=result.ok,
+            timed_out=result.timed_out,
+            exit_status=result.exit_status,
+            input_summary=f"{argv[0]} ({len(argv) - 1} args), prompt {len(prompt)} chars on stdin",
+            error=error,
+        )

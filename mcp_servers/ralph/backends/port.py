@@ -1,0 +1,47 @@
+"""The Backend port: run one iteration of a task and say what happened."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+from mcp_servers.ralph.domain import Task
+
+
+@dataclass(frozen=True, slots=True)
+class IterationRequest:
+    """Everything a backend may use for one iteration."""
+
+    task: Task
+    number: int
+    workspace: Path
+    previous_output: str | None
+    timeout_seconds: float
+    # Awaited with the process-group id when a backend starts a local process (recorded for crash clean-up).
+    on_process_start: Callable[[int], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IterationOutcome:
+    """What one iteration produced. `cost_usd` None means the backend reported no usage."""
+
+    output: str
+    succeeded: bool
+    timed_out: bool
+    exit_status: int | None
+    input_summary: str
+    cost_usd: Decimal | None = None
+    tokens: int | None = None
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """Runs iterations; must kill whatever it started when cancelled (stop_task relies on it)."""
+
+    name: str
+
+    async def run(self, request: IterationRequest) -> IterationOutcome:
+        """Run one iteration; failures of the agent are outcomes, failures of Ralph's dependencies raise
+        DependencyUnavailable."""
+        ...

@@ -1,0 +1,37 @@
+"""Completion conditions: the exact `<promise>TEXT</promise>` in an iteration's output, or a verify command."""
+
+import re
+from pathlib import Path
+
+from mcp_servers.ralph.process import ProcessResult, run_process, split_command
+
+_PROMISE = re.compile(r"<promise>(.*?)</promise>", re.DOTALL)
+
+
+def promise_fulfilled(output: str, promise: str) -> bool:
+    """True when the output contains `<promise>TEXT</promise>` whose TEXT equals the promise exactly.
+
+    Only whitespace just inside the tags is ignored; a different, longer or partial text does not count.
+    """
+    expected = promise.strip()
+    return any(match.strip() == expected for match in _PROMISE.findall(output))
+
+
+async def verify_passes(
+    command: str,
+    *,
+    workspace: Path | None,
+    env: dict[str, str],
+    timeout_seconds: float,
+    max_output_bytes: int,
+    kill_grace_seconds: float,
+) -> ProcessResult:
+    """Run the verify command in the workspace; the task is complete when it exits 0."""
+    return await run_process(
+        split_command(command),
+        cwd=workspace,
+        env=env,
+        timeout_seconds=timeout_seconds,
+        max_output_bytes=max_output_bytes,
+        kill_grace_seconds=kill_grace_seconds,
+    )

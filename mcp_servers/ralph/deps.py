@@ -1,0 +1,91 @@
+"""Ralph's dependencies, opened once per process by the harness lifespan, and the background work it owns.
+
+The lifespan runs the worker pool (unless `ralph.workers` is 0) and the notification relay as background tasks;
+leaving the lifespan cancels them, which hands running tasks back to the queue.
+"""
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import anyio
+
+from mcp_servers.ralph._background import BackgroundTasks
+from mcp_servers.ralph.backends.hybrid import HybridBackend
+from mcp_servers.ralph.backends.port import Backend
+from mcp_servers.ralph.backends.registry import BackendRegistry, command_backends
+from mcp_servers.ralph.downstream import DownstreamServer
+from mcp_servers.ralph.events import TaskEvents
+from mcp_servers.ralph.notify import ResourceFanout
+from mcp_servers.ralph.store import TaskStore
+from mcp_servers.ralph.worker import WorkerPool
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.harness import Core, ReadinessCheck
+from mcp_servers.shared.postgres.pool import Database
+
+
+@dataclass(frozen=True, slots=True)
+class RalphDeps:
+    """What Ralph's tools use; owned by the lifespan that created it."""
+
+    settings: StackSettings
+    store: TaskStore
+    backends: BackendRegistry
+    events: TaskEvents
+    workers: WorkerPool | None
+
+    def wake_workers(self) -> None:
+        """Let this process's workers claim new work now rather than at their next poll."""
+        if self.workers is not None:
+            self.workers.wake()
+
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
+        return {}
+
+
+@contextlib.asynccontextmanager
+async def open_downstreams(core: Core) -> AsyncIterator[dict[str, Backend]]:
+    """The hybrid backend when Hybrid is configured (AIDB context when AIDB is too); closes their HTTP clients."""
+    ralph = core.settings.ralph
+    if ralph.hybrid_url is None:
+        yield {}
+        return
+    key = ralph.hybrid_api_key.get_secret_value() if ralph.hybrid_api_key else None
+    hybrid = DownstreamServer("hybrid", ralph.hybrid_url, key, core.breakers, timeout_seconds=ralph.mcp_timeout_seconds)
+    aidb = None
+    if ralph.aidb_url is not None:
+        aidb_key = ralph.aidb_api_key.get_secret_value() if ralph.aidb_api_key else None
+        aidb = DownstreamServer(
+            "aidb", ralph.aidb_url, aidb_key, core.breakers, timeout_seconds=ralph.mcp_timeout_seconds
+        )
+    try:
+        yield {"hybrid": HybridBackend(hybrid, aidb, ralph)}
+    finally:
+        with anyio.CancelScope(shield=True):
+            await hybrid.aclose()
+            if aidb is not None:
+                await aidb.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_ralph(
+    core: Core, database: Database, *, fanout: ResourceFanout | None = None, run_workers: bool = True
+) -> AsyncIterator[RalphDeps]:
+    """Build the store and backends; run the workers and the notification relay for the block's lifetime."""
+    settings = core.settings
+    async with open_downstreams(core) as remote:
+        backends = BackendRegistry({**command_backends(settings.ralph), **remote})
+        store = TaskStore(database)
+        events = TaskEvents(core.telemetry)
+        background = BackgroundTasks()
+        workers = None
+        try:
+            if run_workers and settings.ralph.workers > 0:
+                workers = WorkerPool(store=store, backends=backends, settings=settings, events=events)
+                background.start("workers", workers.run)
+            if fanout is not None:
+                background.start("notifications", functools.partial(fanout.listen, database))
+            yield RalphDeps(settings, store, backends, events, workers)
+        finally:
+            await background.aclose()

@@ -1,0 +1,135 @@
+"""What Ralph's tools do: submit, inspect, list, stop and approve tasks (plain async functions over RalphDeps)."""
+
+import logging
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+
+from mcp_servers.ralph.deps import RalphDeps
+from mcp_servers.ralph.domain import Hook, Iteration, Limits, TaskId, TaskSpec, TaskStatus
+from mcp_servers.ralph.models import HookSpec
+from mcp_servers.ralph.process import find_program, scrubbed_env, split_command
+from mcp_servers.ralph.store import StoredTask
+from mcp_servers.ralph.workspace import validate_workspace
+from mcp_servers.shared.errors import InvalidRequest, NotFound
+
+logger = logging.getLogger(__name__)
+
+# Origins whose tasks always wait for a human: automated optimisation proposals (Hybrid).
+APPROVAL_ORIGINS = frozenset({"hybrid"})
+# stop_task waits this long for the worker to confirm, so the caller usually sees the final state.
+STOP_WAIT_SECONDS = 3.0
+
+
+def parse_task_id(task_id: str) -> uuid.UUID:
+    """The UUID, or NotFound (an id that cannot exist is simply unknown)."""
+    try:
+        return uuid.UUID(task_id)
+    except ValueError:
+        raise NotFound(f"no task with id {task_id!r}; task ids are UUIDs returned by submit_task") from None
+
+
+async def _check_command(command: str, what: str, workspace: Path | None, deps: RalphDeps) -> None:
+    if not deps.settings.ralph.allow_task_commands:
+        raise InvalidRequest(f"{what} is disabled on this server (MCP_STACK_RALPH__ALLOW_TASK_COMMANDS=false)")
+    try:
+        argv = split_command(command)
+    except ValueError as exc:
+        raise InvalidRequest(f"{what} {command!r} cannot be parsed: {exc}") from None
+    path = scrubbed_env(deps.settings.ralph.env_passthrough, {}).get("PATH")
+    if await anyio.to_thread.run_sync(find_program, argv[0], workspace, path) is None:
+        raise InvalidRequest(f"{what}: program {argv[0]!r} not found on PATH or in the workspace")
+
+
+async def submit(
+    deps: RalphDeps,
+    *,
+    prompt: str,
+    backend: str,
+    completion_promise: str | None,
+    verify_command: str | None,
+    max_iterations: int,
+    max_seconds: float | None,
+    max_cost_usd: float | None,
+    workspace: str | None,
+    require_approval: bool,
+    hooks: list[HookSpec] | None,
+    git_checkpoint: bool,
+    origin: str,
+    submitted_by: str,
+) -> StoredTask:
+    """Validate everything a worker would otherwise trip over later, then queue (or park) the task."""
+    if not prompt.strip():
+        raise InvalidRequest("prompt is empty; describe the task the agent should work on")
+    deps.backends.get(backend)
+    resolved = await validate_workspace(workspace, deps.settings.ralph.workspace_roots) if workspace else None
+    if completion_promise is not None and not completion_promise.strip():
+        raise InvalidRequest("completion_promise is empty; omit it or give the text the agent prints when done")
+    if verify_command is not None:
+        await _check_command(verify_command, "verify_command", resolved, deps)
+    for hook in hooks or []:
+        await _check_command(hook.command, f"{hook.event} hook", resolved, deps)
+    needs_approval = require_approval or origin in APPROVAL_ORIGINS
+    spec = TaskSpec(
+        prompt=prompt,
+        backend=backend,
+        limits=Limits(
+            max_iterations=max_iterations,
+            max_seconds=max_seconds,
+            max_cost_usd=Decimal(str(max_cost_usd)) if max_cost_usd is not None else None,
+        ),
+        completion_promise=completion_promise.strip() if completion_promise else None,
+        verify_command=verify_command,
+        workspace=str(resolved) if resolved else None,
+        git_checkpoint=git_checkpoint,
+        hooks=tuple(Hook(hook.event, hook.command, hook.blocking) for hook in hooks or []),
+        require_approval=needs_approval,
+        origin=origin,
+        submitted_by=submitted_by,
+    )
+    status = TaskStatus.AWAITING_APPROVAL if needs_approval else TaskStatus.QUEUED
+    task = await deps.store.insert(TaskId(uuid.uuid4()), spec, status)
+    await deps.events.emit("task_submitted", task, submitted_by=submitted_by)
+    deps.wake_workers()
+    return await deps.store.get(task.id)
+
+
+async def status(deps: RalphDeps, task_id: str) -> StoredTask:
+    """The task, or NotFound."""
+    return await deps.store.get(parse_task_id(task_id))
+
+
+async def iterations(deps: RalphDeps, task_id: str) -> list[Iteration]:
+    """Every iteration of the task, or NotFound."""
+    return await deps.store.iterations(parse_task_id(task_id))
+
+
+async def list_page(
+    deps: RalphDeps, *, status_filter: TaskStatus | None, cursor: str | None, limit: int
+) -> tuple[list[StoredTask], str | None]:
+    """A page of tasks, newest first."""
+    return await deps.store.page(status=status_filter, cursor=cursor, limit=limit)
+
+
+async def stop(deps: RalphDeps, task_id: str) -> StoredTask:
+    """Request a stop and wait (bounded) until the worker confirms it; returns the task as it then stands."""
+    stored = await deps.store.request_stop(parse_task_id(task_id))
+    if not stored.task.status.terminal:
+        await deps.events.emit("task_stop_requested", stored.task)
+    with anyio.move_on_after(STOP_WAIT_SECONDS):
+        while not stored.task.status.terminal:
+            await anyio.sleep(0.05)
+            stored = await deps.store.get(stored.task.id)
+    return stored
+
+
+async def approve(deps: RalphDeps, task_id: str, *, approved: bool, note: str | None, decided_by: str) -> StoredTask:
+    """Release a parked task into the queue, or reject it."""
+    stored = await deps.store.decide_approval(
+        parse_task_id(task_id), approved=approved, note=note, decided_by=decided_by
+    )
+    await deps.events.emit("task_approved" if approved else "task_rejected", stored.task, decided_by=decided_by)
+    deps.wake_workers()
+    return stored
