@@ -113,12 +113,14 @@ def _is_postgres_process(pid: int) -> bool:
     if not _process_alive(pid):
         return False
     try:
-        comm = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     except FileNotFoundError:
         return False
     except OSError:
         return True  # no procfs: trust the pid
-    return comm.startswith("postgres")
+    fields = dict(line.partition(":")[::2] for line in status.splitlines())
+    # A killed postmaster stays a zombie until its new parent reaps it; pg_ctl would wait on it forever.
+    return fields.get("Name", "").strip().startswith("postgres") and not fields.get("State", "").strip().startswith("Z")
 
 
 def _read_pid_file(pgdata: Path) -> _PidFile | None:
@@ -139,6 +141,19 @@ def _read_pid_file(pgdata: Path) -> _PidFile | None:
         socket_dir=line(4) or None,
         status=line(7),
     )
+
+
+def _remove_stale_lock_files(pgdata: Path, pid_file: _PidFile) -> None:
+    """Delete the lock files of a dead postmaster: its pid file and its socket's lock, which hold the same pid."""
+    if pid_file.socket_dir is not None and pid_file.port is not None:
+        socket_lock = Path(pid_file.socket_dir) / f".s.PGSQL.{pid_file.port}.lock"
+        try:
+            owner = socket_lock.read_text(encoding="utf-8").split("\n", 1)[0].strip()
+        except OSError:
+            owner = ""
+        if owner == str(pid_file.pid):
+            socket_lock.unlink(missing_ok=True)
+    (pgdata / "postmaster.pid").unlink(missing_ok=True)
 
 
 def _dsn(pid_file: _PidFile) -> str:
@@ -410,9 +425,11 @@ class EmbeddedPostgres:
                 if pid_file is None:
                     return None
                 if not await to_thread.run_sync(_is_postgres_process, pid_file.pid):
-                    # Stale after a crash or reboot; postgres would refuse to start if the pid now names a
-                    # process of the same user.
-                    await to_thread.run_sync(partial((self.pgdata / "postmaster.pid").unlink, missing_ok=True))
+                    # Stale after a crash or reboot. Postgres refuses to start while that pid answers kill(0),
+                    # which a zombie postmaster (no init reaping it) or a recycled pid does. Deleting the file
+                    # is safe: the new postmaster still finds backends attached to the old shared memory
+                    # through its key, derived from the data dir's inode, and refuses while they live.
+                    await to_thread.run_sync(_remove_stale_lock_files, self.pgdata, pid_file)
                     return None
                 if pid_file.status == "ready":
                     try:
@@ -444,7 +461,12 @@ class EmbeddedPostgres:
             tail = await to_thread.run_sync(_tail, self.pgdata / _STARTUP_LOG)
             logger.warning(
                 "embedded postgres did not start",
-                extra={"attempt": attempt, "exit_code": result.returncode, "log_tail": tail},
+                extra={
+                    "attempt": attempt,
+                    "exit_code": result.returncode,
+                    "stderr": result.stderr.decode(errors="replace")[-2000:],
+                    "log_tail": tail,
+                },
             )
             # Orphaned backends of a killed postmaster hold its shared memory for a moment; retry after them.
             await anyio.sleep(0.5 * attempt)
