@@ -4,7 +4,13 @@ from typing import Final
 
 import asyncpg
 
+
+class ConnectionLost(Exception):
+    """The server closed a borrowed connection mid-block; asyncpg then detaches it and raises InterfaceError."""
+
+
 CONNECTION_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    ConnectionLost,
     OSError,  # refused, reset, socket missing while the server restarts
     TimeoutError,  # connect, acquire and command timeouts (asyncio.TimeoutError is TimeoutError)
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08, incl. ConnectionDoesNotExistError mid-query

@@ -24,7 +24,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from mcp_servers.shared.config import PostgresSettings, StackSettings
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable
-from mcp_servers.shared.postgres._errors import CONNECTION_ERRORS, LOGIN_ERRORS
+from mcp_servers.shared.postgres._errors import CONNECTION_ERRORS, LOGIN_ERRORS, ConnectionLost
 from mcp_servers.shared.postgres.embedded import embedded_postgres
 from mcp_servers.shared.postgres.migrate import Migration, migrate
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
@@ -58,7 +58,16 @@ async def _init_connection(connection: "asyncpg.Connection[asyncpg.Record]") -> 
 
 def _unavailable(exc: BaseException) -> DependencyUnavailable:
     # The class name says refused/reset/timeout without leaking the socket path or SQL.
-    return DependencyUnavailable(BREAKER_NAME, reason=type(exc).__name__)
+    reason = "connection lost" if isinstance(exc, ConnectionLost) else type(exc).__name__
+    return DependencyUnavailable(BREAKER_NAME, reason=reason)
+
+
+def _is_lost(connection: Connection) -> bool:
+    """Whether a borrowed connection died under its borrower (then asyncpg detaches the proxy)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True
 
 
 class Database:
@@ -79,7 +88,7 @@ class Database:
         cls,
         dsn: str,
         settings: PostgresSettings,
-        breaker: CircuitBreaker,
+        breakers: BreakerRegistry,
         *,
         application_name: str = "mcp-stack",
     ) -> "Database":
@@ -105,7 +114,7 @@ class Database:
             ) from None
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
-        return cls(pool, breaker, settings)
+        return cls(pool, breakers.get(BREAKER_NAME, failure_types=CONNECTION_ERRORS), settings)
 
     async def close(self) -> None:
         """Close the pool, waiting a bounded time for borrowed connections before terminating them."""
@@ -125,7 +134,13 @@ class Database:
         """
         try:
             async with self._breaker, self._pool.acquire(timeout=self._acquire_timeout) as connection:
-                yield connection
+                try:
+                    yield connection
+                except asyncpg.InterfaceError as exc:
+                    # Also raised for misuse (e.g. two queries at once on one connection): that stays a bug.
+                    if _is_lost(connection):
+                        raise ConnectionLost from exc
+                    raise
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
 
@@ -206,7 +221,6 @@ async def open_database(
         ConfigurationError: the DSN is refused, a migration failed or was edited, the embedded server failed.
         DependencyUnavailable: the server stayed unreachable for `startup_timeout_seconds`.
     """
-    breaker = breakers.get(BREAKER_NAME, failure_types=CONNECTION_ERRORS)
     async with AsyncExitStack() as stack:
         if settings.postgres.dsn is None:
             dsn = await stack.enter_async_context(embedded_postgres(settings.data_dir))
@@ -214,6 +228,6 @@ async def open_database(
             dsn = settings.postgres.dsn.get_secret_value()
             await _wait_for_server(dsn, settings.postgres, startup_timeout_seconds)
         await migrate(dsn, migrations, connect_timeout_seconds=settings.postgres.connect_timeout_seconds)
-        database = await Database.open(dsn, settings.postgres, breaker, application_name=application_name)
+        database = await Database.open(dsn, settings.postgres, breakers, application_name=application_name)
         stack.push_async_callback(database.close)
         yield database
