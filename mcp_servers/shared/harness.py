@@ -11,8 +11,9 @@ it per connection): the first entry opens them, the last exit closes them.
 import contextlib
 import logging
 import os
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -327,8 +328,16 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+class _QuietSignalServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises SIGTERM after shutdown, ending the process with -15."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve_http(server: StackServer[Any], *, host: str | None = None, port: int | None = None) -> None:
-    """Serve the HTTP app with uvicorn until cancelled or signalled; returns after a graceful shutdown."""
+    """Serve the HTTP app with uvicorn until SIGINT/SIGTERM; returns after a graceful shutdown (exit status 0)."""
     settings = server.core.settings
     config = uvicorn.Config(
         server.http_app(),
@@ -339,10 +348,27 @@ async def serve_http(server: StackServer[Any], *, host: str | None = None, port:
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    await uvicorn.Server(config).serve()
+    http = _QuietSignalServer(config)
+
+    async def stop_on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                http.should_exit = True
+                return
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_signal)
+            await http.serve()
+            tg.cancel_scope.cancel()
+    finally:
+        await server.core.limiter.aclose()
 
 
 async def serve_stdio(server: StackServer[Any]) -> None:
     """Serve one parent process over stdin/stdout (trusted: no auth, stack-wide scopes)."""
     logger.info("serving stdio", extra={"server": server.core.server, "pid": os.getpid()})
-    await server.mcp.run_stdio_async()
+    try:
+        await server.mcp.run_stdio_async()
+    finally:
+        await server.core.limiter.aclose()
