@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from pydantic import SecretStr
 
 from mcp_servers.hybrid.background import BackgroundTasks
 from mcp_servers.hybrid.knowledge import ensure_collections
@@ -53,13 +54,15 @@ class HybridDeps:
         return {"vectors": self.vectors.ping, "embedder": embedder_answers}
 
 
-def _downstream(
-    dependency: str, url: str | None, key: object, timeout: float, breakers: BreakerRegistry
+async def _downstream(
+    dependency: str, url: str | None, key: SecretStr | None, timeout_seconds: float, breakers: BreakerRegistry
 ) -> McpToolClient | None:
     if not url:
         return None
-    api_key = key.get_secret_value() if key is not None and hasattr(key, "get_secret_value") else None
-    return McpToolClient(dependency=dependency, url=url, api_key=api_key, timeout_seconds=timeout, breakers=breakers)
+    api_key = key.get_secret_value() if key is not None else None
+    return await McpToolClient.open(
+        dependency=dependency, url=url, api_key=api_key, timeout_seconds=timeout_seconds, breakers=breakers
+    )
 
 
 async def _proposal_loop(deps: HybridDeps) -> None:
@@ -94,8 +97,12 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
             backends.append(Backend(backend_settings, model, model.breaker))
         router = Router(backends, hybrid, database)
         await router.load_thresholds()
-        aidb = _downstream("aidb", hybrid.aidb_url, hybrid.aidb_api_key, hybrid.aidb_timeout_seconds, core.breakers)
-        ralph = _downstream("ralph", hybrid.ralph_url, hybrid.ralph_api_key, hybrid.aidb_timeout_seconds, core.breakers)
+        aidb = await _downstream(
+            "aidb", hybrid.aidb_url, hybrid.aidb_api_key, hybrid.aidb_timeout_seconds, core.breakers
+        )
+        ralph = await _downstream(
+            "ralph", hybrid.ralph_url, hybrid.ralph_api_key, hybrid.aidb_timeout_seconds, core.breakers
+        )
         for client in (aidb, ralph):
             if client is not None:
                 stack.push_async_callback(client.close)

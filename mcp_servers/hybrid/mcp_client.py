@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -26,16 +27,24 @@ class McpToolClient:
     """A client of one downstream MCP server; the owner calls `close()`."""
 
     def __init__(
-        self, *, dependency: str, url: str, api_key: str | None, timeout_seconds: float, breakers: BreakerRegistry
+        self, *, dependency: str, url: str, http: httpx2.AsyncClient, timeout_seconds: float, breakers: BreakerRegistry
     ) -> None:
         self.dependency = dependency
         self._url = url.rstrip("/")
         if not self._url.endswith("/mcp"):
             self._url += "/mcp"
         self._timeout = timeout_seconds
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx2.AsyncClient(headers=headers, timeout=timeout_seconds)
+        self._http = http
         self.breaker: CircuitBreaker = breakers.get(dependency)
+
+    @classmethod
+    async def open(
+        cls, *, dependency: str, url: str, api_key: str | None, timeout_seconds: float, breakers: BreakerRegistry
+    ) -> "McpToolClient":
+        """Build the client; its HTTP client is created on a worker thread (loading CA certificates blocks)."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        http = await anyio.to_thread.run_sync(lambda: httpx2.AsyncClient(headers=headers, timeout=timeout_seconds))
+        return cls(dependency=dependency, url=url, http=http, timeout_seconds=timeout_seconds, breakers=breakers)
 
     async def call(self, tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Call `tool` and return its structured content (or `{"text": ...}` for text-only results).
