@@ -1,8 +1,8 @@
 """Every Hybrid tool over real MCP (in-process and Streamable HTTP in both eras), and /learning/stats."""
 
 import json
-from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from mcp import Client, MCPError
@@ -101,9 +101,9 @@ async def test_learning_loop_tracks_scores_merges_patterns_and_exports_without_d
         stats = (await client.call_tool("learning_stats", {})).structured_content
 
     assert [e["examples_appended"] for e in exported] == [1, 0, 1]
-    lines = Path(exported[0]["path"]).read_text(encoding="utf-8").splitlines()
+    lines = (await anyio.Path(exported[0]["path"]).read_text(encoding="utf-8")).splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["messages"][1]["content"] == ANSWER
-    sharegpt = json.loads(Path(exported[2]["path"]).read_text(encoding="utf-8"))
+    sharegpt = json.loads(await anyio.Path(exported[2]["path"]).read_text(encoding="utf-8"))
     assert sharegpt["conversations"][0]["from"] == "human"
     assert stats["interactions"] == 2 and stats["patterns"] == 1 and stats["training_examples"] == 1
     assert stats["dataset_files"] == {"openai": 1, "sharegpt": 1}
