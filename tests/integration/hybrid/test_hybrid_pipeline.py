@@ -31,7 +31,7 @@ async def database(stack_settings: StackSettings) -> AsyncIterator[Database]:
 
 
 def pipeline_for(database: Database, directory: Path, **hybrid: object) -> LearningPipeline:
-    return LearningPipeline(database, directory, HybridSettings(**hybrid))  # type: ignore[arg-type]  # test overrides
+    return LearningPipeline(database, directory, HybridSettings(**hybrid))
 
 
 async def emit_interactions(writer: TelemetryWriter, count: int, *, prefix: str = "q") -> None:
@@ -82,7 +82,7 @@ async def test_events_are_applied_once_and_duplicates_skipped(database: Database
 async def test_backpressure_sheds_low_value_work_and_signals_producers(database: Database, tmp_path: Path) -> None:
     directory = tmp_path / "telemetry"
     writer = TelemetryWriter(directory, 1024 * 1024, source="aidb")
-    for n in range(40):
+    for _ in range(40):
         await writer.emit("tool_call", tool="search", outcome="ok", duration_seconds=0.1, pad="x" * 50)
     await emit_interactions(writer, 5)
     pipeline = pipeline_for(database, directory, backpressure_bytes=2048, checkpoint_every_events=10)
