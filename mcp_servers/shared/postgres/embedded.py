@@ -454,10 +454,10 @@ class EmbeddedPostgres:
         command += ["-t", str(max(1, round(self._start_timeout))), "-l", str(self.pgdata / _STARTUP_LOG)]
         for attempt in range(1, _START_ATTEMPTS + 1):
             result = await self._run(command, user, check=False)
-            if result.returncode == 0:
-                pid_file = await to_thread.run_sync(_read_pid_file, self.pgdata)
-                if pid_file is not None:
-                    return pid_file
+            # Also after a failure: pg_ctl gives up after its timeout while a long crash recovery goes on.
+            pid_file = await self._running_server()
+            if pid_file is not None:
+                return pid_file
             tail = await to_thread.run_sync(_tail, self.pgdata / _STARTUP_LOG)
             logger.warning(
                 "embedded postgres did not start",
@@ -516,7 +516,8 @@ class EmbeddedPostgres:
     def _register(self, token: str, started_pid: int | None) -> None:
         current = _read_holders(self.data_dir)
         postmaster_pid = started_pid if started_pid is not None else current.postmaster_pid
-        holders = () if started_pid is not None else _live_holders(current.holders)
+        # Holders still alive stay registered even when we restarted a crashed server under them.
+        holders = _live_holders(current.holders)
         _write_holders(self.data_dir, _Holders(postmaster_pid=postmaster_pid, holders=(*holders, token)))
 
     def _unregister(self, token: str) -> bool:
