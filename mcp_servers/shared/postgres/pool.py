@@ -130,7 +130,9 @@ class Database:
 
         Raises:
             DependencyUnavailable: the breaker is open, or the server failed during the block (connection
-                errors raised by the block's own queries are translated too).
+                errors raised by the block's own queries are translated too). Waiting longer than
+                `connect_timeout_seconds` for a free connection counts too: a pool that stays exhausted
+                means the server is too slow to serve this process.
         """
         try:
             async with self._breaker, self._pool.acquire(timeout=self._acquire_timeout) as connection:
