@@ -174,6 +174,7 @@ async def rebuild(
             await vectors.upsert(TOOLS_COLLECTION, [tool_point(tool) for tool in all_tools])
         tools = len(all_tools)
     cleared = await store.clear_outbox(database, pending) if pending else 0
+    await store.bump_generation(database)
     return len(documents), chunks, tools, cleared
 
 

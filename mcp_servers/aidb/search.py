@@ -2,11 +2,13 @@
 
 The vector index proposes chunks; PostgreSQL confirms them, so a deleted document or a replaced chunk is never
 returned even before the indexer has caught up. A ranking is cached per query and generation: later pages of
-the same query come from the same ranking, and a cursor names the last hit (score, document id), so pages
-never repeat or skip a hit.
+the same query come from the same ranking snapshot (kept 15 minutes in this process), so pages never repeat or
+skip a hit even when documents change in between; hits deleted since are dropped. Should the snapshot be gone
+(another replica, a restart), the cursor's last (score, document id) continues a fresh ranking.
 """
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,6 +26,8 @@ from mcp_servers.shared.vectors.port import SparseVector, VectorIndex
 
 METADATA_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 MAX_QUERY_CHARS = 2000
+SNAPSHOT_TTL_SECONDS = 900.0
+SNAPSHOT_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class Ranking:
 
     items: tuple[Ranked, ...]
     complete: bool
+    generation: int
 
 
 def check_query(query: str) -> str:
@@ -95,6 +100,8 @@ class Searcher:
         self._cache = cache
         self._max_candidates = max_candidates
         self._query_vectors: LruCache[list[float]] = LruCache(1024)
+        # Rankings that later pages are served from, by snapshot id; a plain TTL (generation fixed at 0).
+        self._snapshots: GenerationCache[Ranking] = GenerationCache(SNAPSHOT_TTL_SECONDS, SNAPSHOT_MAX)
 
     @property
     def cache(self) -> GenerationCache[Ranking]:
@@ -116,38 +123,68 @@ class Searcher:
         key = fingerprint(
             query, request.mode, request.project, request.kind, dict(request.filters or {}), request.min_score
         )
-        after: tuple[float, str] | None = None
+        generation = await store.generation(self._database)
+        position = decode_cursor(request.cursor, "search", key) if request.cursor else None
         returned = 0
-        if request.cursor:
-            position = decode_cursor(request.cursor, "search", key)
+        snapshot_id = uuid.uuid4().hex[:16]
+        ranking: Ranking | None = None
+        offset = 0
+        cached = False
+        if position is not None:
             try:
                 after = (float(position["s"]), str(position["d"]))
                 returned = int(position["n"])
+                snapshot = self._snapshots.get(str(position["r"]), 0)
+                saved_offset = int(position["o"])
             except (KeyError, TypeError, ValueError):
                 raise InvalidRequest("cursor is not valid; pass next_cursor from the previous page unchanged") from None
-        need = returned + request.limit + 1
-        generation = await store.generation(self._database)
-        ranking = self._cache.get(key, generation)
-        cached = ranking is not None and (ranking.complete or len(ranking.items) >= need)
-        if ranking is None or not cached:
-            ranking = await self._rank(query, request, need)
-            self._cache.put(key, generation, ranking)
-        items = list(ranking.items)
-        if after is not None:
-            items = [item for item in items if _order_key(item) > (-after[0], after[1])]
-        page = items[: request.limit]
-        more = len(items) > request.limit or (not ranking.complete and len(page) == request.limit)
+            if snapshot is not None and (snapshot.complete or len(snapshot.items) > saved_offset + request.limit):
+                # The ranking the first page came from: later writes cannot shift, repeat or skip hits.
+                ranking, offset, snapshot_id, cached = snapshot, saved_offset, str(position["r"]), True
+        if ranking is None:
+            need = max(returned + request.limit + 1, 3 * request.limit)
+            ranking = self._cache.get(key, generation)
+            cached = ranking is not None and (ranking.complete or len(ranking.items) >= need)
+            if ranking is None or not cached:
+                ranking = await self._rank(query, request, need, generation)
+                self._cache.put(key, generation, ranking)
+            if position is not None:
+                # The snapshot expired: continue after the last hit's (score, id) in a fresh ranking.
+                offset = next(
+                    (i for i, item in enumerate(ranking.items) if _order_key(item) > (-after[0], after[1])),
+                    len(ranking.items),
+                )
+        page, scanned = await self._live_page(ranking, offset, request.limit, generation)
+        end = offset + scanned
         next_cursor = None
-        if more and page:
+        if page and (end < len(ranking.items) or not ranking.complete):
             last = page[-1]
+            self._snapshots.put(snapshot_id, 0, ranking)
             next_cursor = encode_cursor(
-                "search", key, {"s": last.score, "d": last.chunk.document_id, "n": returned + len(page)}
+                "search",
+                key,
+                {"r": snapshot_id, "o": end, "s": last.score, "d": last.chunk.document_id, "n": returned + len(page)},
             )
         return SearchResult(
             hits=[_hit(item) for item in page], next_cursor=next_cursor, mode=request.mode, cached=cached
         )
 
-    async def _rank(self, query: str, request: SearchRequest, need: int) -> Ranking:
+    async def _live_page(self, ranking: Ranking, offset: int, limit: int, generation: int) -> tuple[list[Ranked], int]:
+        """Up to `limit` items from `offset`, skipping documents deleted or changed since the ranking was made."""
+        items = ranking.items
+        if ranking.generation == generation:
+            fresh = list(items[offset : offset + limit])
+            return fresh, len(fresh)
+        page: list[Ranked] = []
+        scanned = 0
+        while len(page) < limit and offset + scanned < len(items):
+            batch = items[offset + scanned : offset + scanned + limit - len(page)]
+            live = await store.chunks_by_point(self._database, [item.chunk.point_id for item in batch])
+            page.extend(item for item in batch if item.chunk.point_id in live)
+            scanned += len(batch)
+        return page, scanned
+
+    async def _rank(self, query: str, request: SearchRequest, need: int, generation: int) -> Ranking:
         dense = await self.embed_query(query) if request.mode in ("dense", "hybrid") else None
         sparse: SparseVector | None = query_vector(query) if request.mode in ("lexical", "hybrid") else None
         mode = request.mode
@@ -178,7 +215,7 @@ class Searcher:
             kept = [item for item in items if item.score >= request.min_score]
             complete = complete or len(kept) < len(items)
             items = kept
-        return Ranking(items=tuple(items), complete=complete)
+        return Ranking(items=tuple(items), complete=complete, generation=generation)
 
 
 def _hit(item: Ranked) -> SearchHit:

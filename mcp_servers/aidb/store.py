@@ -118,6 +118,12 @@ async def _bump_generation(conn: Connection) -> None:
     await conn.execute("UPDATE aidb_state SET value = value + 1 WHERE key = 'generation'")
 
 
+async def bump_generation(database: Database) -> None:
+    """Invalidate every cached search (after the index changed outside a document write, e.g. a rebuild)."""
+    async with database.connection() as conn:
+        await _bump_generation(conn)
+
+
 async def generation(database: Database) -> int:
     """The current cache generation (changes whenever search results may change)."""
     return int(await database.fetchval("SELECT value FROM aidb_state WHERE key = 'generation'"))
