@@ -53,7 +53,7 @@ class DownstreamServer:
         self, name: str, url: str, api_key: str | None, breakers: BreakerRegistry, *, timeout_seconds: float
     ) -> None:
         self.name = name
-        self._url = url
+        self._url = url.rstrip("/") if url.rstrip("/").endswith("/mcp") else url.rstrip("/") + "/mcp"
         self._timeout = timeout_seconds
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx2.AsyncClient(

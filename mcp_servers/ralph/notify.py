@@ -8,14 +8,13 @@ sent `resources/subscribe`.
 
 import logging
 import weakref
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import asyncpg
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
@@ -30,6 +29,13 @@ _RECONNECT_SECONDS = 1.0
 _KEEPALIVE_SECONDS = 5.0
 
 
+def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
+    # `ctx.session` is a per-request proxy; its connection lives as long as the client stays connected.
+    # The SDK offers no public accessor from a lowlevel handler's context.
+    connection: Connection = ctx.session._connection
+    return connection
+
+
 class ResourceFanout:
     """Delivers task changes to subscribed MCP clients of one server."""
 
@@ -37,30 +43,31 @@ class ResourceFanout:
         # The SDK exposes no public handle on its bus outside a request; the attribute is the documented seam
         # (`MCPServer(subscriptions=...)`), read here instead of replacing it.
         self._bus: SubscriptionBus = mcp._subscriptions
-        self._subscribers: dict[str, weakref.WeakSet[ServerSession]] = {}
+        # Per-connection (not per-request) handles, held weakly: a closed connection drops out by itself.
+        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
         lowlevel = mcp._lowlevel_server
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
 
     async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        self._subscribers.setdefault(str(params.uri), weakref.WeakSet()).add(ctx.session)
+        self._subscribers.setdefault(str(params.uri), weakref.WeakSet()).add(_connection(ctx))
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
         sessions = self._subscribers.get(str(params.uri))
         if sessions is not None:
-            sessions.discard(ctx.session)
+            sessions.discard(_connection(ctx))
         return EmptyResult()
 
     async def publish(self, task_id: str) -> None:
         """Tell every subscriber of the task's resources that they changed."""
         for uri in (task_uri(task_id), iterations_uri(task_id)):
             await self._bus.publish(ResourceUpdated(uri=uri))
-            for session in list(self._subscribers.get(uri, ())):
+            for connection in list(self._subscribers.get(uri, ())):
                 try:
-                    await session.send_resource_updated(uri)
+                    await connection.send_resource_updated(uri)
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                    self._subscribers[uri].discard(session)
+                    self._subscribers[uri].discard(connection)
 
     async def listen(self, database: Database) -> None:
         """Relay NOTIFY ralph_task_changed to `publish` until cancelled; reconnects after database outages."""
@@ -93,8 +100,3 @@ class ResourceFanout:
                 except (DependencyUnavailable, asyncpg.PostgresError, OSError):
                     logger.warning("ralph notification listener reconnecting")
                     await anyio.sleep(_RECONNECT_SECONDS)
-
-
-def subscriber_counts(fanout: ResourceFanout) -> Mapping[str, int]:
-    """Legacy subscriptions per URI (for tests and the dashboard)."""
-    return {uri: len(sessions) for uri, sessions in fanout._subscribers.items() if len(sessions)}

@@ -10,6 +10,7 @@ Iterations run at most once: see `TaskStore.begin_iteration` and `TaskStore.clai
 """
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -28,7 +29,7 @@ from mcp_servers.ralph.backends.port import Backend, IterationOutcome, Iteration
 from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.checkpoint import CheckpointError, commit_checkpoint
 from mcp_servers.ralph.completion import promise_fulfilled, verify_passes
-from mcp_servers.ralph.domain import CompletionReason, HookResult, IterationStatus, Task
+from mcp_servers.ralph.domain import REASON_STATUS, CompletionReason, HookResult, IterationStatus, Task
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.hooks import blocking_failure, run_hooks
 from mcp_servers.ralph.policy import LoopState, backoff_seconds, limit_reason, output_fingerprint, stuck_reason
@@ -427,6 +428,30 @@ class WorkerPool:
         workspace: Path | None,
         last_iteration: int | None,
     ) -> None:
+        """End the task; on_complete hooks run first (seeing the final status) so clients that see the task
+        ended also see their results."""
+        if workspace is not None and any(hook.event == "on_complete" for hook in task.spec.hooks):
+            current = await self._store.refresh(task.id, self.worker_id)
+            if current is None:
+                return
+            ending = dataclasses.replace(
+                current.task, status=REASON_STATUS[reason], completion_reason=reason, detail=detail
+            )
+            results = await run_hooks(
+                ending.spec.hooks,
+                "on_complete",
+                task=ending,
+                iteration=None,
+                workspace=workspace,
+                env=task_env(
+                    self._ralph,
+                    IterationRequest(ending, last_iteration or 0, workspace, None, self._ralph.hook_timeout_seconds),
+                ),
+                timeout_seconds=self._ralph.hook_timeout_seconds,
+                kill_grace_seconds=self._ralph.kill_grace_seconds,
+            )
+            if last_iteration is not None:
+                await self._store.add_hook_results(task.id, last_iteration, results)
         final = await self._store.finish_task(task.id, worker_id=self.worker_id, reason=reason, detail=detail)
         if final is None:
             return
@@ -435,23 +460,6 @@ class WorkerPool:
             extra={"task_id": str(task.id), "status": final.status.value, "reason": reason.value},
         )
         await self._events.emit("task_finished", final, detail=detail)
-        if workspace is None or not any(hook.event == "on_complete" for hook in final.spec.hooks):
-            return
-        results = await run_hooks(
-            final.spec.hooks,
-            "on_complete",
-            task=final,
-            iteration=None,
-            workspace=workspace,
-            env=task_env(
-                self._ralph,
-                IterationRequest(final, last_iteration or 0, workspace, None, self._ralph.hook_timeout_seconds),
-            ),
-            timeout_seconds=self._ralph.hook_timeout_seconds,
-            kill_grace_seconds=self._ralph.kill_grace_seconds,
-        )
-        if last_iteration is not None:
-            await self._store.add_hook_results(task.id, last_iteration, results)
 
 
 def _iteration_json(number: int, outcome: IterationOutcome, completed: CompletionReason | None) -> dict[str, Any]:

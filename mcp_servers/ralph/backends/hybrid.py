@@ -122,11 +122,12 @@ class HybridBackend:
         structured = answer.structured or {}
         text = _first(structured, "text", "response", "content", "output")
         output = str(text) if text is not None else answer.text
-        raw_usage = structured.get("usage")
-        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
-        tokens = _int(_first(structured, "tokens", "total_tokens", "tokens_used")) or _int(
-            _first(usage, "total_tokens")
-        )
+        prompt_tokens = _int(structured.get("prompt_tokens"))
+        completion_tokens = _int(structured.get("completion_tokens"))
+        reported = prompt_tokens is not None or completion_tokens is not None
+        tokens = (prompt_tokens or 0) + (completion_tokens or 0) if reported else None
+        # A backend that reported no usage has an unknown cost, whatever figure accompanies it (fail closed).
+        cost = _decimal(_first(structured, "cost_usd", "cost")) if reported else None
         backend_used = _first(structured, "backend", "backend_used")
         logger.info(
             "hybrid iteration answered",
@@ -144,6 +145,6 @@ class HybridBackend:
             timed_out=False,
             exit_status=0,
             input_summary=summary,
-            cost_usd=_decimal(_first(structured, "cost_usd", "cost")),
+            cost_usd=cost,
             tokens=tokens,
         )

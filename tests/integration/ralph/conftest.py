@@ -75,7 +75,26 @@ PROGRAMS = {
     "instant": """
         print("<promise>OK</promise>")
     """,
+    # A hook: appends the event, the iteration number and the task status it read on stdin to hooks.log.
+    "hook_logger": """
+        import json, sys
+        payload = json.load(sys.stdin)
+        number = (payload["iteration"] or {}).get("number")
+        with open("hooks.log", "a", encoding="utf-8") as log:
+            log.write(f"{payload['event']} {number} {payload['task']['status']} {payload['task']['id']}\\n")
+    """,
+    # A hook that always fails.
+    "hook_fails": """
+        import sys
+        print("hook says no")
+        sys.exit(1)
+    """,
 }
+
+
+def program_command(directory: Path, name: str) -> str:
+    """A command line (for verify_command or a hook) running one of PROGRAMS."""
+    return f"{sys.executable} {directory / (name + '.py')}"
 
 
 def write_programs(directory: Path) -> dict[str, list[str]]:
@@ -88,6 +107,12 @@ def write_programs(directory: Path) -> dict[str, list[str]]:
         templates[name] = [sys.executable, str(path), "{prompt}"]
     templates["default"] = templates["third_time"]
     return templates
+
+
+@pytest.fixture
+def programs(tmp_path: Path) -> Path:
+    """Where the PROGRAMS are written (by ralph_settings)."""
+    return tmp_path / "programs"
 
 
 @pytest.fixture

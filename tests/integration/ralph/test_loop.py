@@ -1,6 +1,9 @@
 """Ralph's loop over real MCP (in-process client), with small real programs as the command backend."""
 
+import itertools
+import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -34,4 +37,113 @@ async def test_promise_on_third_run_completes_the_task(
     assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("completed", "promise_found", 3)
     assert [item["status"] for item in iterations] == ["ok", "ok", "ok"]
     assert [item["completed_task"] for item in iterations] == [False, False, True]
+    assert [item["exit_status"] for item in iterations] == [0, 0, 0]
+    assert "run 2: edited count.txt" in iterations[1]["output"]
     assert (workspace / "count.txt").read_text() == "3"
+
+
+async def test_verify_command_exit_zero_completes_the_task(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    workspace = make_workspace(workspace_root, "verify")
+    check = f"{sys.executable} -c \"import pathlib, sys; sys.exit(0 if pathlib.Path('result.txt').exists() else 1)\""
+    server = create_server(build_core("ralph", ralph_settings()))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="produce result.txt",
+            backend="command:writes_on_second",
+            verify_command=check,
+            max_iterations=10,
+            workspace=str(workspace),
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("completed", "verify_passed", 2)
+
+
+async def test_max_iterations_ends_with_limit_reached_never_completed(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings()))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="never finishes",
+            backend="command:never_done",
+            completion_promise="DONE",
+            max_iterations=3,
+            workspace=str(make_workspace(workspace_root, "limit")),
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == (
+        "limit_reached",
+        "max_iterations",
+        3,
+    )
+    assert [item["number"] for item in iterations] == [1, 2, 3]
+
+
+async def test_same_output_three_times_ends_the_task_as_stuck(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings(stuck_repeat_threshold=3)))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="think",
+            backend="command:repeats",
+            completion_promise="DONE",
+            max_iterations=10,
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("stuck", "repeated_output", 3)
+
+
+async def test_consecutive_failures_end_the_task_as_failed_after_backoff(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    settings = ralph_settings(max_consecutive_failures=3, backoff_base_seconds=0.2, backoff_max_seconds=1.0)
+    server = create_server(build_core("ralph", settings))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client, "submit_task", prompt="fail", backend="command:fails", completion_promise="DONE", max_iterations=10
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == (
+        "failed",
+        "consecutive_failures",
+        3,
+    )
+    assert [(item["status"], item["exit_status"]) for item in iterations] == [("failed", 3)] * 3
+    # Exponential backoff, by the database's timestamps: >= 0.2 s after the first failure, >= 0.4 s after the second.
+    gaps = [(later["started_at"], earlier["finished_at"]) for earlier, later in itertools.pairwise(iterations)]
+    seconds = [(datetime.fromisoformat(a) - datetime.fromisoformat(b)).total_seconds() for a, b in gaps]
+    assert seconds[0] >= 0.2 and seconds[1] >= 0.4
+
+
+async def test_cost_cap_with_a_backend_reporting_no_usage_fails_closed(
+    ralph_settings: Callable[..., StackSettings],
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings()))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="costly",
+            backend="command:never_done",
+            completion_promise="DONE",
+            max_iterations=10,
+            max_cost_usd=5.0,
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == (
+        "limit_reached",
+        "cost_unreported",
+        1,
+    )
+    assert task["cost_known"] is False
