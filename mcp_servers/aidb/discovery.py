@@ -5,6 +5,7 @@
 again re-indexes it. `find_tools` runs a hybrid search over every registered server's tools.
 """
 
+import contextlib
 import logging
 import shlex
 from collections.abc import Sequence
@@ -12,7 +13,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import anyio
+import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.indexer import TOOLS_COLLECTION, tool_point, tool_text
@@ -31,11 +34,8 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 MAX_TOOLS = 1000
 
 
-def _client(url: str | None, command: Sequence[str] | None) -> Client:
-    if url is not None:
-        return Client(url)
-    assert command
-    return Client(StdioServerParameters(command=command[0], args=list(command[1:])), mode="legacy")
+def _http_client() -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(CONNECT_TIMEOUT_SECONDS), follow_redirects=False)
 
 
 async def list_server_tools(url: str | None, command: Sequence[str] | None, name: str) -> list[dict[str, Any]]:
@@ -43,7 +43,15 @@ async def list_server_tools(url: str | None, command: Sequence[str] | None, name
     tools: list[dict[str, Any]] = []
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_SECONDS):
-            async with _client(url, command) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                if url is not None:
+                    # Building an HTTP client reads certificate files: do it off the event loop.
+                    http = await stack.enter_async_context(await anyio.to_thread.run_sync(_http_client))
+                    client = Client(streamable_http_client(url, http_client=http))
+                else:
+                    assert command
+                    client = Client(StdioServerParameters(command=command[0], args=list(command[1:])), mode="legacy")
+                await stack.enter_async_context(client)
                 cursor: str | None = None
                 while True:
                     page = await client.list_tools(cursor=cursor)
