@@ -7,6 +7,7 @@
 """
 
 import functools
+import itertools
 import logging
 import time
 import uuid
@@ -124,6 +125,18 @@ def principal_of(ctx: ServerRequestContext[Any, Any]) -> Principal:
     return Principal(name=TRUSTED_PRINCIPAL, scopes=None)
 
 
+@dataclass(frozen=True, slots=True)
+class _ToolMeters:
+    """Pre-resolved metric children of one tool: `.labels()` costs more than the observation itself."""
+
+    ok: Any
+    tool_error: Any
+    crash: Any
+    protocol_error: Any
+    rejected: Any
+    duration: Any
+
+
 class StackMiddleware:
     """The ServerMiddleware every stack server runs, outermost-first inside the SDK's own."""
 
@@ -141,9 +154,28 @@ class StackMiddleware:
         self._limiter = limiter
         self._tool_scopes = tool_scopes
         self._prompt_names = prompt_names
+        self._meters: dict[str, _ToolMeters] = {}
+        # Request ids: a per-process random prefix and a counter (cheaper than a uuid per call, still unique).
+        self._id_prefix = uuid.uuid4().hex[:8]
+        self._ids = itertools.count(1)
+
+    def _meters_for(self, tool: str) -> _ToolMeters:
+        meters = self._meters.get(tool)
+        if meters is None:
+            calls = self._metrics.tool_calls
+            meters = _ToolMeters(
+                ok=calls.labels(self._server, tool, "ok"),
+                tool_error=calls.labels(self._server, tool, "tool_error"),
+                crash=calls.labels(self._server, tool, "crash"),
+                protocol_error=calls.labels(self._server, tool, "protocol_error"),
+                rejected=self._metrics.rate_limit_rejections.labels(self._server, tool),
+                duration=self._metrics.tool_duration.labels(self._server, tool),
+            )
+            self._meters[tool] = meters
+        return meters
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        token = request_id_var.set(uuid.uuid4().hex[:16])
+        token = request_id_var.set(f"{self._id_prefix}-{next(self._ids):x}")
         try:
             if ctx.method == "tools/call":
                 return await self._call_tool(ctx, call_next)
@@ -160,31 +192,35 @@ class StackMiddleware:
         # The SDK answers an unknown tool with isError; the spec wants -32602 (python-sdk#3659).
         # Remove once the SDK raises it itself.
         required = self._tool_scopes.get(name) if isinstance(name, str) else None
-        if required is None:
+        if required is None or not isinstance(name, str):
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}")
-        assert isinstance(name, str)
+        meters = self._meters_for(name)
         principal = principal_of(ctx)
         if principal.scopes is not None and not grants(principal.scopes, server=self._server, required=required):
-            self._metrics.tool_calls.labels(self._server, name, "protocol_error").inc()
+            meters.protocol_error.inc()
             raise to_mcp_error(
                 PermissionDenied(f"tool {name} needs the {required!r} scope on {self._server}", required_scope=required)
             )
         try:
             await self._limiter.acquire(f"{self._server}:{principal.name}:{name}")
         except RateLimited as exc:
-            self._metrics.rate_limit_rejections.labels(self._server, name).inc()
-            self._metrics.tool_calls.labels(self._server, name, "protocol_error").inc()
+            meters.rejected.inc()
+            meters.protocol_error.inc()
             raise to_mcp_error(exc) from None
         outcome = _CallOutcome()
         outcome_token = _outcome_var.set(outcome)
         started = time.perf_counter()
-        label = "protocol_error"
+        counter = meters.protocol_error
         try:
             result = await call_next(ctx)
-            is_error = isinstance(result, CallToolResult) and result.is_error
-            label = "crash" if outcome.crashed else ("tool_error" if is_error else "ok")
+            if outcome.crashed:
+                counter = meters.crash
+            elif isinstance(result, CallToolResult) and result.is_error:
+                counter = meters.tool_error
+            else:
+                counter = meters.ok
             return result
         finally:
             _outcome_var.reset(outcome_token)
-            self._metrics.tool_duration.labels(self._server, name).observe(time.perf_counter() - started)
-            self._metrics.tool_calls.labels(self._server, name, label).inc()
+            meters.duration.observe(time.perf_counter() - started)
+            counter.inc()
