@@ -3,6 +3,7 @@
 mcp-stack up                                   every server over HTTP on embedded defaults
 mcp-stack serve aidb --transport stdio|http    one server (stdio for Claude Desktop and IDEs)
 mcp-stack keys create|list|revoke              API keys for the HTTP transports
+mcp-stack worker ralph [--concurrency N]       Ralph task workers only (no MCP transport)
 """
 
 import argparse
@@ -55,6 +56,12 @@ async def _serve(name: str, transport: str, settings: StackSettings, host: str |
         await serve_stdio(server)
     else:
         await serve_http(server, host=host, port=port)
+
+
+async def _worker(name: str, settings: StackSettings, concurrency: int | None) -> None:
+    # Imported by name like the servers: the CLI does not depend on a server package at import time.
+    run_workers = importlib.import_module(f"mcp_servers.{name}.standalone").run_workers
+    await run_workers(settings, concurrency=concurrency)
 
 
 @contextlib.asynccontextmanager
@@ -173,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default=None, help="HTTP bind address (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="HTTP port (default from settings)")
+    worker = commands.add_parser("worker", help="run background workers without an MCP transport")
+    worker.add_argument("server", choices=["ralph"])
+    worker.add_argument("--concurrency", type=int, default=None, help="tasks at once (default from settings)")
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create")
@@ -198,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             anyio.run(_up, settings)
         elif args.command == "serve":
             anyio.run(_serve, args.server, args.transport, settings, args.host, args.port)
+        elif args.command == "worker":
+            anyio.run(_worker, args.server, settings, args.concurrency)
         else:
             anyio.run(_keys, settings, args)
     except ConfigurationError as exc:
