@@ -4,6 +4,7 @@ Each iteration runs the template's argv in the task's workspace as its own proce
 environment, the prompt substituted for `{prompt}` and also sent on stdin, a timeout and captured output.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 
 from mcp_servers.ralph.backends.port import IterationOutcome, IterationRequest
@@ -11,6 +12,7 @@ from mcp_servers.ralph.process import run_process, scrubbed_env
 from mcp_servers.shared.config import RalphSettings
 
 DEFAULT_TEMPLATE = "default"
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def template_name(backend: str) -> str | None:
@@ -23,13 +25,12 @@ def template_name(backend: str) -> str | None:
 
 
 def render(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
-    """Substitute `{name}` placeholders inside each argument (plain replacement: braces in values stay literal)."""
-    argv = []
-    for arg in template:
-        for key, value in values.items():
-            arg = arg.replace("{" + key + "}", value)
-        argv.append(arg)
-    return argv
+    """Substitute `{name}` placeholders inside each argument in one pass (braces inside values stay literal)."""
+
+    def value(match: re.Match[str]) -> str:
+        return values.get(match.group(1), match.group(0))
+
+    return [_PLACEHOLDER.sub(value, arg) for arg in template]
 
 
 def task_env(settings: RalphSettings, request: IterationRequest) -> dict[str, str]:
