@@ -49,6 +49,7 @@ D = TypeVar("D")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ReadinessCheck = Callable[[], Awaitable[object]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def package_version() -> str:
@@ -238,8 +239,21 @@ class StackServer(Generic[D]):
         methods: tuple[str, ...] = ("GET",),
     ) -> None:
         """Add a custom HTTP route to the app, behind bearer auth with `scope` when auth is required."""
-        protected = bearer_protected(endpoint, self, scope) if self.core.settings.auth.required else endpoint
-        self._extra_routes.append(Route(path, protected, methods=list(methods)))
+        self._extra_routes.append(Route(path, self.protect(endpoint, scope), methods=list(methods)))
+
+    def protect(
+        self, endpoint: Callable[[Request], Awaitable[Response]], scope: Scope
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Bearer auth (when required) with `scope`, then the caller's rate limit, around an HTTP endpoint."""
+        return bearer_protected(
+            endpoint,
+            verifier=self.verifier,
+            base_url=self.base_url,
+            server=self.core.server,
+            scope=scope,
+            limiter=self.core.limiter,
+            require_auth=self.core.settings.auth.required,
+        )
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
@@ -294,11 +308,10 @@ class StackServer(Generic[D]):
                 core.metrics.db_pool_connections.labels("idle").set(stats.idle)
             return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-        protect = self.core.settings.auth.required
         return [
             Route("/health", health, methods=["GET"]),
-            Route("/ready", bearer_protected(ready, self, "read") if protect else ready, methods=["GET"]),
-            Route("/metrics", bearer_protected(metrics, self, "read") if protect else metrics, methods=["GET"]),
+            Route("/ready", self.protect(ready, "read"), methods=["GET"]),
+            Route("/metrics", self.protect(metrics, "read"), methods=["GET"]),
             *self._extra_routes,
         ]
 

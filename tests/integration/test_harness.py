@@ -1,20 +1,24 @@
 """The harness over real transports: in-process, Streamable HTTP in both eras, auth, scopes, limits, metrics."""
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client, MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, Field
 
 from mcp_servers.shared.annotations import READ_ONLY, WRITE
 from mcp_servers.shared.auth.keys import KeyStore
-from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.config import AuthSettings, StackSettings
 from mcp_servers.shared.errors import NotFound
 from mcp_servers.shared.harness import Core, ReadinessCheck, StackServer, build_core
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED, RATE_LIMITED
@@ -212,3 +216,52 @@ async def test_dependencies_open_once_for_many_connections(stack_settings: Stack
     with pytest.raises(Exception):  # noqa: B017 - any access after the last user left must fail
         _ = server.database
     await anyio.lowlevel.checkpoint()
+
+
+async def test_http_route_over_its_rate_limit_answers_429_with_retry_after(stack_settings: StackSettings) -> None:
+    _, token = await issue_key(stack_settings, ["read"])
+    settings = stack_settings.model_copy(
+        update={"rate_limit": stack_settings.rate_limit.model_copy(update={"calls_per_minute": 1.0, "burst": 2})}
+    )
+    async with serve_app(build_echo_server(settings).http_app()) as url, httpx.AsyncClient() as raw:
+        auth = {"Authorization": f"Bearer {token}"}
+        statuses = [(await raw.get(f"{url}/metrics", headers=auth)).status_code for _ in range(2)]
+        limited = await raw.get(f"{url}/metrics", headers=auth)
+    assert statuses == [200, 200]
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+def _jwt(private_key: Any, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": "https://issuer.test", "sub": "user-1", "aud": "mcp-stack", "exp": now + 300, "scope": "read"}
+    return jwt.encode(payload | claims, private_key, algorithm="RS256")
+
+
+async def test_oauth_jwt_from_the_configured_issuer_is_accepted(stack_settings: StackSettings) -> None:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings = stack_settings.model_copy(
+        update={
+            "auth": AuthSettings(
+                jwt_issuer="https://issuer.test", jwt_audience="mcp-stack", jwt_public_key=public_pem.decode()
+            )
+        }
+    )
+    async with serve_app(build_echo_server(settings).http_app()) as url:
+        async with http_client(url, _jwt(private_key)) as client:
+            assert not (await client.call_tool("echo", {"text": "jwt"})).is_error
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("remember", {"key": "k"})
+        assert refused.value.code == PERMISSION_DENIED
+        async with httpx.AsyncClient() as raw:
+            for bad in (
+                _jwt(private_key, iss="https://evil.test"),
+                _jwt(private_key, exp=int(time.time()) - 10),
+                _jwt(private_key, aud="someone-else"),
+                _jwt(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+            ):
+                response = await raw.get(f"{url}/metrics", headers={"Authorization": f"Bearer {bad}"})
+                assert response.status_code == 401

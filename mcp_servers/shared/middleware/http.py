@@ -5,7 +5,6 @@ through `bearer_protected`; only `/health` and `/.well-known/*` stay open.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from mcp.server.auth.provider import TokenVerifier
 from starlette.requests import Request
@@ -21,24 +20,9 @@ from mcp_servers.shared.errors import (
     RateLimited,
     StackError,
 )
+from mcp_servers.shared.resilience.ratelimit import RateLimiter
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class _ProtectedServer(Protocol):
-    @property
-    def verifier(self) -> TokenVerifier: ...
-
-    @property
-    def base_url(self) -> str: ...
-
-    @property
-    def core(self) -> "_HasServerName": ...
-
-
-class _HasServerName(Protocol):
-    @property
-    def server(self) -> str: ...
 
 
 def _challenge(base_url: str, error: str, description: str) -> str:
@@ -48,25 +32,45 @@ def _challenge(base_url: str, error: str, description: str) -> str:
     )
 
 
-def bearer_protected(endpoint: Endpoint, server: _ProtectedServer, scope: Scope) -> Endpoint:
-    """Wrap a route so it needs `Authorization: Bearer <key>` with `scope` on this server."""
+def bearer_protected(
+    endpoint: Endpoint,
+    *,
+    verifier: TokenVerifier,
+    base_url: str,
+    server: str,
+    scope: Scope,
+    limiter: RateLimiter,
+    require_auth: bool = True,
+) -> Endpoint:
+    """Wrap a route: `Authorization: Bearer <key>` with `scope` on `server`, then the caller's rate limit.
+
+    401 with `WWW-Authenticate` for a missing, malformed, repeated or unknown credential; 403 for a missing
+    scope; 429 with `Retry-After` when the principal's budget for this route is spent.
+    """
 
     async def protected(request: Request) -> Response:
-        values = request.headers.getlist("authorization")
-        token = values[0][7:].strip() if len(values) == 1 and values[0].lower().startswith("bearer ") else ""
-        access = await server.verifier.verify_token(token) if token else None
-        if access is None:
-            return JSONResponse(
-                {"error": "invalid_token", "error_description": "Authentication required"},
-                status_code=401,
-                headers={"WWW-Authenticate": _challenge(server.base_url, "invalid_token", "Authentication required")},
-            )
-        if not grants(access.scopes, server=server.core.server, required=scope):
-            return JSONResponse(
-                {"error": "insufficient_scope", "error_description": f"Required scope: {scope}"},
-                status_code=403,
-                headers={"WWW-Authenticate": _challenge(server.base_url, "insufficient_scope", f"need {scope}")},
-            )
+        principal = "anonymous"
+        if require_auth:
+            values = request.headers.getlist("authorization")
+            token = values[0][7:].strip() if len(values) == 1 and values[0].lower().startswith("bearer ") else ""
+            access = await verifier.verify_token(token) if token else None
+            if access is None:
+                return JSONResponse(
+                    {"error": "invalid_token", "error_description": "Authentication required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": _challenge(base_url, "invalid_token", "Authentication required")},
+                )
+            if not grants(access.scopes, server=server, required=scope):
+                return JSONResponse(
+                    {"error": "insufficient_scope", "error_description": f"Required scope: {scope}"},
+                    status_code=403,
+                    headers={"WWW-Authenticate": _challenge(base_url, "insufficient_scope", f"need {scope}")},
+                )
+            principal = access.client_id
+        try:
+            await limiter.acquire(f"{server}:{principal}:http:{request.url.path}")
+        except RateLimited as exc:
+            return error_response(exc)
         return await endpoint(request)
 
     return protected

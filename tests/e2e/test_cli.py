@@ -1,0 +1,59 @@
+"""`mcp-stack keys`: create, list and revoke API keys from the command line."""
+
+import re
+import subprocess
+
+import pytest
+
+from mcp_servers.shared.auth.keys import KeyStore
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.postgres.pool import open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from tests.e2e.test_transports import stack_env
+from tests.support import VENV_BIN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+def run_cli(settings: StackSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "mcp-stack"), *args],
+        env=stack_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+async def test_keys_create_list_revoke(stack_settings: StackSettings) -> None:
+    created = run_cli(stack_settings, "keys", "create", "--name", "ci-bot", "--scopes", "read,aidb:write")
+    assert created.returncode == 0, created.stderr
+    token = re.search(r"^token:\s+(\S+)$", created.stdout, re.MULTILINE)
+    key_id = re.search(r"^key id:\s+(\S+)$", created.stdout, re.MULTILINE)
+    assert token and key_id
+    async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
+        verified = await KeyStore(database).verify(token.group(1))
+        stored_hash = await database.fetchval("SELECT key_hash FROM api_keys WHERE id = $1", key_id.group(1))
+    assert verified is not None and verified.scopes == ("read", "aidb:write")
+    assert token.group(1).split("_")[2].encode() not in bytes(stored_hash)  # only a digest is stored
+
+    listed = run_cli(stack_settings, "keys", "list")
+    assert f"{key_id.group(1)}  active" in listed.stdout
+    assert token.group(1) not in listed.stdout
+
+    revoked = run_cli(stack_settings, "keys", "revoke", key_id.group(1))
+    assert revoked.returncode == 0
+    assert f"{key_id.group(1)}  revoked" in run_cli(stack_settings, "keys", "list").stdout
+    async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
+        assert await KeyStore(database).verify(token.group(1)) is None
+
+
+async def test_bad_scope_and_unknown_key_are_one_line_errors(stack_settings: StackSettings) -> None:
+    bad_scope = run_cli(stack_settings, "keys", "create", "--name", "x", "--scopes", "root")
+    unknown = run_cli(stack_settings, "keys", "revoke", "nosuchkey")
+    for result in (bad_scope, unknown):
+        assert result.returncode == 1
+        assert result.stderr.startswith("mcp-stack: ")
+        assert "Traceback" not in result.stderr
