@@ -337,7 +337,11 @@ class StackSettings(BaseSettings):
     """Everything the stack reads from its environment, validated before any transport opens."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="ignore", nested_model_default_partial_update=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+        nested_model_default_partial_update=True,
     )
 
     data_dir: Path = Field(default=Path.home() / ".local/share/mcp-stack", description="state of the embedded stack")
