@@ -1,12 +1,13 @@
 """Contract of the Embedder port, run against both adapters: the real ONNX model and an OpenAI-compatible server.
 
 The OpenAI-compatible server is scripted by this module (uvicorn on 127.0.0.1, OS-assigned port) and computes its
-vectors with the real ONNX model, so both adapters must agree.
+vectors with the real ONNX model, so both adapters must agree. `anyio_backend` and the BlockBuster guard come from
+tests/conftest.py.
 """
 
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import anyio.to_thread
 import numpy as np
 import pytest
 import uvicorn
-from blockbuster import blockbuster_ctx
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,18 +36,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 DIMENSION = 384
 WRONG_DIMENSION = 100
 API_KEY = "test-embedding-key"
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def blockbuster() -> Iterator[None]:
-    # A blocking call on the event loop (model load, file hashing, inference) fails the test.
-    with blockbuster_ctx():
-        yield
 
 
 @dataclass
@@ -102,7 +90,7 @@ class _ReadyServer(uvicorn.Server):
 
 
 @pytest.fixture(scope="module")
-async def tokenizer_files(anyio_backend: str) -> None:
+async def tokenizer_files() -> None:
     # Idempotent: a no-op once `make setup` (or an earlier run) has provisioned the files.
     await anyio.to_thread.run_sync(lambda: provision(model_dir_for(EmbedderSettings())))
 
