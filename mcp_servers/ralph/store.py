@@ -450,35 +450,30 @@ class TaskStore:
     ) -> int | None:
         """Claim the task's next iteration number and record it as running; None if the lease is gone.
 
-        The number advances in the same transaction that inserts the row, under the lease check, so no two
-        workers can ever start the same (task, number).
+        One statement (one durable commit): the number advances only under a live lease and the row is inserted
+        with it, so no two workers can ever start the same (task, number), even across a database crash.
         """
-        async with self.database.transaction() as conn:
-            number = await conn.fetchval(
-                """
+        number = await self.database.fetchval(
+            """
+            WITH advanced AS (
                 UPDATE ralph_tasks SET next_iteration = next_iteration + 1, updated_at = clock_timestamp()
                 WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > clock_timestamp()
                   AND status = 'running' AND NOT stop_requested
-                RETURNING next_iteration - 1
-                """,
-                task_id,
-                worker_id,
-            )
-            if number is None:
-                return None
-            await conn.execute(
-                """
+                RETURNING id, next_iteration - 1 AS number
+            ), inserted AS (
                 INSERT INTO ralph_iterations (task_id, number, status, input_summary, worker_id, worker_host)
-                VALUES ($1, $2, 'running', $3, $4, $5)
-                """,
-                task_id,
-                number,
-                input_summary,
-                worker_id,
-                worker_host,
+                SELECT id, number, 'running', $3, $2, $4 FROM advanced
+                RETURNING task_id, number
             )
-            await _notify(conn, task_id)
-        return int(number)
+            SELECT number FROM inserted, LATERAL pg_notify($5, task_id::text)
+            """,
+            task_id,
+            worker_id,
+            input_summary,
+            worker_host,
+            CHANNEL,
+        )
+        return int(number) if number is not None else None
 
     async def last_output(self, task_id: uuid.UUID) -> str | None:
         """The output of the task's latest iteration that recorded one (a resumed task continues from it)."""
@@ -520,55 +515,57 @@ class TaskStore:
         record: IterationRecord,
         state: LoopState,
         backoff_seconds: float,
-    ) -> bool:
-        """Record an iteration's result and the loop state after it; False if the lease was lost meanwhile."""
-        async with self.database.transaction() as conn:
-            owned = await conn.fetchval(
-                "SELECT 1 FROM ralph_tasks WHERE id = $1 AND lease_owner = $2 FOR UPDATE", task_id, worker_id
-            )
-            if owned is None:
-                return False
-            updated = await conn.execute(
-                """
+    ) -> StoredTask | None:
+        """Record an iteration's result and the loop state after it; returns the task as it now stands, or None
+        if the lease was lost meanwhile.
+
+        Committed without waiting for the WAL flush (`synchronous_commit = off` for this statement only): a
+        database crash may lose this record, and the iteration then reads `interrupted`, which never causes a
+        re-run. `begin_iteration`, which the at-most-once guarantee rests on, stays durable.
+        """
+        row = await self.database.fetchrow(
+            f"""
+            WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+            owned AS (
+                SELECT id FROM ralph_tasks, relaxed WHERE id = $1 AND lease_owner = $15 FOR UPDATE OF ralph_tasks
+            ), recorded AS (
                 UPDATE ralph_iterations SET status = $3, input_summary = $4, output = $5, output_sha256 = $6,
                     exit_status = $7, error = $8, duration_seconds = $9, cost_usd = $10, tokens = $11,
                     completed_task = $12, checkpoint_commit = $13, hook_results = $14,
                     finished_at = clock_timestamp()
-                WHERE task_id = $1 AND number = $2 AND status = 'running'
-                """,
-                task_id,
-                number,
-                record.status.value,
-                record.input_summary,
-                record.output,
-                record.output_sha256,
-                record.exit_status,
-                record.error,
-                record.duration_seconds,
-                record.cost_usd,
-                record.tokens,
-                record.completed_task,
-                record.checkpoint_commit,
-                [result.as_json() for result in record.hook_results],
+                WHERE task_id IN (SELECT id FROM owned) AND number = $2 AND status = 'running'
+                RETURNING task_id
+            ), t AS (
+                UPDATE ralph_tasks SET consecutive_failures = $16, repeat_count = $17, last_output_sha256 = $18,
+                    cost_usd = cost_usd + coalesce($10, 0), cost_known = cost_known AND $10::numeric IS NOT NULL,
+                    not_before = clock_timestamp() + make_interval(secs => $19), updated_at = clock_timestamp()
+                WHERE id IN (SELECT task_id FROM recorded)
+                RETURNING *
             )
-            if updated != "UPDATE 1":
-                return False
-            await conn.execute(
-                """
-                UPDATE ralph_tasks SET consecutive_failures = $2, repeat_count = $3, last_output_sha256 = $4,
-                    cost_usd = cost_usd + coalesce($5, 0), cost_known = cost_known AND $5::numeric IS NOT NULL,
-                    not_before = clock_timestamp() + make_interval(secs => $6), updated_at = clock_timestamp()
-                WHERE id = $1
-                """,
-                task_id,
-                state.consecutive_failures,
-                state.repeat_count,
-                state.last_output_sha256,
-                record.cost_usd,
-                backoff_seconds,
-            )
-            await _notify(conn, task_id)
-        return True
+            SELECT {_TASK_COLUMNS} FROM t, LATERAL pg_notify($20, t.id::text)
+            """,
+            task_id,
+            number,
+            record.status.value,
+            record.input_summary,
+            record.output,
+            record.output_sha256,
+            record.exit_status,
+            record.error,
+            record.duration_seconds,
+            record.cost_usd,
+            record.tokens,
+            record.completed_task,
+            record.checkpoint_commit,
+            [result.as_json() for result in record.hook_results],
+            worker_id,
+            state.consecutive_failures,
+            state.repeat_count,
+            state.last_output_sha256,
+            backoff_seconds,
+            CHANNEL,
+        )
+        return _stored(row) if row is not None else None
 
     async def finish_task(
         self, task_id: uuid.UUID, *, worker_id: str, reason: CompletionReason, detail: str | None

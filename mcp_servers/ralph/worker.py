@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from mcp_servers.ralph.backends.command import task_env
 from mcp_servers.ralph.backends.port import Backend, IterationOutcome, IterationRequest
@@ -78,6 +79,7 @@ class _Step:
 
     finished: bool  # the task ended (or was lost) during the iteration
     output: str | None = None
+    stored: StoredTask | None = None  # the task as recorded after the iteration (saves a refresh)
 
 
 class WorkerPool:
@@ -103,6 +105,9 @@ class WorkerPool:
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._slots: dict[uuid.UUID, _Slot] = {}
         self._wake = anyio.Event()
+        # Per-iteration events leave the loop's critical path (task state changes are still emitted inline);
+        # the stream exists while `run` does.
+        self._events_out: MemoryObjectSendStream[tuple[str, Task, dict[str, Any]]] | None = None
 
     @property
     def running(self) -> int:
@@ -116,8 +121,11 @@ class WorkerPool:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Claim and run tasks until cancelled; on cancellation hand running tasks back to the queue."""
         logger.info("ralph workers started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency})
-        async with anyio.create_task_group() as tg:
+        send, receive = anyio.create_memory_object_stream[tuple[str, Task, dict[str, Any]]](max_buffer_size=10_000)
+        self._events_out = send
+        async with send, receive, anyio.create_task_group() as tg:
             tg.start_soon(self._control_loop)
+            tg.start_soon(self._send_events, receive)
             task_status.started()
             await self._claim_loop(tg)
 
@@ -172,6 +180,18 @@ class WorkerPool:
                     logger.warning("ralph leases cannot be renewed; dropping tasks", extra={"tasks": len(ids)})
                     for task_id in ids:
                         self._lose(task_id)
+
+    def _emit_later(self, event_type: str, task: Task, **fields: Any) -> None:
+        if self._events_out is None:
+            return
+        try:
+            self._events_out.send_nowait((event_type, task, fields))
+        except anyio.WouldBlock:  # telemetry is best effort; the loop never waits for it
+            logger.warning("ralph telemetry backlog full; event dropped", extra={"event_type": event_type})
+
+    async def _send_events(self, receive: MemoryObjectReceiveStream[tuple[str, Task, dict[str, Any]]]) -> None:
+        async for event_type, task, fields in receive:
+            await self._events.emit(event_type, task, **fields)
 
     def _lose(self, task_id: uuid.UUID) -> None:
         slot = self._slots.get(task_id)
@@ -229,8 +249,10 @@ class WorkerPool:
             return
         previous_output = await self._store.last_output(task.id)
         last_iteration: int | None = None
+        known: StoredTask | None = None
         while True:
-            stored = await self._store.refresh(task.id, self.worker_id)
+            stored = known or await self._store.refresh(task.id, self.worker_id)
+            known = None
             if stored is None or slot.lease_lost:
                 return
             task = stored.task
@@ -263,6 +285,7 @@ class WorkerPool:
             step = await self._iteration(stored, number, backend, workspace, slot, previous_output)
             if step.finished:
                 return
+            known = step.stored
             if step.output is not None:
                 previous_output = step.output
 
@@ -368,13 +391,14 @@ class WorkerPool:
         )
         if slot.stop_requested:
             backoff = 0.0
-        if not await self._store.finish_iteration(
+        recorded = await self._store.finish_iteration(
             task.id, number, worker_id=self.worker_id, record=record, state=state, backoff_seconds=backoff
-        ):
+        )
+        if recorded is None:
             return _Step(finished=True)
-        await self._events.emit(
+        self._emit_later(
             "iteration_finished",
-            task,
+            recorded.task,
             iteration=number,
             iteration_status=status.value,
             duration_seconds=round(duration, 4),
@@ -398,7 +422,7 @@ class WorkerPool:
         if stuck is not None:
             await self._finish(task, stuck, _stuck_detail(stuck, state), workspace, number)
             return _Step(finished=True)
-        return _Step(finished=False, output=output)
+        return _Step(finished=False, output=output, stored=recorded)
 
     async def _completion(
         self, task: Task, outcome: IterationOutcome, workspace: Path, env: dict[str, str]

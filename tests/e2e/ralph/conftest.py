@@ -1,5 +1,5 @@
 """Ralph's end-to-end tests reuse the integration fixtures (settings with real agent programs)."""
 
-from tests.integration.ralph.conftest import programs, ralph_settings, workspace_root
+from tests.integration.ralph.ralph_support import programs, ralph_settings, workspace_root
 
 __all__ = ["programs", "ralph_settings", "workspace_root"]

@@ -21,7 +21,7 @@ from mcp import Client
 from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
-from tests.integration.ralph.conftest import call, make_workspace, read_iterations, wait_for_status
+from tests.integration.ralph.ralph_support import call, make_workspace, read_iterations, wait_for_status
 from tests.support import VENV_BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

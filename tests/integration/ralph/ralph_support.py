@@ -1,4 +1,4 @@
-"""Fixtures for Ralph: settings with small real agent programs as command templates, and task polling helpers."""
+"""Ralph test helpers: settings with small real agent programs as command templates, task polling."""
 
 import json
 import sys

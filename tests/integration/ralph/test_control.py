@@ -16,7 +16,7 @@ from mcp_types import INVALID_PARAMS, ResourceUpdatedNotification
 from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
-from tests.integration.ralph.conftest import (
+from tests.integration.ralph.ralph_support import (
     call,
     make_workspace,
     program_command,
