@@ -8,6 +8,7 @@ Dependencies are opened once per process however many connections enter the MCP 
 it per connection): the first entry opens them, the last exit closes them.
 """
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -41,6 +42,7 @@ from mcp_servers.shared.observability.tracing import configure_tracing
 from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.resilience.ratelimit import RateLimiter, create_rate_limiter
+from mcp_servers.shared.runtime_config import RuntimeConfig
 from mcp_servers.shared.telemetry import TelemetryWriter
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class Core:
     limiter: RateLimiter
     telemetry: TelemetryWriter
     started_at: float
+    runtime: RuntimeConfig
+    """Live settings from PostgreSQL (`runtime.effective`), kept current while the server runs."""
 
 
 def build_core(server: ServerName, settings: StackSettings) -> Core:
@@ -77,7 +81,8 @@ def build_core(server: ServerName, settings: StackSettings) -> Core:
     limiter = create_rate_limiter(settings.rate_limit, breakers)  # always built: the limit can be enabled live
     telemetry = TelemetryWriter(settings.telemetry_path, settings.telemetry.max_file_bytes, source=server)
     configure_tracing(f"mcp-stack-{server}", settings.observability.otlp_endpoint)
-    return Core(server, settings, metrics, breakers, limiter, telemetry, time.time())
+    runtime = RuntimeConfig(settings, limiter)
+    return Core(server, settings, metrics, breakers, limiter, telemetry, time.time(), runtime)
 
 
 class HasReadiness(Protocol):
@@ -110,6 +115,7 @@ class _SharedDeps(Generic[D]):
                     self.database = await stack.enter_async_context(
                         open_database(self._core.settings, self._core.breakers)
                     )
+                    _start_runtime_config(stack, self._core, self.database)
                     self.deps = await stack.enter_async_context(self._open_deps(self._core, self.database))
                 except BaseException:
                     await stack.aclose()
@@ -128,6 +134,24 @@ class _SharedDeps(Generic[D]):
                         stack, self._stack = self._stack, None
                         await stack.aclose()
                         self.database = self.deps = None
+
+
+def _start_runtime_config(stack: contextlib.AsyncExitStack, core: Core, database: Database) -> None:
+    """Run the live-settings watcher until the stack closes.
+
+    An asyncio task, not a task group: the last user may close the stack from another task (legacy SSE).
+    """
+    # A pool of one connection cannot lend one to LISTEN for good: poll only.
+    listen = core.settings.postgres.pool_max_size >= 2
+    task = asyncio.get_running_loop().create_task(
+        core.runtime.run(database, core.breakers, listen=listen), name=f"{core.server}-runtime-config"
+    )
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
 
 
 class StackServer(Generic[D]):
