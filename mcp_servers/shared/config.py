@@ -286,6 +286,26 @@ class DashboardSettings(_Section):
 
     session_secret: SecretStr | None = Field(default=None, description="cookie signing key; default generated")
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    service_api_key: SecretStr | None = Field(
+        default=None, description="bearer key the dashboard uses to call the servers (mcp-stack up creates one)"
+    )
+    aidb_url: str | None = Field(default=None, description="AIDB base URL; default http://<http.host>:<aidb_port>")
+    hybrid_url: str | None = Field(default=None, description="Hybrid base URL; default from http settings")
+    ralph_url: str | None = Field(default=None, description="Ralph base URL; default from http settings")
+    supervised: bool = Field(default=False, description="started by mcp-stack up: offer restarting its servers")
+    login_attempts_per_minute: float = Field(default=10.0, gt=0, le=10_000, description="per client and per user")
+    login_burst: int = Field(default=5, ge=1, le=1000)
+    sample_seconds: float = Field(default=2.0, ge=0.1, le=3600, description="how often server status is sampled")
+    history_samples: int = Field(default=180, ge=2, le=100_000, description="samples kept for the charts")
+    request_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> "DashboardSettings":
+        for name in ("aidb_url", "hybrid_url", "ralph_url"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must start with http:// or https://")
+        return self
 
 
 class _TomlSource(PydanticBaseSettingsSource):
