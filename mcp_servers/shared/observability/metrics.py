@@ -61,6 +61,13 @@ class StackMetrics:
             ["server", "reason"],
             registry=self.registry,
         )
+        # Set by the process that runs Hybrid's learning pipeline (unset elsewhere); alerted on in
+        # containers/prometheus/alerts.yml.
+        self.learning_backlog = Gauge(
+            "mcpstack_learning_backlog_bytes",
+            "Telemetry bytes the learning pipeline has not consumed yet",
+            registry=self.registry,
+        )
         build = Info("mcpstack_build", "Stack version", registry=self.registry)
         build.info({"version": version, "server": server})
 
