@@ -24,7 +24,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from mcp_servers.hybrid.learning import add_training_example, reusability, value_score, worth_training
+from mcp_servers.hybrid.learning import content_hash, example_messages, reusability, value_score, worth_training
 from mcp_servers.hybrid.routing import classify_task, detect_secret, estimate_complexity
 from mcp_servers.shared.config import HybridSettings
 from mcp_servers.shared.errors import StackError
@@ -174,11 +174,16 @@ class LearningPipeline:
                 # Another pipeline moved on (or this one restarted): adopt its position, apply nothing.
                 self.state.checkpoint = committed
                 return 0
+            # Atomicity, not durability, gives exactly-once: a commit lost in a PostgreSQL crash loses the
+            # checkpoint together with the rows, and the batch is replayed. So skip the WAL flush wait.
+            await conn.execute("SET LOCAL synchronous_commit = off")
             fresh = await _claim(conn, [event.id for event in events])
-            shed_count = 0
+            batch = _Batch()
             for event in events:
                 if event.id in fresh:
-                    shed_count += await _apply(conn, event, shed=shed)
+                    batch.add(event, shed=shed)
+            await batch.write(conn)
+            shed_count = batch.shed
             updated_at = await conn.fetchval(
                 """UPDATE hybrid_pipeline_checkpoints SET position = $2::jsonb,
                        events_processed = events_processed + $3, updated_at = now()
@@ -240,81 +245,102 @@ async def _claim(conn: Connection, ids: Sequence[str]) -> set[str]:
     return {row["event_id"] for row in rows}
 
 
-async def _apply(conn: Connection, event: TelemetryEvent, *, shed: bool) -> int:
-    """Apply one fresh event inside the batch transaction; returns 1 if its work was shed."""
-    if event.type == "interaction":
-        await _apply_interaction(conn, event)
-        return 0
-    if event.type == "tool_call":
-        if shed:
-            return 1
+@dataclass(slots=True)
+class _Batch:
+    """Rows one batch writes, gathered first so each table gets one pipelined `executemany`."""
+
+    interactions: list[tuple[Any, ...]] = field(default_factory=list)
+    examples: list[tuple[Any, ...]] = field(default_factory=list)
+    tool_stats: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    shed: int = 0
+
+    def add(self, event: TelemetryEvent, *, shed: bool) -> None:
+        """Turn one fresh event into rows (or count it as shed)."""
+        if event.type == "interaction":
+            self._add_interaction(event)
+        elif event.type == "tool_call":
+            if shed:
+                self.shed += 1
+                return
+            tool = event.data.get("tool")
+            if isinstance(tool, str):
+                duration = event.data.get("duration_seconds")
+                totals = self.tool_stats.setdefault((event.source[:100], tool[:200]), [0, 0, 0.0])
+                totals[0] += 1
+                totals[1] += 0 if event.data.get("outcome", "ok") == "ok" else 1
+                totals[2] += float(duration) if isinstance(duration, int | float) else 0.0
+
+    def _add_interaction(self, event: TelemetryEvent) -> None:
         data = event.data
-        tool = data.get("tool")
-        if not isinstance(tool, str):
-            return 0
-        duration = data.get("duration_seconds")
-        await conn.execute(
-            """INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ($1, $2, 1, $3, $4)
-               ON CONFLICT (server, tool) DO UPDATE SET calls = hybrid_tool_stats.calls + 1,
-                   errors = hybrid_tool_stats.errors + EXCLUDED.errors,
-                   duration_sum = hybrid_tool_stats.duration_sum + EXCLUDED.duration_sum""",
-            event.source[:100],
-            tool[:200],
-            0 if data.get("outcome", "ok") == "ok" else 1,
-            float(duration) if isinstance(duration, int | float) else 0.0,
+        query, response = data.get("query"), data.get("response")
+        if not (isinstance(query, str) and isinstance(response, str) and query.strip()):
+            return
+        outcome = data.get("outcome") if data.get("outcome") in _OUTCOMES else None
+        feedback_raw = data.get("user_feedback")
+        feedback = (
+            max(-1.0, min(1.0, float(feedback_raw)))
+            if isinstance(feedback_raw, int | float) and not isinstance(feedback_raw, bool)
+            else None
         )
-    return 0
+        secret = bool(data.get("secret")) or detect_secret(query + "\n" + response) is not None
+        complexity = estimate_complexity(query)
+        score = (
+            value_score(
+                outcome=outcome,
+                feedback=feedback,
+                reusability=reusability(query, response),
+                complexity=complexity,
+                novelty=0.5,
+            )
+            if outcome is not None
+            else None
+        )
+        interaction_id = uuid.uuid5(EVENT_NAMESPACE, event.id)
+        tokens = data.get("tokens_used")
+        latency = data.get("latency_ms")
+        self.interactions.append(
+            (
+                interaction_id,
+                query,
+                response,
+                str(data.get("agent_type") or event.source)[:50],
+                str(data.get("model_used") or "unknown")[:200],
+                tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+                float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None,
+                classify_task(query),
+                complexity,
+                secret,
+                outcome,
+                feedback,
+                score,
+            )
+        )
+        if worth_training(outcome, feedback, secret):
+            messages = example_messages(query, response)
+            self.examples.append((content_hash(messages), json.dumps(messages), interaction_id, event.id, score))
 
-
-async def _apply_interaction(conn: Connection, event: TelemetryEvent) -> None:
-    data = event.data
-    query, response = data.get("query"), data.get("response")
-    if not (isinstance(query, str) and isinstance(response, str) and query.strip()):
-        return
-    outcome = data.get("outcome") if data.get("outcome") in _OUTCOMES else None
-    feedback_raw = data.get("user_feedback")
-    feedback = (
-        max(-1.0, min(1.0, float(feedback_raw)))
-        if isinstance(feedback_raw, int | float) and not isinstance(feedback_raw, bool)
-        else None
-    )
-    secret = bool(data.get("secret")) or detect_secret(query + "\n" + response) is not None
-    complexity = estimate_complexity(query)
-    score = (
-        value_score(
-            outcome=outcome,
-            feedback=feedback,
-            reusability=reusability(query, response),
-            complexity=complexity,
-            novelty=0.5,
-        )
-        if outcome is not None
-        else None
-    )
-    interaction_id = uuid.uuid5(EVENT_NAMESPACE, event.id)
-    tokens = data.get("tokens_used")
-    latency = data.get("latency_ms")
-    await conn.execute(
-        """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used,
-               latency_ms, task_type, complexity, secret, outcome, user_feedback, outcome_at, value_score)
-           VALUES ($1, 'telemetry', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                   CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $13)
-           ON CONFLICT (id) DO NOTHING""",
-        interaction_id,
-        query,
-        response,
-        str(data.get("agent_type") or event.source)[:50],
-        str(data.get("model_used") or "unknown")[:200],
-        tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-        float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None,
-        classify_task(query),
-        complexity,
-        secret,
-        outcome,
-        feedback,
-        score,
-    )
-    if worth_training(outcome, feedback, secret):
-        await add_training_example(
-            conn, query=query, response=response, interaction_id=interaction_id, event_id=event.id, score=score
-        )
+    async def write(self, conn: Connection) -> None:
+        """Insert every gathered row inside the caller's transaction."""
+        if self.interactions:
+            await conn.executemany(
+                """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used,
+                       latency_ms, task_type, complexity, secret, outcome, user_feedback, outcome_at, value_score)
+                   VALUES ($1, 'telemetry', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                           CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $13)
+                   ON CONFLICT (id) DO NOTHING""",
+                self.interactions,
+            )
+        if self.examples:
+            await conn.executemany(
+                """INSERT INTO hybrid_training_examples (content_hash, messages, interaction_id, event_id, value_score)
+                   VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (content_hash) DO NOTHING""",
+                self.examples,
+            )
+        if self.tool_stats:
+            await conn.executemany(
+                """INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (server, tool) DO UPDATE SET calls = hybrid_tool_stats.calls + EXCLUDED.calls,
+                       errors = hybrid_tool_stats.errors + EXCLUDED.errors,
+                       duration_sum = hybrid_tool_stats.duration_sum + EXCLUDED.duration_sum""",
+                [(server, tool, int(c), int(e), d) for (server, tool), (c, e, d) in self.tool_stats.items()],
+            )

@@ -154,7 +154,7 @@ async def test_budget_exhausted_stops_remote_and_missing_usage_fails_closed(
     assert first.structured_content["backend"] == "remote"
     assert first.structured_content["cost"] >= 1.0  # no usage reported: charged the worst case
     data = second.structured_content
-    assert data["backend"] == "local" and data["reason"] == "remote_unavailable"
+    assert data["backend"] == "local" and data["reason"] == "fallback_after_prefer_remote"
     assert {"backend": "remote", "outcome": "skipped", "reason": "budget_exhausted"} in data["attempts"]
     assert len(remote_llm.requests) == 1
     local_llm.mode = "error"
