@@ -118,6 +118,32 @@ async def run_tasks(
     return elapsed
 
 
+async def commit_latency(dsn: str, rounds: int = 200) -> dict[str, float]:
+    """p50 of a one-row durable commit and of the same commit without waiting for the WAL flush: the floor the
+    disk puts under every durable iteration start (one flush per iteration)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (n int)")
+        result = {}
+        for label, query in (
+            ("durable_commit_p50_ms", "INSERT INTO bench_commit VALUES ($1)"),
+            (
+                "async_commit_p50_ms",
+                "WITH s AS (SELECT set_config('synchronous_commit', 'off', true)) "
+                "INSERT INTO bench_commit SELECT $1 FROM s",
+            ),
+        ):
+            samples = []
+            for n in range(rounds):
+                started = time.perf_counter()
+                await conn.execute(query, n)
+                samples.append(time.perf_counter() - started)
+            result[label] = round(percentile(samples, 0.5) * 1000, 3)
+        return result
+    finally:
+        await conn.close()
+
+
 def gaps(backend: InstantBackend) -> list[float]:
     """Seconds between the end of one backend call and the start of the next, per task."""
     samples = []
@@ -145,6 +171,8 @@ async def main(iterations: int, tasks: int, task_iterations: int) -> dict[str, A
             settings = await settings_for(1)
             async with open_database(settings, BreakerRegistry(BreakerSettings())):
                 pass  # applies the migrations before timing
+            assert settings.postgres.dsn is not None
+            results["postgres_commit"] = await commit_latency(settings.postgres.dsn.get_secret_value())
             seconds = await run_tasks(settings, single, tasks=1, iterations=iterations, concurrency=1)
             results["loop_overhead_one_task"] = summary_ms(gaps(single)) | {
                 "iterations_per_second": round(iterations / seconds, 1)
@@ -181,12 +209,17 @@ def cli() -> None:
     parser.add_argument("--tasks", type=int, default=50, help="concurrent tasks of the throughput runs")
     parser.add_argument("--task-iterations", type=int, default=40, help="iterations per task (throughput runs)")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     results = anyio.run(main, args.iterations, args.tasks, args.task_iterations)
     RESULTS.mkdir(exist_ok=True)
     payload = {
         "benchmark": "ralph",
         "target": "loop overhead per iteration excluding backend time <= 5 ms p50",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_at_start": round(load_at_start, 2),
+        },
         "postgres": "MCP_STACK_TEST_DSN" if os.environ.get("MCP_STACK_TEST_DSN") else "embedded or configured",
         "results": results,
     }
