@@ -4,17 +4,21 @@ mcp-stack up                                   every server over HTTP on embedde
 mcp-stack serve aidb --transport stdio|http    one server (stdio for Claude Desktop and IDEs)
 mcp-stack keys create|list|revoke              API keys for the HTTP transports
 mcp-stack worker ralph [--concurrency N]       Ralph task workers only (no MCP transport)
+mcp-stack serve dashboard --transport http     the operator dashboard alone (HTTP only)
+mcp-stack dashboard-user create --username U   add a dashboard account (password from stdin or a prompt)
 """
 
 import argparse
 import contextlib
+import getpass
 import importlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -27,7 +31,7 @@ from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.harness import StackServer, build_core, serve_http, serve_stdio
 from mcp_servers.shared.observability.logging import configure_logging
 from mcp_servers.shared.postgres.embedded import embedded_postgres
-from mcp_servers.shared.postgres.pool import open_database
+from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,10 @@ SERVERS: dict[str, str] = {
     "aidb": "mcp_servers.aidb.server:create_server",
     "hybrid": "mcp_servers.hybrid.server:create_server",
     "ralph": "mcp_servers.ralph.server:create_server",
+    "dashboard": "mcp_servers.dashboard.app:serve",  # HTTP only: an app, not a StackServer
 }
+SERVICE_KEY_NAME = "dashboard service (created by mcp-stack up)"
+COMMAND_POLL_SECONDS = 1.0
 # Started by `up` in this order: servers that others call come first.
 UP_ORDER: tuple[str, ...] = ("aidb", "hybrid", "ralph", "dashboard")
 
@@ -51,6 +58,12 @@ def build_server(name: str, settings: StackSettings) -> StackServer[Any]:
 
 
 async def _serve(name: str, transport: str, settings: StackSettings, host: str | None, port: int | None) -> None:
+    if name == "dashboard":
+        if transport != "http":
+            raise ConfigurationError("the dashboard is HTTP only: use `mcp-stack serve dashboard --transport http`")
+        module_name, function_name = SERVERS[name].split(":")
+        await getattr(importlib.import_module(module_name), function_name)(settings, host=host, port=port)
+        return
     server = build_server(name, settings)
     if transport == "stdio":
         await serve_stdio(server)
@@ -83,6 +96,29 @@ async def _ensure_admin_key(settings: StackSettings) -> str | None:
         return (await keys.create("admin (created by mcp-stack up)", ["admin"])).token
 
 
+async def _ensure_service_key(settings: StackSettings) -> str:
+    """A fresh admin key for the dashboard's calls to the servers; earlier ones from `up` are revoked."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        keys = KeyStore(database)
+        for key in await keys.list():
+            if key.name == SERVICE_KEY_NAME and key.revoked_at is None:
+                await keys.revoke(key.key_id)
+        return (await keys.create(SERVICE_KEY_NAME, ["admin"])).token
+
+
+async def _ensure_dashboard_admin(settings: StackSettings) -> tuple[str, str] | None:
+    """Create the first dashboard admin when there is no account; return (username, password) to print once."""
+    store_module = importlib.import_module("mcp_servers.dashboard.store")
+    auth_module = importlib.import_module("mcp_servers.dashboard.auth")
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        store = store_module.DashboardStore(database)
+        if await store.count_users() > 0:
+            return None
+        password = secrets.token_urlsafe(18)
+        await store.create_user("admin", await auth_module.Passwords().hash(password), "admin")
+        return "admin", password
+
+
 async def _wait_healthy(url: str, process: Process, deadline_seconds: float = 120) -> None:
     """Poll /health until it answers; a child that exits first is a start-up failure."""
     async with httpx.AsyncClient(timeout=2) as client:
@@ -101,26 +137,78 @@ async def _up(settings: StackSettings) -> None:
         env = {**os.environ, "MCP_STACK_POSTGRES__DSN": dsn}
         settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
         admin_token = await _ensure_admin_key(settings)
+        dashboard_admin = None
+        if "dashboard" in names:
+            env["MCP_STACK_DASHBOARD__SERVICE_API_KEY"] = await _ensure_service_key(settings)
+            env["MCP_STACK_DASHBOARD__SUPERVISED"] = "true"
+            dashboard_admin = await _ensure_dashboard_admin(settings)
         processes: dict[str, Process] = {}
+
+        async def start(name: str) -> None:
+            processes[name] = await anyio.open_process(
+                [sys.executable, "-m", "mcp_servers.cli", "serve", name, "--transport", "http"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=None,
+                stderr=None,
+            )
+
         try:
             for name in names:
-                processes[name] = await anyio.open_process(
-                    [sys.executable, "-m", "mcp_servers.cli", "serve", name, "--transport", "http"],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=None,
-                    stderr=None,
-                )
+                await start(name)
             for name in names:
                 await _wait_healthy(_base_url(settings, name), processes[name])
             _print_banner(settings, names, admin_token)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
+            if "dashboard" in names and dashboard_admin is not None:
+                print(f"\nDashboard login (shown once): {dashboard_admin[0]} / {dashboard_admin[1]}", flush=True)
+            async with (
+                open_database(settings, BreakerRegistry(settings.breaker)) as database,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(_carry_out_commands, database, settings, processes, start)
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        break
+                tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await _stop_all(processes)
     print("mcp-stack stopped", file=sys.stderr)
+
+
+async def _carry_out_commands(
+    database: Database,
+    settings: StackSettings,
+    processes: dict[str, Process],
+    start: Callable[[str], Awaitable[None]],
+) -> None:
+    """Restart children on request from the dashboard (table service_commands); only servers `up` started."""
+    while True:
+        await anyio.sleep(COMMAND_POLL_SECONDS)
+        try:
+            row = await database.fetchrow(
+                "SELECT id, server, action FROM service_commands WHERE done_at IS NULL ORDER BY id LIMIT 1"
+            )
+        except StackError:
+            continue
+        if row is None:
+            continue
+        name = row["server"]
+        result = "restarted"
+        if name not in processes or name == "dashboard" or row["action"] != "restart":
+            result = "refused: not a server started by mcp-stack up"
+        else:
+            logger.warning("restarting server on request", extra={"server": name, "command_id": row["id"]})
+            await _stop_all({name: processes[name]})
+            await start(name)
+            try:
+                await _wait_healthy(_base_url(settings, name), processes[name])
+            except (ConfigurationError, TimeoutError):
+                result = "failed: the server did not become healthy"
+        with contextlib.suppress(StackError):
+            await database.execute(
+                "UPDATE service_commands SET done_at = now(), result = $2 WHERE id = $1", row["id"], result
+            )
 
 
 async def _stop_all(processes: dict[str, Process]) -> None:
@@ -171,6 +259,19 @@ async def _keys(settings: StackSettings, args: argparse.Namespace) -> None:
                 print(f"revoked {args.key_id}")
 
 
+async def _create_dashboard_user(settings: StackSettings, username: str, role: str, password: str) -> None:
+    if len(password) < 8:
+        raise ConfigurationError("the password must have at least 8 characters")
+    store_module = importlib.import_module("mcp_servers.dashboard.store")
+    auth_module = importlib.import_module("mcp_servers.dashboard.auth")
+    async with _postgres_dsn(settings) as dsn:
+        settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
+        async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+            password_hash = await auth_module.Passwords().hash(password)
+            await store_module.DashboardStore(database).create_user(username, password_hash, role)
+    print(f"created dashboard user {username} ({role})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-stack", description=__doc__.split("\n")[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +284,12 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run background workers without an MCP transport")
     worker.add_argument("server", choices=["ralph"])
     worker.add_argument("--concurrency", type=int, default=None, help="tasks at once (default from settings)")
+    users = commands.add_parser("dashboard-user", help="manage dashboard accounts")
+    user_commands = users.add_subparsers(dest="user_command", required=True)
+    create_user = user_commands.add_parser("create")
+    create_user.add_argument("--username", required=True)
+    create_user.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create")
@@ -210,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             anyio.run(_serve, args.server, args.transport, settings, args.host, args.port)
         elif args.command == "worker":
             anyio.run(_worker, args.server, settings, args.concurrency)
+        elif args.command == "dashboard-user":
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+            anyio.run(_create_dashboard_user, settings, args.username, args.role, password)
         else:
             anyio.run(_keys, settings, args)
     except ConfigurationError as exc:

@@ -1,0 +1,146 @@
+"""The dashboard's Starlette app: built from settings, opened by its lifespan, served by uvicorn.
+
+`create_app(settings)` builds without I/O; the lifespan opens PostgreSQL (users, sessions, live config, audit),
+one link per stack server and the status sampler, and closes them in reverse order.
+"""
+
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from mcp_servers import __version__
+from mcp_servers.dashboard.auth import Authenticator, Passwords
+from mcp_servers.dashboard.routes import build_routes
+from mcp_servers.dashboard.sampler import Sampler
+from mcp_servers.dashboard.security import SecurityHeaders
+from mcp_servers.dashboard.servers import ServerLink, open_links
+from mcp_servers.dashboard.store import DashboardStore
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.errors import StackError
+from mcp_servers.shared.middleware.http import stack_error_handler
+from mcp_servers.shared.postgres.pool import Database, open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+STATIC_DIR = PACKAGE_DIR / "static"
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+
+
+@dataclass
+class DashboardState:
+    """What the routes use; `database`, `links`, `sampler` and `auth` exist while the app runs."""
+
+    settings: StackSettings
+    templates: Jinja2Templates
+    breakers: BreakerRegistry
+    passwords: Passwords
+    started_at: float = field(default_factory=time.time)
+    database: Database | None = None
+    store: DashboardStore | None = None
+    auth: Authenticator | None = None
+    links: dict[str, ServerLink] = field(default_factory=dict)
+    sampler: Sampler | None = None
+
+    def running(self) -> tuple[Database, DashboardStore, Authenticator, Sampler]:
+        """The open pieces; only called by routes, which run after start-up."""
+        assert self.database and self.store and self.auth and self.sampler, "dashboard not started"
+        return self.database, self.store, self.auth, self.sampler
+
+
+def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Starlette:
+    """The dashboard app; nothing is opened until its lifespan starts."""
+    state = DashboardState(
+        settings=settings,
+        templates=Jinja2Templates(directory=TEMPLATES_DIR),
+        breakers=BreakerRegistry(settings.breaker),
+        passwords=Passwords(),
+    )
+    state.templates.env.globals["version"] = __version__
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            state.database = await stack.enter_async_context(
+                open_database(settings, state.breakers, application_name="mcp-stack-dashboard")
+            )
+            state.store = DashboardStore(state.database)
+            state.auth = Authenticator(state.store, settings.dashboard, state.passwords, secure_cookies)
+            state.links = await open_links(settings, state.breakers)
+            for link in state.links.values():
+                stack.push_async_callback(link.aclose)
+            state.sampler = Sampler(
+                state.links,
+                state.breakers,
+                interval=settings.dashboard.sample_seconds,
+                history=settings.dashboard.history_samples,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(state.sampler.run)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+            state.database = state.store = state.auth = state.sampler = None
+
+    routes = [*build_routes(state), Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={StackError: stack_error_handler},
+        middleware=[SecurityHeaders.middleware()],
+    )
+    app.state.dashboard = state
+    return app
+
+
+class _QuietSignalServer(uvicorn.Server):
+    """uvicorn without its own signal handling (the caller stops it on SIGINT/SIGTERM and exits 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: StackSettings, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve the dashboard until SIGINT/SIGTERM; returns after a graceful shutdown."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host or settings.http.host,
+        port=settings.http.dashboard_port if port is None else port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
+    http = _QuietSignalServer(config)
+
+    async def stop_on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                http.should_exit = True
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signal)
+        await http.serve()
+        tg.cancel_scope.cancel()
+
+
+def app_state(app: Any) -> DashboardState:
+    """The dashboard state of an app built by `create_app` (for tests and the CLI)."""
+    state: DashboardState = app.state.dashboard
+    return state
