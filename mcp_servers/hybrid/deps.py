@@ -106,7 +106,12 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
         for client in (aidb, ralph):
             if client is not None:
                 stack.push_async_callback(client.close)
-        pipeline = LearningPipeline(database, settings.telemetry_path, hybrid)
+        pipeline = LearningPipeline(
+            database,
+            settings.telemetry_path,
+            lambda: core.runtime.effective.hybrid,
+            on_lag=core.metrics.learning_backlog.set,
+        )
         deps = HybridDeps(
             settings,
             database,

@@ -13,10 +13,9 @@ removed when the backlog falls below the threshold again.
 import json
 import logging
 import os
-import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,37 +36,7 @@ CONSUMER: Final = "learning"
 SIGNAL_FILE: Final = "backpressure.json"
 # Interactions created from events get ids derived from the event id, so a replay can never duplicate them.
 EVENT_NAMESPACE: Final = uuid.UUID("0b7e3f4c-2d1a-5e8b-9f60-7c4a1d2e3b5f")
-_ROTATED = re.compile(r"^events-\d{8}T\d{12}Z-(\d+)\.jsonl$")
 _OUTCOMES = ("success", "partial", "failure")
-
-
-def backlog_bytes(directory: Path, checkpoint: Checkpoint) -> int:
-    """Bytes of telemetry not yet consumed after `checkpoint` (blocking: call from a worker thread)."""
-    if not directory.is_dir():
-        return 0
-    rotated: dict[int, int] = {}
-    live_size = 0
-    for entry in os.scandir(directory):
-        match = _ROTATED.match(entry.name)
-        try:
-            if match is not None:
-                rotated[int(match.group(1))] = entry.stat().st_size
-            elif entry.name == "events.jsonl":
-                live_size = entry.stat().st_size
-        except FileNotFoundError:  # rotated or removed while listing
-            continue
-    try:
-        recorded = int((directory / "events.seq").read_text(encoding="utf-8").strip() or 0)
-    except (FileNotFoundError, ValueError):
-        recorded = 0
-    files = {**rotated, max(recorded, max(rotated, default=0)) + 1: live_size}
-    total = 0
-    for seq, size in files.items():
-        if seq > checkpoint.seq:
-            total += size
-        elif seq == checkpoint.seq:
-            total += max(size - checkpoint.offset, 0)
-    return total
 
 
 def _write_signal(path: Path, body: dict[str, Any] | None) -> None:
@@ -99,13 +68,27 @@ class PipelineState:
 class LearningPipeline:
     """Consumes telemetry into PostgreSQL; run exactly one `run()` per process (replicas are safe too)."""
 
-    def __init__(self, database: Database, directory: Path, settings: HybridSettings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        directory: Path,
+        settings: HybridSettings | Callable[[], HybridSettings],
+        *,
+        on_lag: Callable[[int], None] | None = None,
+    ) -> None:
+        """`settings` may be a callable returning the live settings (batch size and threshold change at run time);
+        `on_lag` receives each backlog measurement (the server sets its backlog gauge with it)."""
         self._database = database
         self._directory = directory
-        self._settings = settings
+        self._settings_of = settings if callable(settings) else (lambda: settings)
+        self._on_lag = on_lag
         self.reader = TelemetryReader(directory)
         self.state = PipelineState()
         self._loaded = False
+
+    @property
+    def _settings(self) -> HybridSettings:
+        return self._settings_of()
 
     @property
     def signal_path(self) -> Path:
@@ -133,8 +116,10 @@ class LearningPipeline:
 
     async def refresh_backpressure(self) -> bool:
         """Measure the backlog, flip the signal file when it crosses the threshold; returns the state."""
-        lag = await anyio.to_thread.run_sync(backlog_bytes, self._directory, self.state.checkpoint)
+        lag = await self.reader.backlog_bytes(self.state.checkpoint)
         self.state.lag_bytes = lag
+        if self._on_lag is not None:
+            self._on_lag(lag)
         active = lag > self._settings.backpressure_bytes
         if active != self.state.backpressure:
             body = (
