@@ -1,0 +1,67 @@
+"""Optimisation proposals reach a real Ralph server over MCP as tasks that wait for approval; once only."""
+
+from collections.abc import Iterator
+
+import pytest
+from mcp import Client
+
+from mcp_servers.hybrid.mcp_client import McpToolClient
+from mcp_servers.hybrid.proposals import find_proposals, submit_proposals
+from mcp_servers.ralph.server import create_server as create_ralph
+from mcp_servers.shared.auth.keys import KeyStore
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.harness import build_core
+from mcp_servers.shared.postgres.pool import open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from tests.support import serve_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[None]:
+    # Ralph builds its downstream httpx2 client on the event loop (CA certificates load from disk), which the
+    # shared BlockBuster fixture rejects; that is Ralph's to fix, not what this module tests.
+    yield
+
+
+async def test_failing_tool_becomes_one_approval_task_in_ralph(stack_settings: StackSettings) -> None:
+    breakers = BreakerRegistry(stack_settings.breaker)
+    # Ralph offers its `hybrid` backend only with a Hybrid URL; the task waits for approval, so it is never called.
+    ralph_settings = stack_settings.model_copy(
+        update={"ralph": stack_settings.ralph.model_copy(update={"hybrid_url": "http://127.0.0.1:9/mcp"})}
+    )
+    ralph = create_ralph(build_core("ralph", ralph_settings))
+    async with open_database(stack_settings, breakers) as database:
+        token = (await KeyStore(database).create("hybrid-to-ralph", ["ralph:write"])).token
+        await database.execute(
+            """INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES
+               ('aidb', 'ingest_path', 40, 30, 12.0), ('aidb', 'search', 100, 1, 2.0)"""
+        )
+        proposals = await find_proposals(database)
+        assert [(p.kind, p.subject) for p in proposals] == [("tool_error_rate", "aidb/ingest_path")]
+        async with serve_app(ralph.http_app()) as url:
+            client = await McpToolClient.open(
+                dependency="ralph", url=url, api_key=token, timeout_seconds=10, breakers=breakers
+            )
+            try:
+                assert await submit_proposals(database, client, proposals) == 1
+                assert await submit_proposals(database, client, await find_proposals(database)) == 0
+            finally:
+                await client.close()
+            async with Client(ralph.mcp) as ralph_client:
+                listed = (await ralph_client.call_tool("list_tasks", {})).structured_content
+        row = await database.fetchrow("SELECT status, ralph_task_id FROM hybrid_proposals")
+    assert row is not None and row["status"] == "submitted" and row["ralph_task_id"]
+    [task] = [task for task in listed["tasks"] if task["id"] == row["ralph_task_id"]]
+    assert task["status"] == "awaiting_approval"
+
+
+async def test_without_ralph_proposals_are_recorded_as_skipped(stack_settings: StackSettings) -> None:
+    async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
+        await database.execute(
+            "INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ('x', 'slow', 20, 0, 200)"
+        )
+        assert await submit_proposals(database, None, await find_proposals(database)) == 1
+        row = await database.fetchrow("SELECT kind, status FROM hybrid_proposals")
+    assert row is not None and (row["kind"], row["status"]) == ("tool_latency", "skipped")
