@@ -6,6 +6,7 @@ mcp-stack keys create|list|revoke              API keys for the HTTP transports
 mcp-stack worker ralph [--concurrency N]       Ralph task workers only (no MCP transport)
 mcp-stack serve dashboard --transport http     the operator dashboard alone (HTTP only)
 mcp-stack dashboard-user create --username U   add a dashboard account (password from stdin or a prompt)
+mcp-stack backup|restore|doctor|client-config  operator commands (mcp_servers/ops/commands.py)
 """
 
 import argparse
@@ -25,6 +26,7 @@ import anyio
 import httpx
 from anyio.abc import Process
 
+from mcp_servers.ops import commands as ops_commands
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import ServerName, StackSettings, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
@@ -298,12 +300,15 @@ def _parser() -> argparse.ArgumentParser:
     key_commands.add_parser("list")
     revoke = key_commands.add_parser("revoke")
     revoke.add_argument("key_id")
+    ops_commands.add_parsers(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `mcp-stack`; configuration and domain errors end in one line on stderr."""
     args = _parser().parse_args(argv)
+    if args.command in ops_commands.COMMANDS:
+        raise SystemExit(ops_commands.main(args))
     try:
         settings = load_settings()
     except ConfigurationError as exc:

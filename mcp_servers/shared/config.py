@@ -146,7 +146,15 @@ class TelemetrySettings(_Section):
     """JSONL event files written by every server and consumed by Hybrid's learning pipeline."""
 
     path: Path | None = Field(default=None, description="directory; default <data_dir>/telemetry")
-    max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024**4)
+    max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024**3, description="rotate at this size")
+    max_file_age_seconds: float = Field(
+        default=86400.0, ge=0, le=366 * 86400, description="rotate when the first event is this old; 0 = size only"
+    )
+    compress: bool = Field(default=True, description="gzip rotated files")
+    retention_days: float = Field(
+        default=30.0, ge=0, le=3660, description="delete rotated files older than this (read or not); 0 = keep all"
+    )
+    max_rotated_files: int = Field(default=0, ge=0, le=1_000_000, description="keep at most this many; 0 = no limit")
 
 
 class AidbSettings(_Section):

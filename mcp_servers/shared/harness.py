@@ -43,7 +43,7 @@ from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.resilience.ratelimit import RateLimiter, create_rate_limiter
 from mcp_servers.shared.runtime_config import RuntimeConfig
-from mcp_servers.shared.telemetry import TelemetryWriter
+from mcp_servers.shared.telemetry import RotationPolicy, TelemetryWriter
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,12 @@ def build_core(server: ServerName, settings: StackSettings) -> Core:
     metrics = StackMetrics(server, package_version())
     breakers = BreakerRegistry(settings.breaker, on_state_change=metrics.record_breaker)
     limiter = create_rate_limiter(settings.rate_limit, breakers)  # always built: the limit can be enabled live
-    telemetry = TelemetryWriter(settings.telemetry_path, settings.telemetry.max_file_bytes, source=server)
+    telemetry = TelemetryWriter(
+        settings.telemetry_path,
+        settings.telemetry.max_file_bytes,
+        source=server,
+        policy=RotationPolicy.from_settings(settings.telemetry),
+    )
     configure_tracing(f"mcp-stack-{server}", settings.observability.otlp_endpoint)
     runtime = RuntimeConfig(settings, limiter)
     return Core(server, settings, metrics, breakers, limiter, telemetry, time.time(), runtime)
