@@ -142,6 +142,8 @@ class WorkerPool:
                     )
                 except DependencyUnavailable:
                     logger.warning("ralph claim failed; retrying", extra={"worker_id": self.worker_id})
+                except Exception:  # top of a background loop: log and keep claiming
+                    logger.exception("ralph claim crashed; retrying")
                 for item in claimed:
                     slot = _Slot(item.task.id)
                     self._slots[item.task.id] = slot
@@ -173,9 +175,11 @@ class WorkerPool:
                     last_renewal = now
                     for task_id in set(ids) - kept:
                         self._lose(task_id)
-            except DependencyUnavailable:
-                # Without the database we cannot prove we still hold the leases: before they can expire, kill
-                # what runs, so a worker that takes over never overlaps with us.
+            except Exception as exc:  # top of a background loop: log, keep polling, protect the leases
+                if not isinstance(exc, DependencyUnavailable):
+                    logger.exception("ralph control loop iteration crashed")
+                # Unable to prove we still hold the leases: before they can expire, kill what runs, so a worker
+                # that takes over never overlaps with us.
                 if now - last_renewal > lease * 0.8:
                     logger.warning("ralph leases cannot be renewed; dropping tasks", extra={"tasks": len(ids)})
                     for task_id in ids:
@@ -191,7 +195,10 @@ class WorkerPool:
 
     async def _send_events(self, receive: MemoryObjectReceiveStream[tuple[str, Task, dict[str, Any]]]) -> None:
         async for event_type, task, fields in receive:
-            await self._events.emit(event_type, task, **fields)
+            try:
+                await self._events.emit(event_type, task, **fields)
+            except Exception:  # top of a background loop: telemetry must never stop the workers
+                logger.exception("ralph telemetry event failed")
 
     def _lose(self, task_id: uuid.UUID) -> None:
         slot = self._slots.get(task_id)

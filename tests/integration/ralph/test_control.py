@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 from mcp import Client, MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -334,3 +335,37 @@ async def test_git_checkpoint_commits_the_workspace_after_each_iteration(
     assert [item["checkpoint_commit"] for item in iterations] == [sha for sha, _ in reversed(commits)]
     shown = await anyio.run_process(["git", "-C", str(workspace), "show", f"{commits[1][0]}:count.txt"])
     assert shown.stdout.decode() == "2"
+
+
+async def test_a_worker_that_loses_its_lease_kills_its_command_and_stops_writing(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    workspace = make_workspace(workspace_root, "stolen")
+    settings = ralph_settings(lease_seconds=1.5)
+    assert settings.postgres.dsn is not None
+    server = create_server(build_core("ralph", settings))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
+        )
+        pids_file = workspace / "pids.txt"
+        with anyio.fail_after(20):
+            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
+                await anyio.sleep(0.05)
+        leader, child = (int(pid) for pid in pids_file.read_text().split())
+        connection = await asyncpg.connect(settings.postgres.dsn.get_secret_value())
+        try:
+            # Another worker took the task over (as if ours had stalled past its lease).
+            await connection.execute(
+                "UPDATE ralph_tasks SET lease_owner = 'thief', lease_expires_at = now() + interval '1 hour'"
+            )
+            with anyio.fail_after(5):
+                while _alive(leader) or _alive(child):
+                    await anyio.sleep(0.02)
+            task = await call(client, "task_status", task_id=submitted["task_id"])
+            iterations = await read_iterations(client, submitted["task_id"])
+            owner = await connection.fetchval("SELECT lease_owner FROM ralph_tasks")
+        finally:
+            await connection.close()
+    assert (task["status"], owner) == ("running", "thief")
+    assert [item["status"] for item in iterations] == ["running"]  # left for the new owner to settle
