@@ -6,6 +6,7 @@ one link per stack server and the status sampler, and closes them in reverse ord
 
 import contextlib
 import logging
+import mimetypes
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jinja2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -63,9 +65,12 @@ class DashboardState:
 
 def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Starlette:
     """The dashboard app; nothing is opened until its lifespan starts."""
+    # Templates are read in the lifespan, off the event loop; rendering then touches no file.
+    sources: dict[str, str] = {}
+    environment = jinja2.Environment(loader=jinja2.DictLoader(sources), autoescape=True, auto_reload=False)
     state = DashboardState(
         settings=settings,
-        templates=Jinja2Templates(directory=TEMPLATES_DIR),
+        templates=Jinja2Templates(env=environment),
         breakers=BreakerRegistry(settings.breaker),
         passwords=Passwords(),
     )
@@ -73,6 +78,7 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        sources.update(await anyio.to_thread.run_sync(_read_templates))
         async with contextlib.AsyncExitStack() as stack:
             state.database = await stack.enter_async_context(
                 open_database(settings, state.breakers, application_name="mcp-stack-dashboard")
@@ -96,7 +102,7 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
                     tg.cancel_scope.cancel()
             state.database = state.store = state.auth = state.sampler = None
 
-    routes = [*build_routes(state), Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
+    routes = [*build_routes(state), Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -105,6 +111,11 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
     )
     app.state.dashboard = state
     return app
+
+
+def _read_templates() -> dict[str, str]:
+    mimetypes.init()  # reads the system's type maps once; StaticFiles would otherwise do it on the event loop
+    return {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES_DIR.glob("*.html")}
 
 
 class _QuietSignalServer(uvicorn.Server):
