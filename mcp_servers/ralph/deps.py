@@ -17,6 +17,7 @@ from mcp_servers.ralph.backends.port import Backend
 from mcp_servers.ralph.backends.registry import BackendRegistry, command_backends
 from mcp_servers.ralph.downstream import DownstreamServer
 from mcp_servers.ralph.events import TaskEvents
+from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout
 from mcp_servers.ralph.store import TaskStore
 from mcp_servers.ralph.worker import WorkerPool
@@ -70,9 +71,18 @@ async def open_downstreams(core: Core) -> AsyncIterator[dict[str, Backend]]:
 
 @contextlib.asynccontextmanager
 async def open_ralph(
-    core: Core, database: Database, *, fanout: ResourceFanout | None = None, run_workers: bool = True
+    core: Core,
+    database: Database,
+    *,
+    metrics: RalphMetrics,
+    fanout: ResourceFanout | None = None,
+    run_workers: bool = True,
 ) -> AsyncIterator[RalphDeps]:
-    """Build the store and backends; run the workers and the notification relay for the block's lifetime."""
+    """Build the store and backends; run the workers and the notification relay for the block's lifetime.
+
+    Args:
+        metrics: registered once per process by the caller (the lifespan may be entered more than once).
+    """
     settings = core.settings
     async with open_downstreams(core) as remote:
         backends = BackendRegistry({**command_backends(settings.ralph), **remote})
@@ -82,7 +92,13 @@ async def open_ralph(
         workers = None
         try:
             if run_workers and settings.ralph.workers > 0:
-                workers = WorkerPool(store=store, backends=backends, settings=settings, events=events)
+                workers = WorkerPool(
+                    store=store,
+                    backends=backends,
+                    settings=settings,
+                    events=events,
+                    metrics=metrics,
+                )
                 background.start("workers", workers.run)
             if fanout is not None:
                 background.start("notifications", functools.partial(fanout.listen, database))

@@ -19,6 +19,7 @@ from pydantic import Field
 from mcp_servers.ralph import tasks
 from mcp_servers.ralph.deps import RalphDeps, open_ralph
 from mcp_servers.ralph.domain import TaskStatus
+from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.models import (
     HookSpec,
     IterationList,
@@ -48,10 +49,11 @@ TaskIdParam = Annotated[str, Field(description="task id returned by submit_task"
 def create_server(core: Core) -> StackServer[RalphDeps]:
     """Build the Ralph server; nothing is opened until a transport starts it."""
     fanouts: list[ResourceFanout] = []
+    metrics = RalphMetrics(core.metrics.registry)
 
     @contextlib.asynccontextmanager
     async def open_deps(core: Core, database: Database) -> AsyncIterator[RalphDeps]:
-        async with open_ralph(core, database, fanout=fanouts[0] if fanouts else None) as deps:
+        async with open_ralph(core, database, metrics=metrics, fanout=fanouts[0] if fanouts else None) as deps:
             yield deps
 
     server = StackServer(core, instructions=INSTRUCTIONS, open_deps=open_deps, title="Ralph agent loop")

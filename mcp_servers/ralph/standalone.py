@@ -10,6 +10,7 @@ import signal
 import anyio
 
 from mcp_servers.ralph.deps import open_ralph
+from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import ConfigurationError
 from mcp_servers.shared.harness import build_core
@@ -27,7 +28,7 @@ async def run_workers(settings: StackSettings, *, concurrency: int | None = None
     core = build_core("ralph", settings)
     async with open_database(settings, core.breakers, application_name="mcp-stack-ralph-worker") as database:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with open_ralph(core, database) as deps:
+            async with open_ralph(core, database, metrics=RalphMetrics(core.metrics.registry)) as deps:
                 assert deps.workers is not None
                 logger.info("ralph worker process ready", extra={"worker_id": deps.workers.worker_id})
                 async for _ in signals:

@@ -33,6 +33,7 @@ from mcp_servers.ralph.completion import promise_fulfilled, verify_passes
 from mcp_servers.ralph.domain import REASON_STATUS, CompletionReason, HookResult, IterationStatus, Task
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.hooks import blocking_failure, run_hooks
+from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.policy import LoopState, backoff_seconds, limit_reason, output_fingerprint, stuck_reason
 from mcp_servers.ralph.process import kill_orphan_group
 from mcp_servers.ralph.store import Claimed, IterationRecord, StoredTask, TaskStore
@@ -94,12 +95,14 @@ class WorkerPool:
         events: TaskEvents,
         concurrency: int | None = None,
         worker_id: str | None = None,
+        metrics: RalphMetrics | None = None,
     ) -> None:
         self._store = store
         self._backends = backends
         self._settings = settings
         self._ralph = settings.ralph
         self._events = events
+        self._metrics = metrics
         self.concurrency = settings.ralph.workers if concurrency is None else concurrency
         self.host = socket.gethostname()
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -148,6 +151,8 @@ class WorkerPool:
                     slot = _Slot(item.task.id)
                     self._slots[item.task.id] = slot
                     tg.start_soon(self._run_claimed, item, slot)
+                if self._metrics is not None:
+                    self._metrics.running_tasks.set(len(self._slots))
             if claimed and len(claimed) == free:
                 continue
             with anyio.move_on_after(self._ralph.control_poll_seconds):
@@ -236,6 +241,8 @@ class WorkerPool:
                 )
         finally:
             self._slots.pop(task.id, None)
+            if self._metrics is not None:
+                self._metrics.running_tasks.set(len(self._slots))
             self._wake.set()
 
     async def _workspace(self, task: Task) -> Path:
@@ -403,6 +410,9 @@ class WorkerPool:
         )
         if recorded is None:
             return _Step(finished=True)
+        if self._metrics is not None:
+            self._metrics.iterations.labels(status.value).inc()
+            self._metrics.iteration_duration.observe(duration)
         self._emit_later(
             "iteration_finished",
             recorded.task,
@@ -490,6 +500,8 @@ class WorkerPool:
             "ralph task finished",
             extra={"task_id": str(task.id), "status": final.status.value, "reason": reason.value},
         )
+        if self._metrics is not None:
+            self._metrics.tasks_finished.labels(final.status.value).inc()
         await self._events.emit("task_finished", final, detail=detail)
 
 

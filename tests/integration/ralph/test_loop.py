@@ -40,6 +40,9 @@ async def test_promise_on_third_run_completes_the_task(
     assert [item["exit_status"] for item in iterations] == [0, 0, 0]
     assert "run 2: edited count.txt" in iterations[1]["output"]
     assert (workspace / "count.txt").read_text() == "3"
+    metrics = server.core.metrics.render().decode()
+    assert 'mcpstack_ralph_iterations_total{outcome="ok"} 3.0' in metrics
+    assert 'mcpstack_ralph_tasks_finished_total{status="completed"} 1.0' in metrics
 
 
 async def test_verify_command_exit_zero_completes_the_task(
