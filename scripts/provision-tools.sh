@@ -338,7 +338,7 @@ ensure_llama_wheel() {  # echoes 1 when it built something
   start=$SECONDS
   # Build in a scratch dir and move the wheel in at the end: an interrupted build never leaves a wheel behind.
   if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$VENV_PY" -m pip wheel --no-deps --no-binary llama-cpp-python --no-cache-dir -w "$tmp" \
+    "$VENV_PY" -m pip wheel -v --no-deps --no-binary llama-cpp-python --no-cache-dir -w "$tmp" \
     "llama-cpp-python==$LLAMA_VERSION" >"$tmp/build.log" 2>&1; then
     tail -n 40 "$tmp/build.log" >&2
     die "llama-cpp-python build failed (full log kept in $tmp/build.log)"
