@@ -326,7 +326,8 @@ def _extract_verified(archive: Path, destination: Path) -> BackupManifest:
             except ValueError as exc:
                 raise _corrupted(archive, str(exc)) from None
             seen: set[str] = set()
-            for member in tar:
+            # tar.next(), not iteration: iterating a TarFile starts again with the members already read.
+            while (member := tar.next()) is not None:
                 if member.name not in manifest.files or not member.isfile():
                     raise _corrupted(archive, f"unexpected member {member.name!r}")
                 tar.extract(member, destination, filter="data")

@@ -1,0 +1,168 @@
+"""Backup and restore round trip: AIDB documents, Ralph tasks, vectors and telemetry come back and answer the same."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from mcp import Client
+
+from mcp_servers.aidb.server import create_server as create_aidb
+from mcp_servers.ops.backup import create_backup, read_manifest, restore_backup
+from mcp_servers.ralph.server import create_server as create_ralph
+from mcp_servers.shared.config import StackSettings, load_settings
+from mcp_servers.shared.errors import Conflict, InvalidRequest
+from mcp_servers.shared.harness import build_core
+from mcp_servers.shared.telemetry import (
+    Checkpoint,
+    RotationPolicy,
+    TelemetryEvent,
+    TelemetryReader,
+    TelemetryWriter,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+DOCUMENTS = [
+    ("# Foxes\nThe quick brown fox jumps over the lazy dog near the riverbank.", "zoo"),
+    ("# Python packaging\nUse pyproject.toml with setuptools to build a wheel of your package.", "dev"),
+    ("# Backups\nA backup you never restored is a hope, not a backup; test the restore path.", "ops"),
+    ("# Owls\nOwls hunt at night and turn their heads almost all the way around.", "zoo"),
+]
+QUERIES = ["animal running by the river", "how do I build a python wheel", "restore test"]
+
+
+def _settings(base: StackSettings | None = None, **overrides: Any) -> StackSettings:
+    fields: dict[str, Any] = {
+        "rate_limit": {"enabled": False},
+        "ralph": {"workers": 0, "command_templates": {"default": ["/bin/true"]}},
+        "aidb": {"indexer_poll_seconds": 0.2},
+        "telemetry": {"max_file_bytes": 2048, "max_file_age_seconds": 0, "compress": True},
+    }
+    if base is not None:
+        fields |= {"data_dir": base.data_dir, "postgres": base.postgres.model_dump()}
+    return load_settings(**(fields | overrides))
+
+
+async def _call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+async def _searches(settings: StackSettings) -> list[list[tuple[str, str, float]]]:
+    async with Client(create_aidb(build_core("aidb", settings)).mcp) as client:
+        answers = []
+        for query in QUERIES:
+            hits = (await _call(client, "search", query=query, limit=3))["hits"]
+            answers.append([(hit["document_id"], hit["title"], round(hit["score"], 4)) for hit in hits])
+        return answers
+
+
+async def _tasks(settings: StackSettings) -> list[tuple[str, str, str]]:
+    async with Client(create_ralph(build_core("ralph", settings)).mcp) as client:
+        tasks = (await _call(client, "list_tasks", limit=50))["tasks"]
+        return sorted((task["id"], task["status"], task["prompt_excerpt"]) for task in tasks)
+
+
+async def _events(directory: Path) -> list[TelemetryEvent]:
+    events, _ = await TelemetryReader(directory).read(Checkpoint(), max_events=100_000)
+    return events
+
+
+async def _populate(settings: StackSettings) -> None:
+    async with Client(create_aidb(build_core("aidb", settings)).mcp) as client:
+        for content, project in DOCUMENTS:
+            await _call(client, "store_document", content=content, project=project)
+    async with Client(create_ralph(build_core("ralph", settings)).mcp) as client:
+        await _call(client, "submit_task", prompt="write the release notes", backend="command", require_approval=True)
+        await _call(client, "submit_task", prompt="tidy the changelog", backend="command")
+    # Small files, so the archive holds rotated (and compressed) telemetry as well as the live file.
+    writer = TelemetryWriter(settings.telemetry_path, 2048, source="ops-test", policy=RotationPolicy(compress=True))
+    for n in range(60):
+        await writer.emit("tick", n=n, pad="x" * 40)
+    await writer.maintain()
+
+
+async def test_restored_stack_answers_the_same_searches_and_shows_the_same_tasks(
+    stack_settings: StackSettings, data_dir: Path, tmp_path: Path
+) -> None:
+    source = _settings(stack_settings)
+    await _populate(source)
+    searches, tasks = await _searches(source), await _tasks(source)
+    events = await _events(source.telemetry_path)
+    assert all(searches) and len(tasks) == 2 and len(events) >= 60
+    assert [p async for p in anyio.Path(source.telemetry_path).glob("events-*.jsonl.gz")]
+
+    archive = tmp_path / "backups" / "stack.tar"
+    manifest = await create_backup(source, archive)
+    assert {name for _, name, _ in manifest.collections} >= {"aidb_chunks", "aidb_tools"}
+    assert (await read_manifest(archive)).files == manifest.files
+    assert (await anyio.Path(archive).stat()).st_mode & 0o077 == 0
+
+    # A fresh place: an empty data dir and no DSN, so the restore initialises an embedded PostgreSQL there.
+    target = _settings(data_dir=data_dir / "restored")
+    restored = await restore_backup(target, archive)
+    assert restored.files == manifest.files
+
+    assert await _searches(target) == searches
+    assert await _tasks(target) == tasks
+    assert [e.id for e in await _events(target.telemetry_path)] == [e.id for e in events]
+    assert await anyio.Path(target.data_dir / "restored-config" / "settings.json").exists()
+
+
+async def test_restore_refuses_a_database_that_is_not_empty(stack_settings: StackSettings, tmp_path: Path) -> None:
+    source = _settings(stack_settings)
+    archive = tmp_path / "stack.tar"
+    await create_backup(source, archive, vectors="skip")
+    # The fixture's database is migrated, so it has tables: a restore over it must not mix two states.
+    target = _settings(stack_settings, data_dir=tmp_path / "elsewhere")
+    with pytest.raises(Conflict):
+        await restore_backup(target, archive)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+async def test_a_corrupted_archive_is_refused_before_anything_is_written(
+    stack_settings: StackSettings, pg_empty_dsn: str, tmp_path: Path, damage: str
+) -> None:
+    source = _settings(stack_settings)
+    archive = tmp_path / "stack.tar"
+    await create_backup(source, archive, vectors="skip")
+    data = bytearray(await anyio.Path(archive).read_bytes())
+    if damage == "flip":
+        # Inside the dump's payload (after the manifest), where only the checksum can notice.
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) * 2 // 3]
+    else:
+        data = bytearray(b"not a tar archive at all" * 100)
+    await anyio.Path(archive).write_bytes(bytes(data))
+
+    target = _settings(data_dir=tmp_path / "target", postgres={"dsn": pg_empty_dsn})
+    with pytest.raises(InvalidRequest):
+        await restore_backup(target, archive)
+    connection = await asyncpg.connect(pg_empty_dsn)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        await connection.close()
+
+    environment = {
+        **os.environ,
+        "MCP_STACK_DATA_DIR": str(tmp_path / "target"),
+        "MCP_STACK_POSTGRES__DSN": pg_empty_dsn,
+    }
+    result = await anyio.run_process(
+        [sys.executable, "-m", "mcp_servers.cli", "restore", str(archive)],
+        env=environment,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mcp-stack: backup archive stack.tar is corrupted"), lines
