@@ -109,6 +109,7 @@ class Tracked:
     id: uuid.UUID
     task_type: str
     complexity: float
+    secret: bool
 
 
 async def track_interaction(
@@ -144,7 +145,7 @@ async def track_interaction(
         complexity,
         is_secret,
     )
-    return Tracked(interaction_id, task_type, complexity)
+    return Tracked(interaction_id, task_type, complexity, is_secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,8 @@ async def record_outcome(
 ) -> OutcomeRecorded:
     """Store the outcome, score the interaction, add a training example, adapt the routing threshold.
 
-    All in one transaction; the threshold row is locked so concurrent outcomes adapt it one after another.
+    Idempotent: the example is deduplicated and only the first outcome adapts the threshold. All in one
+    transaction; the threshold row is locked so concurrent outcomes adapt it one after another.
 
     Raises:
         NotFound: no interaction has this id.
@@ -209,7 +211,8 @@ async def record_outcome(
             )
         threshold: float | None = None
         routed_kind: BackendKind | None = row["routed_kind"]
-        if routed_kind is not None:
+        # Only the first outcome teaches the threshold: repeating update_outcome must not adapt it again.
+        if routed_kind is not None and row["outcome"] is None:
             threshold = await _adapt(conn, settings, row["task_type"], routed_kind, outcome, float(row["complexity"]))
     return OutcomeRecorded(dict(row), score, added, threshold, routed_kind)
 

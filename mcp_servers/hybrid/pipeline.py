@@ -63,6 +63,7 @@ class PipelineState:
     shed_events: int = 0
     lag_bytes: int = 0
     backpressure: bool = False
+    files_removed: int = 0
 
 
 class LearningPipeline:
@@ -114,12 +115,17 @@ class LearningPipeline:
         self._loaded = True
         return self.state.checkpoint
 
-    async def refresh_backpressure(self) -> bool:
-        """Measure the backlog, flip the signal file when it crosses the threshold; returns the state."""
+    async def measure_lag(self) -> int:
+        """Bytes of telemetry after the checkpoint (no side effects)."""
         lag = await self.reader.backlog_bytes(self.state.checkpoint)
         self.state.lag_bytes = lag
         if self._on_lag is not None:
             self._on_lag(lag)
+        return lag
+
+    async def refresh_backpressure(self) -> bool:
+        """Measure the backlog, flip the signal file when it crosses the threshold; returns the state."""
+        lag = await self.measure_lag()
         active = lag > self._settings.backpressure_bytes
         if active != self.state.backpressure:
             body = (
@@ -177,6 +183,9 @@ class LearningPipeline:
                 json.dumps({"seq": after.seq, "offset": after.offset}),
                 len(fresh),
             )
+        if after.seq > start.seq and self._settings.delete_consumed_telemetry:
+            # Only after the commit: the files before the committed checkpoint can never be needed again.
+            self.state.files_removed += await self.reader.remove_consumed(after)
         self.state.checkpoint = after
         self.state.checkpoint_updated_at = updated_at.isoformat()
         self.state.checkpoints_written += 1

@@ -104,14 +104,15 @@ async def track(
         latency_ms=latency_ms,
         secret=secret,
     )
-    await knowledge.put_text(
-        deps.vectors,
-        deps.embedder,
-        "interaction-history",
-        str(tracked.id),
-        f"Q: {query}\nA: {response}",
-        {"agent_type": agent_type, "model": model_used},
-    )
+    if not tracked.secret:  # secrets stay in PostgreSQL only, never in a searchable index
+        await knowledge.put_text(
+            deps.vectors,
+            deps.embedder,
+            "interaction-history",
+            str(tracked.id),
+            f"Q: {query}\nA: {response}",
+            {"agent_type": agent_type, "model": model_used},
+        )
     return TrackResult(interaction_id=str(tracked.id), task_type=tracked.task_type, complexity=tracked.complexity)
 
 
@@ -141,10 +142,14 @@ async def update_outcome(
     )
     if recorded.threshold is not None:
         deps.router.set_threshold(recorded.interaction["task_type"], recorded.threshold)
-    pattern_id: uuid.UUID | None = None
-    merged = False
     interaction = recorded.interaction
-    if outcome != "failure" and recorded.value_score >= deps.settings.hybrid.pattern_min_value:
+    pattern_id: uuid.UUID | None = interaction["pattern_id"]
+    merged = False
+    if (
+        outcome != "failure"
+        and interaction["pattern_id"] is None  # already taught: a repeated outcome must not count twice
+        and recorded.value_score >= deps.settings.hybrid.pattern_min_value
+    ):
         extracted = await patterns.extract_pattern(
             deps.router, interaction["query"], interaction["response"], secret=bool(interaction["secret"])
         )

@@ -22,7 +22,7 @@ async def learning_stats(deps: HybridDeps) -> LearningStats:
     if not pipeline.state.running:
         # Nobody measures the backlog when the pipeline is off in this process; measure it for the report.
         await pipeline.load()
-        await pipeline.refresh_backpressure()
+        await pipeline.measure_lag()
     async with deps.database.connection() as conn:
         counts = await conn.fetchrow(_COUNTS)
         reasons = await conn.fetch("SELECT reason, count(*) AS n FROM hybrid_routing_decisions GROUP BY reason")

@@ -221,6 +221,9 @@ class HybridSettings(_Section):
     backpressure_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=1024**4)
     pipeline_enabled: bool = Field(default=True, description="run the telemetry learning pipeline in this process")
     pipeline_poll_seconds: float = Field(default=1.0, ge=0.01, le=3600)
+    delete_consumed_telemetry: bool = Field(
+        default=True, description="delete rotated telemetry files once the pipeline's checkpoint has passed them"
+    )
     backends: list[LlmBackendSettings] = Field(default_factory=list, max_length=32)
     allow_secrets_remote: bool = Field(default=False, description="send content flagged secret to remote backends")
     complexity_threshold: float = Field(default=0.6, ge=0, le=1, description="initial escalation threshold")

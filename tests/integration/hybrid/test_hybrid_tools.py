@@ -83,6 +83,12 @@ async def test_learning_loop_tracks_scores_merges_patterns_and_exports_without_d
         assert first["training_example_added"]
         assert second["pattern_merged"] and second["pattern_id"] == first["pattern_id"]
         assert not second["training_example_added"]  # identical example: deduplicated
+        again = (
+            await client.call_tool(
+                "update_outcome", {"interaction_id": ids[1], "outcome": "success", "user_feedback": 1.0}
+            )
+        ).structured_content
+        assert again["pattern_id"] == first["pattern_id"] and not again["pattern_merged"]
 
         hits = (
             await client.call_tool(
@@ -106,6 +112,7 @@ async def test_learning_loop_tracks_scores_merges_patterns_and_exports_without_d
     sharegpt = json.loads(await anyio.Path(exported[2]["path"]).read_text(encoding="utf-8"))
     assert sharegpt["conversations"][0]["from"] == "human"
     assert stats["interactions"] == 2 and stats["patterns"] == 1 and stats["training_examples"] == 1
+    assert stats["pipeline"]["lag_bytes"] == 0
     assert stats["dataset_files"] == {"openai": 1, "sharegpt": 1}
 
 
@@ -118,8 +125,12 @@ async def test_outcomes_adapt_the_routing_threshold(hybrid_settings: SettingsFac
         outcome = (
             await client.call_tool("update_outcome", {"interaction_id": routed["interaction_id"], "outcome": "failure"})
         ).structured_content
+        repeated = (
+            await client.call_tool("update_outcome", {"interaction_id": routed["interaction_id"], "outcome": "failure"})
+        ).structured_content
         stats = (await client.call_tool("learning_stats", {})).structured_content
     assert outcome["threshold"] == pytest.approx(0.5)
+    assert repeated["threshold"] is None  # idempotent: a repeated outcome does not adapt again
     assert stats["thresholds"][routed["task_type"]] == pytest.approx(0.5)
     assert stats["routing_by_reason"] == {"local_first": 1}
 
