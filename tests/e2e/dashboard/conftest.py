@@ -1,0 +1,129 @@
+"""A live stack for browser tests: Ralph served over HTTP in-process (restartable on its port), the dashboard in
+front of it with a service key, and Playwright driving Debian's Chromium."""
+
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rich.console  # noqa: F401  # MCPServer imports rich lazily; that import calls os.getcwd (BlockBuster)
+from playwright.async_api import Browser, Page, async_playwright
+
+from mcp_servers.dashboard.app import create_app
+from mcp_servers.ralph.server import create_server as create_ralph
+from mcp_servers.shared.config import StackSettings, load_settings
+from mcp_servers.shared.harness import StackServer, build_core
+from tests.integration.dashboard.dashboard_support import PASSWORD, create_user
+from tests.integration.test_harness import issue_key
+from tests.support import REPO, free_port, serve_app
+from tests.tools import CHROMIUM_ARGS, chromium_path
+
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+@dataclass
+class LiveStack:
+    """Ralph (stoppable, restartable on the same port) and the dashboard's URL."""
+
+    settings: StackSettings
+    ralph_port: int
+    dashboard_url: str = ""
+    client_token: str = ""
+    ralph: StackServer[Any] | None = None
+    _ralph_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @property
+    def ralph_url(self) -> str:
+        return f"http://127.0.0.1:{self.ralph_port}"
+
+    async def start_ralph(self) -> None:
+        self.ralph = create_ralph(build_core("ralph", self.settings))
+        self._ralph_stack = contextlib.AsyncExitStack()
+        await self._ralph_stack.enter_async_context(serve_app(self.ralph.http_app(), _bind(self.ralph_port)))
+
+    async def stop_ralph(self) -> None:
+        await self._ralph_stack.aclose()
+
+
+@pytest.fixture
+async def live_stack(stack_settings: StackSettings, tmp_path: Path) -> AsyncIterator[LiveStack]:
+    workspaces = tmp_path / "workspaces"
+    workspaces.mkdir()
+    ralph_port = free_port()
+    settings = load_settings(
+        data_dir=stack_settings.data_dir,
+        postgres=stack_settings.postgres.model_dump(),
+        breaker={"failure_threshold": 2, "open_seconds": 1.0, "half_open_probes": 1},
+        ralph={
+            "workers": 2,
+            "control_poll_seconds": 0.1,
+            "workspace_roots": [str(workspaces)],
+            # An agent that works until it is stopped.
+            "command_templates": {"default": [sys.executable, "-c", "import time; print('working'); time.sleep(600)"]},
+        },
+    )
+    _, service_key = await issue_key(settings, ["admin"])
+    _, client_token = await issue_key(settings, ["read", "write"])
+    await create_user(settings, "admin", "admin")
+    dashboard_settings = load_settings(
+        data_dir=stack_settings.data_dir,
+        postgres=stack_settings.postgres.model_dump(),
+        breaker={"failure_threshold": 2, "open_seconds": 1.0, "half_open_probes": 1},
+        dashboard={
+            "service_api_key": service_key,
+            "ralph_url": f"http://127.0.0.1:{ralph_port}",
+            "aidb_url": f"http://127.0.0.1:{free_port()}",  # not running: shown as down
+            "hybrid_url": f"http://127.0.0.1:{free_port()}",
+            "sample_seconds": 0.5,
+        },
+    )
+    stack = LiveStack(settings, ralph_port, client_token=client_token)
+    await stack.start_ralph()
+    try:
+        async with serve_app(create_app(dashboard_settings)) as url:
+            stack.dashboard_url = url
+            yield stack
+    finally:
+        await stack.stop_ralph()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    opened = await context.new_page()
+    opened.set_default_timeout(15_000)
+    try:
+        yield opened
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(Exception):
+            await opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}-final.png"), full_page=True)
+        await context.close()
+
+
+async def log_in(page: Page, base_url: str, username: str = "admin", password: str = PASSWORD) -> None:
+    await page.goto(f"{base_url}/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login")
