@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from mcp_servers.ralph.backends.command import task_env
-from mcp_servers.ralph.backends.port import Backend, IterationOutcome, IterationRequest
+from mcp_servers.ralph.backends.port import Backend, IterationOutcome, IterationRequest, ReportsOutcomes
 from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.checkpoint import CheckpointError, commit_checkpoint
 from mcp_servers.ralph.completion import promise_fulfilled, verify_passes
@@ -413,6 +413,8 @@ class WorkerPool:
         if self._metrics is not None:
             self._metrics.iterations.labels(status.value).inc()
             self._metrics.iteration_duration.observe(duration)
+        if outcome is not None and isinstance(backend, ReportsOutcomes):
+            await backend.report_outcome(outcome, completed=completed is not None)
         self._emit_later(
             "iteration_finished",
             recorded.task,

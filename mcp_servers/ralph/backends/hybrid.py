@@ -147,4 +147,15 @@ class HybridBackend:
             input_summary=summary,
             cost_usd=cost,
             tokens=tokens,
+            reference=str(structured["interaction_id"]) if structured.get("interaction_id") else None,
         )
+
+    async def report_outcome(self, outcome: IterationOutcome, *, completed: bool) -> None:
+        """Teach Hybrid's router: the answer that completed the task is a success, an earlier one partial."""
+        if outcome.reference is None:
+            return
+        verdict = "success" if completed else ("partial" if outcome.succeeded else "failure")
+        try:
+            await self._hybrid.call_tool("update_outcome", {"interaction_id": outcome.reference, "outcome": verdict})
+        except (DependencyUnavailable, DownstreamToolError) as exc:
+            logger.info("hybrid outcome not recorded", extra={"error_type": type(exc).__name__})

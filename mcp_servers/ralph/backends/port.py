@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mcp_servers.ralph.domain import Task
 
@@ -34,6 +34,8 @@ class IterationOutcome:
     cost_usd: Decimal | None = None
     tokens: int | None = None
     error: str | None = None
+    # The backend's own record of this iteration (Hybrid's interaction id), for outcome feedback.
+    reference: str | None = None
 
 
 class Backend(Protocol):
@@ -44,4 +46,13 @@ class Backend(Protocol):
     async def run(self, request: IterationRequest) -> IterationOutcome:
         """Run one iteration; failures of the agent are outcomes, failures of Ralph's dependencies raise
         DependencyUnavailable."""
+        ...
+
+
+@runtime_checkable
+class ReportsOutcomes(Protocol):
+    """A backend that learns from results: told, after each iteration, whether it completed the task."""
+
+    async def report_outcome(self, outcome: IterationOutcome, *, completed: bool) -> None:
+        """Best effort: must not raise for an unreachable dependency."""
         ...

@@ -156,5 +156,8 @@ async def test_ralph_task_on_hybrid_with_aidb_context_completes_across_three_pro
     assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("completed", "promise_found", 2)
     assert task["cost_known"] is True
     assert CODEWORD in llm.prompts[0] and "Your previous answer" not in llm.prompts[0]
-    assert after["interactions"] - before["interactions"] == 2
-    assert after["routing_decisions"] - before["routing_decisions"] == 2
+    # One interaction per iteration, each with the outcome Ralph reported; Hybrid's own learning may add more
+    # (a success is mined for a pattern through the LLM).
+    assert after["interactions"] - before["interactions"] >= 2
+    assert after["routing_decisions"] - before["routing_decisions"] >= 2
+    assert after["interactions_with_outcome"] - before["interactions_with_outcome"] >= 2
