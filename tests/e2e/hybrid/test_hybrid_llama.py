@@ -78,3 +78,30 @@ async def test_route_query_answers_through_llama_cpp_and_json_schema_output_pars
     parsed = structured.structured_content["parsed_json"]
     assert isinstance(parsed, dict) and isinstance(parsed["city"], str) and isinstance(parsed["country"], str)
     assert stats["routing_decisions"] == 2
+
+
+async def test_pattern_extraction_uses_the_local_llm_with_a_schema(
+    stack_settings: StackSettings, llama_url: str
+) -> None:
+    settings = llama_settings(stack_settings, llama_url)
+    server = create_server(build_core("hybrid", settings))
+    async with Client(server.mcp) as client:
+        tracked = await client.call_tool(
+            "track_interaction",
+            {
+                "query": "How do I reverse a list in Python?",
+                "response": "Use reversed(items) for an iterator or items[::-1] for a new list.\n1. reversed\n2. slice",
+                "agent_type": "local",
+                "model_used": "gemma3-270m",
+            },
+        )
+        interaction_id = tracked.structured_content["interaction_id"]
+        outcome = await client.call_tool(
+            "update_outcome", {"interaction_id": interaction_id, "outcome": "success", "user_feedback": 1.0}
+        )
+        pattern_id = outcome.structured_content["pattern_id"]
+        assert pattern_id is not None
+        row = await server.database.fetchrow(
+            "SELECT extractor, problem_type FROM hybrid_patterns WHERE id = $1::uuid", pattern_id
+        )
+    assert row is not None and row["extractor"] == "llm:gemma" and row["problem_type"]
