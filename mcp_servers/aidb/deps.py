@@ -142,7 +142,14 @@ async def open_aidb(core: Core, database: Database) -> AsyncIterator[AidbDeps]:
             indexer = Indexer(
                 database, vectors, batch=settings.aidb.indexer_batch, poll_seconds=settings.aidb.indexer_poll_seconds
             )
-            searcher = Searcher(database, vectors, embedder, cache, max_candidates=settings.aidb.max_search_candidates)
+            searcher = Searcher(
+                database,
+                vectors,
+                embedder,
+                cache,
+                max_candidates=settings.aidb.max_search_candidates,
+                dense_weight=settings.aidb.hybrid_dense_weight,
+            )
             deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher)
             async with _background(indexer.run(), *([_register_peers(deps)] if settings.aidb.register_servers else [])):
                 yield deps

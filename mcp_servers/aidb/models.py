@@ -62,7 +62,9 @@ class SearchHit(BaseModel):
     document_id: str
     title: str
     text: str = Field(description="the matching chunk")
-    score: float = Field(description="dense: cosine similarity; lexical: BM25; hybrid: reciprocal-rank-fusion score")
+    score: float = Field(
+        description="dense: cosine similarity; lexical: BM25; hybrid: 0-1 mix of both, scaled over the candidates"
+    )
     metadata: dict[str, MetadataValue]
     provenance: Provenance
 

@@ -1,4 +1,7 @@
-"""Search: dense, lexical (BM25) or hybrid (RRF) over chunks, one hit per document, keyset-paginated.
+"""Search: dense, lexical (BM25) or hybrid over chunks, one hit per document, paginated by cursor.
+
+Hybrid runs both searches and mixes each document's min-max normalised scores (0.6 dense, 0.4 lexical; it
+retrieved better than reciprocal rank fusion on our measured set).
 
 The vector index proposes chunks; PostgreSQL confirms them, so a deleted document or a replaced chunk is never
 returned even before the indexer has caught up. A ranking is cached per query and generation: later pages of
@@ -9,8 +12,11 @@ skip a hit even when documents change in between; hits deleted since are dropped
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import anyio
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.cache import GenerationCache, LruCache
@@ -22,11 +28,13 @@ from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import InvalidRequest
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.bm25 import query_vector
-from mcp_servers.shared.vectors.port import SparseVector, VectorIndex
+from mcp_servers.shared.vectors.port import ScoredPoint, SearchMode, SparseVector, VectorIndex
 
 METADATA_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 MAX_QUERY_CHARS = 2000
 SNAPSHOT_TTL_SECONDS = 900.0
+HYBRID_DEPTH = 100
+DEFAULT_DENSE_WEIGHT = 0.6
 SNAPSHOT_MAX = 1024
 
 
@@ -93,7 +101,9 @@ class Searcher:
         cache: GenerationCache[Ranking],
         *,
         max_candidates: int,
+        dense_weight: float = DEFAULT_DENSE_WEIGHT,
     ) -> None:
+        self._dense_weight = dense_weight
         self._database = database
         self._vectors = vectors
         self._embedder = embedder
@@ -184,6 +194,35 @@ class Searcher:
             scanned += len(batch)
         return page, scanned
 
+    async def _live(self, hits: Sequence[ScoredPoint]) -> dict[str, ChunkRecord]:
+        return await store.chunks_by_point(self._database, [hit.id for hit in hits])
+
+    async def _hybrid(
+        self, dense: list[float], sparse: SparseVector, depth: int, filters: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Ranked], bool]:
+        """Dense and lexical candidates (searched concurrently), fused per document; exhausted if both ran dry."""
+        results: dict[str, list[ScoredPoint]] = {}
+
+        async def run(mode: SearchMode) -> None:
+            results[mode] = await self._vectors.search(
+                CHUNKS_COLLECTION,
+                dense=dense if mode == "dense" else None,
+                sparse=sparse if mode == "lexical" else None,
+                mode=mode,
+                limit=depth,
+                filters=filters,
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "dense")
+            tg.start_soon(run, "lexical")
+        live = await self._live([*results["dense"], *results["lexical"]])
+        fused = fuse(
+            _best_per_document(results["dense"], live), _best_per_document(results["lexical"], live), self._dense_weight
+        )
+        exhausted = len(results["dense"]) < depth and len(results["lexical"]) < depth
+        return fused, exhausted
+
     async def _rank(self, query: str, request: SearchRequest, need: int, generation: int) -> Ranking:
         dense = await self.embed_query(query) if request.mode in ("dense", "hybrid") else None
         sparse: SparseVector | None = query_vector(query) if request.mode in ("lexical", "hybrid") else None
@@ -193,19 +232,20 @@ class Searcher:
                 raise InvalidRequest("query has no searchable words for lexical search (only stop words or symbols)")
             # Nothing for BM25 to match: hybrid degrades to its dense half rather than failing.
             mode, sparse = "dense", None
-        filters = payload_filters(request.project, request.kind, request.filters)
-        chunk_limit = min(self._max_candidates, max(need * 3, 30))
+        filters = payload_filters(request.project, request.kind, request.filters) or None
+        # Hybrid normalises each side's scores over its candidates, so it looks at a fixed minimum depth.
+        floor = HYBRID_DEPTH if mode == "hybrid" else 30
+        chunk_limit = min(self._max_candidates, max(need * 3, floor))
         while True:
-            hits = await self._vectors.search(
-                CHUNKS_COLLECTION, dense=dense, sparse=sparse, mode=mode, limit=chunk_limit, filters=filters or None
-            )
-            live = await store.chunks_by_point(self._database, [hit.id for hit in hits])
-            best: dict[str, Ranked] = {}
-            for hit in hits:
-                chunk = live.get(hit.id)
-                if chunk is not None and chunk.document_id not in best:
-                    best[chunk.document_id] = Ranked(score=float(hit.score), chunk=chunk)
-            exhausted = len(hits) < chunk_limit
+            if mode == "hybrid":
+                assert dense is not None and sparse is not None
+                best, exhausted = await self._hybrid(dense, sparse, chunk_limit, filters)
+            else:
+                hits = await self._vectors.search(
+                    CHUNKS_COLLECTION, dense=dense, sparse=sparse, mode=mode, limit=chunk_limit, filters=filters
+                )
+                best = _best_per_document(hits, await self._live(hits))
+                exhausted = len(hits) < chunk_limit
             if len(best) >= need or exhausted or chunk_limit >= self._max_candidates:
                 break
             chunk_limit = min(self._max_candidates, chunk_limit * 2)
@@ -216,6 +256,43 @@ class Searcher:
             complete = complete or len(kept) < len(items)
             items = kept
         return Ranking(items=tuple(items), complete=complete, generation=generation)
+
+
+def _best_per_document(hits: Sequence[ScoredPoint], live: Mapping[str, ChunkRecord]) -> dict[str, Ranked]:
+    """Each live document's best chunk, in hit order (the engine returns hits best first)."""
+    best: dict[str, Ranked] = {}
+    for hit in hits:
+        chunk = live.get(hit.id)
+        if chunk is not None and chunk.document_id not in best:
+            best[chunk.document_id] = Ranked(score=float(hit.score), chunk=chunk)
+    return best
+
+
+def _min_max(ranked: Mapping[str, Ranked]) -> dict[str, float]:
+    """Scores scaled to 0-1 over the candidates (all 1.0 when they tie)."""
+    if not ranked:
+        return {}
+    scores = [item.score for item in ranked.values()]
+    high, low = max(scores), min(scores)
+    if high == low:
+        return dict.fromkeys(ranked, 1.0)
+    return {doc: (item.score - low) / (high - low) for doc, item in ranked.items()}
+
+
+def fuse(dense: Mapping[str, Ranked], lexical: Mapping[str, Ranked], dense_weight: float) -> dict[str, Ranked]:
+    """Convex combination of the min-max normalised dense and lexical scores of each document.
+
+    Measured on the stdlib retrieval set (bench/retrieval_sweep.py): MRR@10 0.648 against 0.629-0.637 for
+    reciprocal rank fusion (k 10-60) and 0.604 for dense alone; see docs/performance.md.
+    """
+    dense_scores, lexical_scores = _min_max(dense), _min_max(lexical)
+    fused: dict[str, Ranked] = {}
+    for doc in dense.keys() | lexical.keys():
+        score = dense_weight * dense_scores.get(doc, 0.0) + (1.0 - dense_weight) * lexical_scores.get(doc, 0.0)
+        # The chunk shown is the one that matched by meaning, else the one that matched by words.
+        chunk = (dense.get(doc) or lexical[doc]).chunk
+        fused[doc] = Ranked(score=score, chunk=chunk)
+    return fused
 
 
 def _hit(item: Ranked) -> SearchHit:

@@ -171,10 +171,13 @@ class AidbSettings(_Section):
     max_search_candidates: int = Field(
         default=1000, ge=10, le=10_000, description="deepest chunk rank a search (and its pages) can reach"
     )
+    hybrid_dense_weight: float = Field(
+        default=0.6, ge=0, le=1, description="hybrid search: weight of the dense score (the rest is BM25)"
+    )
     indexer_batch: int = Field(default=64, ge=1, le=10_000, description="outbox rows applied per transaction")
     indexer_poll_seconds: float = Field(default=2.0, ge=0.05, le=600)
     register_servers: dict[str, str] = Field(
-        default_factory=dict, description="MCP servers (name -> URL) whose tools AIDB indexes at start-up"
+        default_factory=dict, description="MCP servers (name -> URL or stdio command) AIDB indexes at start-up"
     )
 
     @model_validator(mode="after")
