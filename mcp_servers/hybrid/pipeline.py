@@ -252,6 +252,17 @@ class _Batch:
         """Turn one fresh event into rows (or count it as shed)."""
         if event.type == "interaction":
             self._add_interaction(event)
+        elif event.type == "ralph.task_finished":
+            # Rolled up with the tool statistics (server "ralph", tool "task:<backend>"): calls = finished
+            # tasks, errors = tasks that hit their iteration limit, duration_sum = iterations used. The
+            # optimiser reads these to propose raising an iteration limit. Never shed: one event per task.
+            backend = event.data.get("backend")
+            iterations = event.data.get("iterations_done")
+            if isinstance(backend, str):
+                totals = self.tool_stats.setdefault(("ralph", f"task:{backend[:100]}"), [0, 0, 0.0])
+                totals[0] += 1
+                totals[1] += 1 if event.data.get("completion_reason") == "max_iterations" else 0
+                totals[2] += float(iterations) if isinstance(iterations, int) else 0.0
         elif event.type == "tool_call":
             if shed:
                 self.shed += 1

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 MIN_CALLS = 20
 ERROR_RATE = 0.5
+LIMIT_RATE = 0.3
 SLOW_SECONDS = 5.0
 PROPOSAL_ITERATIONS = 5
 
@@ -29,7 +30,8 @@ class Proposal:
 
 
 async def find_proposals(database: Database) -> list[Proposal]:
-    """Tools failing at least half the time, or slow on average, over at least MIN_CALLS calls."""
+    """Tools failing at least half the time or slow on average, and Ralph backends whose tasks often hit the
+    iteration limit, each over at least MIN_CALLS calls or tasks."""
     rows = await database.fetch(
         """SELECT server, tool, calls, errors, duration_sum / greatest(calls, 1) AS mean_seconds
            FROM hybrid_tool_stats WHERE calls >= $1 ORDER BY server, tool""",
@@ -38,6 +40,19 @@ async def find_proposals(database: Database) -> list[Proposal]:
     proposals: list[Proposal] = []
     for row in rows:
         subject = f"{row['server']}/{row['tool']}"
+        if row["server"] == "ralph" and row["tool"].startswith("task:"):
+            if row["errors"] / row["calls"] >= LIMIT_RATE:
+                proposals.append(
+                    Proposal(
+                        "ralph_iteration_limit",
+                        subject,
+                        f"{row['errors']} of {row['calls']} Ralph tasks on backend {row['tool'][5:]} ended at their "
+                        f"iteration limit (mean {row['mean_seconds']:.1f} iterations). Review a sample and propose "
+                        "whether raising max_iterations or changing the prompts would let them complete; do not "
+                        "change anything without approval.",
+                    )
+                )
+            continue
         if row["errors"] / row["calls"] >= ERROR_RATE:
             proposals.append(
                 Proposal(

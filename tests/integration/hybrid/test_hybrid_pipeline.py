@@ -16,6 +16,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from mcp_servers.hybrid.dataset import export_training_data
 from mcp_servers.hybrid.pipeline import LearningPipeline
+from mcp_servers.hybrid.proposals import find_proposals
 from mcp_servers.shared.config import HybridSettings, StackSettings
 from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -102,6 +103,7 @@ import sys
 from pathlib import Path
 import anyio
 from mcp_servers.hybrid.pipeline import LearningPipeline
+from mcp_servers.hybrid.proposals import find_proposals
 from mcp_servers.shared.config import load_settings
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -207,3 +209,17 @@ async def test_eight_writers_with_rotation_every_event_exactly_once(database: Da
     # Every rotated file is behind the committed checkpoint by now, so the pipeline has deleted them all.
     assert [path async for path in anyio.Path(directory).glob("events-*.jsonl")] == []
     assert pipeline.state.files_removed == rotations
+
+
+async def test_ralph_tasks_hitting_their_limit_become_an_iteration_limit_proposal(
+    database: Database, tmp_path: Path
+) -> None:
+    directory = tmp_path / "telemetry"
+    writer = TelemetryWriter(directory, 1024 * 1024, source="ralph")
+    for n in range(25):
+        reason = "max_iterations" if n % 2 else "promise_found"
+        await writer.emit("ralph.task_finished", backend="hybrid", completion_reason=reason, iterations_done=10)
+    await pipeline_for(database, directory).drain()
+    [proposal] = await find_proposals(database)
+    assert (proposal.kind, proposal.subject) == ("ralph_iteration_limit", "ralph/task:hybrid")
+    assert "12 of 25" in proposal.description
