@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import rich.console  # noqa: F401  # MCPServer imports rich lazily; that import calls os.getcwd (BlockBuster)
 from playwright.async_api import Browser, Page, async_playwright
@@ -34,26 +35,57 @@ def _bind(port: int) -> socket.socket:
 
 @dataclass
 class LiveStack:
-    """Ralph (stoppable, restartable on the same port) and the dashboard's URL."""
+    """Ralph (stoppable, restartable on the same port) and the dashboard's URL.
+
+    Ralph's server runs in a supervising task owned by the fixture (a task group must be left by the task that
+    entered it); tests ask it to stop or start and wait until it did.
+    """
 
     settings: StackSettings
     ralph_port: int
     dashboard_url: str = ""
     client_token: str = ""
     ralph: StackServer[Any] | None = None
-    _ralph_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    running: bool = False
+    _want_running: bool = True
+    _wake: anyio.Event = field(default_factory=anyio.Event)
+    _settled: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def ralph_url(self) -> str:
         return f"http://127.0.0.1:{self.ralph_port}"
 
+    async def supervise(self) -> None:
+        while True:
+            if self._want_running:
+                self.ralph = create_ralph(build_core("ralph", self.settings))
+                async with serve_app(self.ralph.http_app(), _bind(self.ralph_port)):
+                    self._set_running(True)
+                    while self._want_running:
+                        await self._wake.wait()
+                        self._wake = anyio.Event()
+                self._set_running(False)
+            else:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+
+    def _set_running(self, value: bool) -> None:
+        self.running = value
+        self._settled.set()
+        self._settled = anyio.Event()
+
+    async def _switch(self, value: bool) -> None:
+        self._want_running = value
+        self._wake.set()
+        with anyio.fail_after(60):
+            while self.running != value:
+                await self._settled.wait()
+
     async def start_ralph(self) -> None:
-        self.ralph = create_ralph(build_core("ralph", self.settings))
-        self._ralph_stack = contextlib.AsyncExitStack()
-        await self._ralph_stack.enter_async_context(serve_app(self.ralph.http_app(), _bind(self.ralph_port)))
+        await self._switch(True)
 
     async def stop_ralph(self) -> None:
-        await self._ralph_stack.aclose()
+        await self._switch(False)
 
 
 @pytest.fixture
@@ -89,13 +121,14 @@ async def live_stack(stack_settings: StackSettings, tmp_path: Path) -> AsyncIter
         },
     )
     stack = LiveStack(settings, ralph_port, client_token=client_token)
-    await stack.start_ralph()
-    try:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stack.supervise)
+        await stack.start_ralph()
         async with serve_app(create_app(dashboard_settings)) as url:
             stack.dashboard_url = url
             yield stack
-    finally:
         await stack.stop_ralph()
+        tg.cancel_scope.cancel()
 
 
 @pytest.fixture
