@@ -122,5 +122,5 @@ def _inspector(settings: StackSettings, servers: tuple[str, ...], *, http: bool,
             env = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in stdio_environment(settings).items())
             # The target goes first: --header and -e are variadic in the Inspector CLI.
             target = f"{shlex.join(stdio_command(server))} {env}"
-        lines.append(f"{_INSPECTOR} {target} --method tools/list")
+        lines += [f"# {server}", f"{_INSPECTOR} {target} --method tools/list"]
     return "\n".join(lines)

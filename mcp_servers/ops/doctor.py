@@ -122,7 +122,7 @@ async def _check_database(settings: StackSettings, emit: Emit) -> None:
 
 
 async def _check_migrations(connection: asyncpg.Connection, emit: Emit) -> None:
-    expected = {migration.version: migration for migration in load_migrations()}
+    expected = {migration.version: migration for migration in await anyio.to_thread.run_sync(load_migrations)}
     if not await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
         emit("migrations", "warn", f"none applied; {len(expected)} will be applied at the first server start")
         return

@@ -1,0 +1,111 @@
+"""`mcp-stack doctor` on a healthy stack and on a broken one: findings, report and exit status."""
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mcp_servers.ops.doctor import Finding, format_report, run_checks
+from mcp_servers.shared.config import StackSettings, load_settings
+from tests.integration.test_harness import issue_key
+from tests.support import bind_loopback, free_port, serve_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@contextlib.asynccontextmanager
+async def scripted_llm() -> AsyncIterator[str]:
+    """An OpenAI-compatible endpoint that only lists its models (all doctor asks), requiring a bearer key."""
+
+    async def models(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != "Bearer sk-doctor":
+            return JSONResponse({"error": "bad key"}, status_code=401)
+        return JSONResponse({"object": "list", "data": [{"id": "tiny", "object": "model"}]})
+
+    async with serve_app(Starlette(routes=[Route("/v1/models", models)])) as url:
+        yield f"{url}/v1"
+
+
+def _http_ports() -> dict[str, Any]:
+    return {f"{name}_port": free_port() for name in ("aidb", "hybrid", "ralph", "dashboard")}
+
+
+def by_check(findings: list[Finding]) -> dict[str, Finding]:
+    return {finding.check: finding for finding in findings}
+
+
+async def test_a_healthy_stack_passes_every_check(stack_settings: StackSettings, tmp_path: Path) -> None:
+    await issue_key(stack_settings, ["admin"])
+    async with scripted_llm() as llm_url:
+        settings = load_settings(
+            data_dir=tmp_path / "data",
+            postgres=stack_settings.postgres.model_dump(),
+            http=_http_ports(),
+            hybrid={
+                "backends": [
+                    {"name": "tiny", "kind": "local", "base_url": llm_url, "model": "tiny", "api_key": "sk-doctor"}
+                ]
+            },
+        )
+        (tmp_path / "data").mkdir()
+        findings = await run_checks(settings)
+    report = format_report(findings)
+    assert [f for f in findings if f.status != "ok"] == [], report
+    checks = by_check(findings)
+    assert {"config", "data dir", "database", "migrations", "keys", "vectors", "embedder", "llm tiny"} <= set(checks)
+    assert "384 dimensions" in checks["embedder"].detail
+    assert report.endswith("all checks passed")
+
+
+async def test_a_broken_stack_reports_each_problem_and_fails(tmp_path: Path) -> None:
+    # A foreign program on the AIDB port, a database that does not answer, a wrong dimension, a dead LLM.
+    foreign = bind_loopback()
+    foreign.listen()
+    with foreign:
+        ports = _http_ports() | {"aidb_port": foreign.getsockname()[1]}
+        settings = load_settings(
+            data_dir=tmp_path / "data",
+            postgres={"dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", "connect_timeout_seconds": 2},
+            embedder={"dimension": 512},
+            http=ports,
+            hybrid={
+                "backends": [
+                    {"name": "gone", "kind": "remote", "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "x"}
+                ]
+            },
+            auth={"required": False},
+        )
+        findings = await run_checks(settings)
+    checks = by_check(findings)
+    report = format_report(findings)
+    assert checks["database"].status == "fail" and "MCP_STACK_POSTGRES__DSN" in checks["database"].detail
+    assert checks["embedder"].status == "fail" and "512" in checks["embedder"].detail
+    assert checks["llm gone"].status == "fail"
+    assert checks["port aidb"].status == "fail" and "MCP_STACK_HTTP__AIDB_PORT" in checks["port aidb"].detail
+    assert checks["port hybrid"].status == "ok"
+    assert checks["auth"].status == "warn"
+    assert "[FAIL] database" in report and "4 problem(s)" in report
+
+
+async def test_the_command_exits_non_zero_with_a_readable_report(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "MCP_STACK_DATA_DIR": str(tmp_path / "data"),
+        "MCP_STACK_EMBEDDER__DIMENSION": "not-a-number",
+    }
+    result = await anyio.run_process(
+        [sys.executable, "-m", "mcp_servers.cli", "doctor"], env=environment, check=False, stdin=subprocess.DEVNULL
+    )
+    output = result.stdout.decode()
+    assert result.returncode == 1
+    assert output.splitlines()[0].startswith("[FAIL] config") and "MCP_STACK_EMBEDDER__DIMENSION" in output
