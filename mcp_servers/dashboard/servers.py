@@ -72,8 +72,10 @@ class ServerLink:
                         response = await self._http.get(f"{self.base_url}{path}")
                 except _TRANSPORT_ERRORS as exc:
                     raise _Failure(type(exc).__name__) from exc
-        except (_Failure, TimeoutError) as exc:
-            raise DependencyUnavailable(self.name, reason=f"GET {path}: {type(exc).__name__}") from None
+        except _Failure as exc:
+            raise DependencyUnavailable(self.name, reason=f"GET {path}: {exc}") from None
+        except TimeoutError:
+            raise DependencyUnavailable(self.name, reason=f"GET {path}: timed out") from None
         try:
             body = response.json()
         except ValueError:
@@ -110,8 +112,10 @@ class ServerLink:
         try:
             async with self.breaker:
                 return await self._session(operation)
-        except (_Failure, TimeoutError) as exc:
-            raise DependencyUnavailable(self.name, reason=f"{what}: {type(exc).__name__}") from None
+        except _Failure as exc:
+            raise DependencyUnavailable(self.name, reason=f"{what}: {exc}") from None
+        except TimeoutError:
+            raise DependencyUnavailable(self.name, reason=f"{what}: timed out") from None
         except MCPError as exc:
             data = exc.error.data if isinstance(exc.error.data, dict) else {}
             retry = float(data.get("retry_after_seconds", 5.0))

@@ -33,6 +33,7 @@ __all__ = [
     "RuntimeConfigStore",
     "RuntimeKey",
     "apply_overrides",
+    "valid_overrides",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,19 @@ def apply_overrides(settings: StackSettings, overrides: Mapping[str, Any]) -> St
     return settings.model_copy(update=update)
 
 
+def valid_overrides(settings: StackSettings, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored overrides that are runtime keys and valid one by one (others are skipped)."""
+    valid: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key in RUNTIME_KEYS:
+            try:
+                apply_overrides(settings, {key: value})
+            except InvalidRequest:
+                continue
+            valid[key] = value
+    return valid
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One row of `audit_log`."""
@@ -135,9 +149,9 @@ class RuntimeConfigStore:
             # One writer at a time per key: the audit's old -> new pairs then chain without gaps.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('runtime_config:' || $1))", key)
             stored = {row["key"]: row["value"] for row in await conn.fetch("SELECT key, value FROM runtime_config")}
-            base = apply_overrides(settings, {k: v for k, v in stored.items() if k in RUNTIME_KEYS and k != key})
-            checked = apply_overrides(base, {key: value})  # raises InvalidRequest for an unknown key too
-            old, new = _read(base, key), _read(checked, key)
+            current = apply_overrides(settings, valid_overrides(settings, stored))
+            checked = apply_overrides(current, {key: value})  # raises InvalidRequest for an unknown key too
+            old, new = _read(current, key), _read(checked, key)
             await conn.execute(
                 "INSERT INTO runtime_config (key, value, updated_at, updated_by) VALUES ($1, $2, now(), $3) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), "
@@ -184,6 +198,7 @@ class RuntimeConfig:
         self._poll_seconds = poll_seconds
         self._on_change = on_change
         self._overrides: dict[str, Any] = {}
+        self._rejected: dict[str, Any] = {}
         self.effective = settings
         """The settings in force: configured values with the valid stored overrides applied."""
         self.version = 0
@@ -195,16 +210,11 @@ class RuntimeConfig:
 
     def apply(self, stored: Mapping[str, Any]) -> None:
         """Apply the stored overrides; an invalid one is logged and skipped, the rest still apply."""
-        valid: dict[str, Any] = {}
-        for key, value in stored.items():
-            if key not in RUNTIME_KEYS:
-                continue
-            try:
-                apply_overrides(self._base, {key: value})
-            except InvalidRequest:
-                logger.warning("invalid runtime setting ignored", extra={"key": key})
-                continue
-            valid[key] = value
+        valid = valid_overrides(self._base, stored)
+        rejected = {key: value for key, value in stored.items() if key in RUNTIME_KEYS and key not in valid}
+        for key in rejected.keys() - self._rejected.keys():
+            logger.warning("invalid runtime setting ignored", extra={"key": key})
+        self._rejected = rejected
         if valid == self._overrides:
             return
         try:

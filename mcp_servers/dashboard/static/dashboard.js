@@ -90,7 +90,7 @@
     label.setAttribute("x", "2");
     label.setAttribute("y", "10");
     label.setAttribute("class", "max");
-    label.textContent = "max " + (max < 0.01 ? max.toExponential(1) : max.toFixed(2));
+    label.textContent = max <= 1e-9 ? "0" : "max " + (max < 0.01 ? max.toExponential(1) : max.toFixed(2));
     svg.appendChild(label);
   }
 
