@@ -91,6 +91,7 @@ async def _register_peers(deps: AidbDeps) -> None:
                     name,
                     url=target if is_url else None,
                     command=None if is_url else shlex.join(shlex.split(target)),
+                    bearer=deps.aidb.peer_api_key.get_secret_value() if deps.aidb.peer_api_key else None,
                 )
                 logger.info("peer server registered", extra={"server_name": name})
                 break

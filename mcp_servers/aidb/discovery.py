@@ -34,11 +34,14 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 MAX_TOOLS = 1000
 
 
-def _http_client() -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(timeout=httpx2.Timeout(CONNECT_TIMEOUT_SECONDS), follow_redirects=False)
+def _http_client(bearer: str | None) -> httpx2.AsyncClient:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(CONNECT_TIMEOUT_SECONDS), follow_redirects=False)
 
 
-async def list_server_tools(url: str | None, command: Sequence[str] | None, name: str) -> list[dict[str, Any]]:
+async def list_server_tools(
+    url: str | None, command: Sequence[str] | None, name: str, *, bearer: str | None = None
+) -> list[dict[str, Any]]:
     """Every tool the server lists (all pages), as plain dicts; DependencyUnavailable if it cannot be reached."""
     tools: list[dict[str, Any]] = []
     try:
@@ -46,7 +49,7 @@ async def list_server_tools(url: str | None, command: Sequence[str] | None, name
             async with contextlib.AsyncExitStack() as stack:
                 if url is not None:
                     # Building an HTTP client reads certificate files: do it off the event loop.
-                    http = await stack.enter_async_context(await anyio.to_thread.run_sync(_http_client))
+                    http = await stack.enter_async_context(await anyio.to_thread.run_sync(_http_client, bearer))
                     client = Client(streamable_http_client(url, http_client=http))
                 else:
                     assert command
@@ -94,10 +97,12 @@ async def register_server(
     *,
     url: str | None,
     command: str | None,
+    bearer: str | None = None,
 ) -> RegisteredServer:
     """Connect to the server, index its tools, and remember how to reach it (re-register to re-index).
 
-    With neither url nor command, re-indexes an already registered server.
+    With neither url nor command, re-indexes an already registered server. `bearer` (the operator-configured
+    peer key, never a tool argument) authenticates to HTTP servers.
     """
     if url is None and command is None:
         known = await store.server_target(database, name)
@@ -106,7 +111,7 @@ async def register_server(
         target_url, argv = known
     else:
         target_url, argv = parse_target(url, command)
-    listed = await list_server_tools(target_url, argv, name)
+    listed = await list_server_tools(target_url, argv, name, bearer=bearer)
     texts = [tool_text(name, str(t["name"]), t.get("title"), str(t.get("description") or "")) for t in listed]
     embeddings = await embedder.embed_documents(texts) if texts else []
     records = [

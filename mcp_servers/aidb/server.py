@@ -179,8 +179,15 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Connect to an MCP server (url or command), index its tools for find_tools and remember it. Call again
         with only the name to re-index. Admin only."""
         deps = _deps(ctx)
+        key = deps.aidb.peer_api_key
         return await discovery.register_server(
-            deps.database, deps.vectors, deps.embedder, name, url=url, command=command
+            deps.database,
+            deps.vectors,
+            deps.embedder,
+            name,
+            url=url,
+            command=command,
+            bearer=key.get_secret_value() if key else None,
         )
 
     @server.tool("find_tools", annotations=READ_ONLY)

@@ -179,6 +179,9 @@ class AidbSettings(_Section):
     register_servers: dict[str, str] = Field(
         default_factory=dict, description="MCP servers (name -> URL or stdio command) AIDB indexes at start-up"
     )
+    peer_api_key: SecretStr | None = Field(
+        default=None, description="bearer key AIDB sends to HTTP servers it registers (needs their read scope)"
+    )
 
     @model_validator(mode="after")
     def _check_overlap(self) -> "AidbSettings":

@@ -9,9 +9,11 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcp_servers.aidb.deps import AidbDeps
-from mcp_servers.shared.harness import StackServer
+from mcp_servers.aidb.server import create_server
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.harness import StackServer, build_core
 from tests.integration.aidb.conftest import structured
-from tests.support import serve_app
+from tests.support import serve_app, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -98,3 +100,20 @@ async def test_registering_an_unreachable_or_invalid_server_is_a_tool_error(aidb
         unknown = await client.call_tool("register_mcp_server", {"name": "never-registered"})
         assert unknown.is_error and "no registered server" in unknown.content[0].text  # type: ignore[union-attr]
         assert structured(await client.call_tool("find_tools", {"query": "anything"}))["tools"] == []
+
+
+async def test_configured_peer_servers_are_registered_at_start_up(aidb_settings: StackSettings) -> None:
+    weather = weather_server()
+    async with serve_app(weather.streamable_http_app()) as url:
+        settings = aidb_settings.model_copy(
+            update={"aidb": aidb_settings.aidb.model_copy(update={"register_servers": {"weather": f"{url}/mcp"}})}
+        )
+        server = create_server(build_core("aidb", settings))
+        async with Client(server.mcp) as client:
+
+            async def registered() -> bool:
+                return bool(structured(await client.call_tool("stats", {}))["tools_indexed"])
+
+            await wait_until(registered, timeout=30)
+            found = structured(await client.call_tool("find_tools", {"query": "weather forecast", "limit": 1}))
+            assert found["tools"][0]["name"] == "get_forecast"
