@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from mcp_servers.hybrid.background import BackgroundTasks
@@ -23,6 +24,7 @@ from mcp_servers.shared.harness import Core, ReadinessCheck
 from mcp_servers.shared.llm.anthropic import AnthropicChat
 from mcp_servers.shared.llm.factory import create_chat_model
 from mcp_servers.shared.llm.openai_compat import OpenAICompatibleChat
+from mcp_servers.shared.observability.metrics import StackMetrics
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.vectors.factory import create_vector_index
@@ -65,6 +67,26 @@ async def _downstream(
     )
 
 
+class RouteMetrics:
+    """Routing decisions and LLM call latencies as Prometheus metrics on the server's registry."""
+
+    def __init__(self, metrics: StackMetrics) -> None:
+        self._outbound = metrics.outbound_duration
+        # Labels are bounded: configured backend names and the router's fixed reason codes.
+        self._decisions = Counter(
+            "mcpstack_llm_routing_decisions_total",
+            "Routing decisions by chosen backend ('none' when no backend answered) and reason",
+            ["backend", "reason"],
+            registry=metrics.registry,
+        )
+
+    def decision(self, backend: str, reason: str) -> None:
+        self._decisions.labels(backend, reason).inc()
+
+    def llm_call(self, backend: str, seconds: float) -> None:
+        self._outbound.labels(f"llm:{backend}", "chat").observe(seconds)
+
+
 async def _proposal_loop(deps: HybridDeps) -> None:
     while True:
         await anyio.sleep(PROPOSAL_INTERVAL_SECONDS)
@@ -95,7 +117,7 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
             stack.push_async_callback(model.close)
             assert isinstance(model, OpenAICompatibleChat | AnthropicChat)
             backends.append(Backend(backend_settings, model, model.breaker))
-        router = Router(backends, hybrid, database)
+        router = Router(backends, hybrid, database, observer=RouteMetrics(core.metrics))
         await router.load_thresholds()
         aidb = await _downstream(
             "aidb", hybrid.aidb_url, hybrid.aidb_api_key, hybrid.aidb_timeout_seconds, core.breakers

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mcp_servers.hybrid.routing import (
     TASK_TYPES,
@@ -73,6 +73,14 @@ class RouteOutcome:
     overhead_seconds: float
 
 
+class RouteObserver(Protocol):
+    """Receives each decision and each backend call (the server turns them into metrics)."""
+
+    def decision(self, backend: str, reason: str) -> None: ...
+
+    def llm_call(self, backend: str, seconds: float) -> None: ...
+
+
 def seconds_until_utc_midnight(now: dt.datetime | None = None) -> float:
     """When today's budget resets."""
     now = now or dt.datetime.now(dt.UTC)
@@ -83,11 +91,19 @@ def seconds_until_utc_midnight(now: dt.datetime | None = None) -> float:
 class Router:
     """Routes chat requests over the configured backends; one per process, owned by Hybrid's lifespan."""
 
-    def __init__(self, backends: Sequence[Backend], settings: HybridSettings, database: Database) -> None:
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        settings: HybridSettings,
+        database: Database,
+        *,
+        observer: RouteObserver | None = None,
+    ) -> None:
         self.backends = {backend.settings.name: backend for backend in backends}
         self._settings = settings
         self._database = database
         self._thresholds: dict[str, float] = {}
+        self._observer = observer
 
     async def load_thresholds(self) -> None:
         """Read the adapted thresholds (missing task types use the configured initial value)."""
@@ -174,15 +190,15 @@ class Router:
                     timeout_seconds=backend.settings.timeout_seconds,
                 )
             except DependencyUnavailable as exc:
-                llm_seconds += time.perf_counter() - call_started
+                llm_seconds += self._observe_call(name, call_started)
                 attempts.append(Attempt(name, "error", _error_reason(exc)))
                 continue
             except InvalidRequest as exc:
-                llm_seconds += time.perf_counter() - call_started
+                llm_seconds += self._observe_call(name, call_started)
                 attempts.append(Attempt(name, "error", "rejected"))
                 first_rejection = first_rejection or exc
                 continue
-            llm_seconds += time.perf_counter() - call_started
+            llm_seconds += self._observe_call(name, call_started)
             attempts.append(Attempt(name, "ok", "answered"))
             reason = plan.reason if len(attempts) == len(plan.skipped) + 1 else f"fallback_after_{plan.reason}"
             return await self._record_success(
@@ -198,7 +214,15 @@ class Router:
                 record_interaction,
             )
         await self._record_failure(request, plan.threshold, plan.reason, attempts, prefer)
+        if self._observer is not None:
+            self._observer.decision("none", plan.reason)
         raise self._no_backend_error(request, attempts, first_rejection)
+
+    def _observe_call(self, backend: str, started: float) -> float:
+        seconds = time.perf_counter() - started
+        if self._observer is not None:
+            self._observer.llm_call(backend, seconds)
+        return seconds
 
     def _no_backend_error(
         self, request: RouteRequest, attempts: Sequence[Attempt], rejection: InvalidRequest | None
@@ -273,6 +297,8 @@ class Router:
             completion.total_tokens,
             completion.latency_seconds * 1000,
         )
+        if self._observer is not None:
+            self._observer.decision(backend.settings.name, reason)
         if not usage_reported:
             logger.warning("backend reported no usage; charged worst case", extra={"backend": backend.settings.name})
         overhead = max(time.perf_counter() - started - llm_seconds, 0.0)

@@ -175,19 +175,24 @@ async def test_http_read_key_cannot_search_interaction_history(hybrid_settings: 
     assert refused.value.code == PERMISSION_DENIED
 
 
-async def test_learning_stats_route_requires_a_key(hybrid_settings: SettingsFactory) -> None:
+async def test_learning_stats_route_requires_a_key_and_metrics_count_decisions(
+    hybrid_settings: SettingsFactory, local_llm: ScriptedLlm
+) -> None:
     base = hybrid_settings()
     sock = bind_loopback()
     settings = base.model_copy(update={"http": base.http.model_copy(update={"hybrid_port": sock.getsockname()[1]})})
-    token = await issue_key(settings, ["read"])
+    token = await issue_key(settings, ["write"])
     server = create_server(build_core("hybrid", settings))
     async with serve_app(server.http_app(), sock) as url, http_client(url, token) as client:
-        await client.call_tool("learning_stats", {})  # starts the server's dependencies
+        assert not (await client.call_tool("route_query", {"prompt": "hi"})).is_error
         async with httpx.AsyncClient() as raw:
             anonymous = await raw.get(f"{url}/learning/stats")
             authorised = await raw.get(f"{url}/learning/stats", headers={"Authorization": f"Bearer {token}"})
+            metrics = (await raw.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})).text
     assert anonymous.status_code == 401
     assert authorised.status_code == 200
+    assert 'mcpstack_llm_routing_decisions_total{backend="local",reason="local_first"} 1.0' in metrics
+    assert 'mcpstack_outbound_request_duration_seconds_count{dependency="llm:local",operation="chat"} 1.0' in metrics
     body = authorised.json()
     assert body["pipeline"]["backpressure_threshold_bytes"] == settings.hybrid.backpressure_bytes
     assert "lag_bytes" in body["pipeline"] and "dedup_events" in body
