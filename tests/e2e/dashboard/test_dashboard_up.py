@@ -63,7 +63,7 @@ async def test_up_starts_the_dashboard_and_restarts_a_server_on_an_admin_request
 
             async def restarted() -> bool:
                 status = (await client.get("/api/status")).json()["servers"]["ralph"]
-                return status["state"] == "ready" and status["uptime_seconds"] < before
+                return bool(status["state"] == "ready" and status["uptime_seconds"] < before)
 
             await wait_until(restarted, timeout=60, interval=0.2)
             audit = (await client.get("/config")).text

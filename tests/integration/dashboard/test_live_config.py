@@ -48,7 +48,7 @@ async def test_running_server_applies_changes_without_restart(stack_settings: St
                 await store.set(stack_settings, "observability.log_level", "ERROR", actor="t")
 
             async def applied() -> bool:
-                return server.core.runtime.value("observability.log_level") == "ERROR"
+                return bool(server.core.runtime.value("observability.log_level") == "ERROR")
 
             await wait_until(applied, timeout=10)
             limit = server.core.limiter.limit
