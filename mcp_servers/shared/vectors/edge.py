@@ -88,13 +88,16 @@ class _Collection:
     dimension: int
     write_lock: anyio.Lock = field(default_factory=anyio.Lock)
     points_since_optimize: int = 0
+    # Payload fields with an engine index (persisted by the engine; read back when the shard opens).
+    indexed_fields: set[str] = field(default_factory=set)
 
 
 class EdgeVectorIndex:
     """`VectorIndex` over Qdrant Edge shards in `root`; this index owns the shards and closes them in `close()`.
 
     Blocking engine calls run in worker threads (at most `CapacityLimiter(2)` at once). Writes to one collection
-    are serialised; searches run concurrently with them. Only one process may open `root` at a time.
+    are serialised; searches run concurrently with them. Only one process may open `root` at a time. A payload
+    field gets an engine index (keyword, integer or bool, by the filter value) the first time a filter uses it.
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class EdgeVectorIndex:
         operation = qe.UpdateOperation.delete_points_by_filter(_edge_filter(terms))
         async with coll.write_lock:
             self._check_current(coll)
+            await self._index_fields_locked(coll, terms)
             await self._run(partial(coll.shard.update, operation), "delete_where")
 
     async def search(
@@ -192,6 +196,10 @@ class EdgeVectorIndex:
         coll = await self._get(collection)
         if coll is None or terms is None:
             return []
+        if any(term.key not in coll.indexed_fields for term in terms):
+            async with coll.write_lock:
+                self._check_current(coll)
+                await self._index_fields_locked(coll, terms)
         request = self._query(coll, mode, dense, sparse, limit, _edge_filter(terms) if terms else None)
         hits = await self._run(partial(coll.shard.query, request), "search")
         return [ScoredPoint(id=str(hit.id), score=hit.score, payload=hit.payload or {}) for hit in hits]
@@ -228,7 +236,7 @@ class EdgeVectorIndex:
             try:
                 for coll in collections:
                     async with coll.write_lock:
-                        await self._run(coll.shard.close, "close")
+                        await self._run(partial(_flush_and_close, coll.shard), "close")
             finally:
                 if self._root_lock is not None:
                     await anyio.to_thread.run_sync(self._root_lock.release, limiter=self._limiter)
@@ -242,10 +250,11 @@ class EdgeVectorIndex:
             return await self._optimize_locked(coll)
 
     async def snapshot(self, collection: str, dest_dir: Path) -> Path:
-        """Write a consistent tar archive of the collection into `dest_dir` and return its path.
+        """Write a consistent archive of the collection (`<collection>-<UTC time>.tar.gz`) into `dest_dir`.
 
         Writes to the collection wait while the archive is written; searches go on. Qdrant Edge 0.9 has no
-        snapshot-creation call (only unpacking server snapshots), so this archives the flushed shard directory.
+        snapshot-creation call (only unpacking server snapshots), so this archives the flushed shard directory
+        with our metadata; `restore_snapshot` reads it back.
         """
         coll = await self._require(collection)
         async with coll.write_lock:
@@ -334,6 +343,15 @@ class EdgeVectorIndex:
             limit=limit, prefetches=prefetches, query=fusion, filter=payload_filter, with_payload=True
         )
 
+    async def _index_fields_locked(self, coll: _Collection, terms: Sequence[Term]) -> None:
+        """Give every filtered payload field an index on first use, so filters stay fast at 100k points."""
+        for term in terms:
+            if term.key in coll.indexed_fields:
+                continue
+            operation = qe.UpdateOperation.create_field_index(term.key, _schema_type(term))
+            await self._run(partial(coll.shard.update, operation), "index")
+            coll.indexed_fields.add(term.key)
+
     async def _optimize_locked(self, coll: _Collection) -> bool:
         changed = await self._run(coll.shard.optimize, "optimize")
         coll.points_since_optimize = 0
@@ -407,6 +425,7 @@ class EdgeVectorIndex:
             partial(qe.EdgeShard.load, self._shard_path(collection), self._config(dimension)), "open"
         )
         coll = _Collection(name=collection, shard=shard, dimension=dimension)
+        coll.indexed_fields = await self._run(partial(_indexed_fields, shard), "open")
         self._collections[collection] = coll
         return coll
 
@@ -428,6 +447,19 @@ def _dense_query(dense: Sequence[float] | None, dimension: int) -> qe.Query:
 def _sparse_query(sparse: SparseVector | None) -> qe.Query:
     checked = check_sparse(sparse or SparseVector(indices=(), values=()))
     return qe.Query.Nearest(qe.SparseVector(list(checked.indices), list(checked.values)), using=SPARSE)
+
+
+def _schema_type(term: Term) -> qe.PayloadSchemaType:
+    # bool before int: bool is a subclass of int.
+    if isinstance(term.value, bool):
+        return qe.PayloadSchemaType.Bool
+    if isinstance(term.value, int):
+        return qe.PayloadSchemaType.Integer
+    return qe.PayloadSchemaType.Keyword
+
+
+def _indexed_fields(shard: qe.EdgeShard) -> set[str]:
+    return set(shard.info().payload_schema)
 
 
 def _edge_filter(terms: Sequence[Term]) -> qe.Filter:
@@ -454,6 +486,12 @@ def _upsert_rows(shard: qe.EdgeShard, rows: Sequence[tuple[str, list[float], Spa
         for point_id, dense, sparse, payload in rows
     ]
     shard.update(qe.UpdateOperation.upsert_points(points))
+
+
+def _flush_and_close(shard: qe.EdgeShard) -> None:
+    # Flushed segments open without replaying the WAL, so the next start is fast.
+    shard.flush()
+    shard.close()
 
 
 def _parse_meta(text: str, collection: str) -> int:

@@ -51,7 +51,8 @@ class QdrantServerIndex:
     """`VectorIndex` over a Qdrant server (or qdrant-client local mode); it owns its client and closes it.
 
     Give exactly one of `url` (a server, e.g. "http://qdrant:6333"; taken literally, port included), `path`
-    (local mode on disk) or `location=":memory:"`. The client is created on first use.
+    (local mode on disk) or `location=":memory:"`. The client is created on first use. On a server, a payload
+    field gets an index (keyword, integer or bool, by the filter value) the first time a filter uses it.
     """
 
     def __init__(
@@ -88,6 +89,8 @@ class QdrantServerIndex:
         self._breaker = breaker
         # Dimension of each collection known to exist; filled lazily, emptied by drop.
         self._dimensions: dict[str, int] = {}
+        # Payload fields with a server-side index, per collection (read from the collection info, then grown).
+        self._indexed: dict[str, set[str]] = {}
         self._closed = False
 
     @property
@@ -157,6 +160,7 @@ class QdrantServerIndex:
             raise InvalidRequest("delete_where needs at least one filter; use drop to empty a whole collection")
         if terms is None or await self._dimension(collection) is None:
             return
+        await self._index_fields(collection, terms)
         selector = models.FilterSelector(filter=_qdrant_filter(terms))
         await self._absent_ok(collection, "delete_where", "delete", collection, points_selector=selector, wait=True)
 
@@ -176,6 +180,7 @@ class QdrantServerIndex:
         dimension = await self._dimension(collection)
         if dimension is None or terms is None:
             return []
+        await self._index_fields(collection, terms)
         payload_filter = _qdrant_filter(terms) if terms else None
         # Local mode is brute force and warns about search params, so only a server gets them.
         params = models.SearchParams(hnsw_ef=max(SEARCH_HNSW_EF, limit)) if self._remote else None
@@ -223,6 +228,7 @@ class QdrantServerIndex:
         """Remove the collection and its points; absent is fine."""
         check_collection(collection)
         self._dimensions.pop(collection, None)
+        self._indexed.pop(collection, None)
         await self._absent_ok(collection, "drop", "delete_collection", collection)
 
     async def ping(self) -> None:
@@ -263,7 +269,25 @@ class QdrantServerIndex:
             )
         dimension = int(dense_params.size)
         self._dimensions[collection] = dimension
+        self._indexed[collection] = set(info.payload_schema or {})
         return dimension
+
+    async def _index_fields(self, collection: str, terms: Sequence[Term]) -> None:
+        """Give every filtered payload field a server-side index on first use (local mode has no indexes)."""
+        if not self._remote:
+            return
+        indexed = self._indexed.setdefault(collection, set())
+        for term in terms:
+            if term.key in indexed:
+                continue
+            try:
+                await self._invoke(
+                    "index", "create_payload_index", collection, term.key, field_schema=_schema_type(term), wait=True
+                )
+            except InvalidRequest:
+                # An index of another type exists, or the field cannot be indexed: the filter still works.
+                logger.info("payload index not created", extra={"collection": collection, "field": term.key})
+            indexed.add(term.key)
 
     async def _require(self, collection: str) -> int:
         dimension = await self._dimension(collection)
@@ -336,6 +360,15 @@ def _local_client(path: Path | None, location: str | None) -> QdrantClient:
         path.mkdir(parents=True, exist_ok=True)
         return QdrantClient(path=str(path), force_disable_check_same_thread=True)
     return QdrantClient(location=location, force_disable_check_same_thread=True)
+
+
+def _schema_type(term: Term) -> models.PayloadSchemaType:
+    # bool before int: bool is a subclass of int.
+    if isinstance(term.value, bool):
+        return models.PayloadSchemaType.BOOL
+    if isinstance(term.value, int):
+        return models.PayloadSchemaType.INTEGER
+    return models.PayloadSchemaType.KEYWORD
 
 
 def _sparse(vector: SparseVector | None) -> models.SparseVector:
