@@ -115,9 +115,13 @@ async def list_page(
 
 async def stop(deps: RalphDeps, task_id: str) -> StoredTask:
     """Request a stop and wait (bounded) until the worker confirms it; returns the task as it then stands."""
-    stored = await deps.store.request_stop(parse_task_id(task_id))
-    if not stored.task.status.terminal:
+    identifier = parse_task_id(task_id)
+    before = await deps.store.get(identifier)
+    stored = await deps.store.request_stop(identifier)
+    if not before.task.status.terminal:
         await deps.events.emit("task_stop_requested", stored.task)
+        if stored.task.status.terminal:  # no live worker held it: the store ended it (a worker reports its own)
+            await deps.events.emit("task_finished", stored.task, detail=stored.task.detail)
     with anyio.move_on_after(STOP_WAIT_SECONDS):
         while not stored.task.status.terminal:
             await anyio.sleep(0.05)

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
 from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
+from mcp_servers.shared.telemetry import Checkpoint, TelemetryReader
 from tests.integration.ralph.ralph_support import call, make_workspace, read_iterations, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -150,3 +152,37 @@ async def test_cost_cap_with_a_backend_reporting_no_usage_fails_closed(
         1,
     )
     assert task["cost_known"] is False
+
+
+async def test_every_state_change_emits_a_telemetry_event(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    settings = ralph_settings()
+    server = create_server(build_core("ralph", settings))
+    reader = TelemetryReader(settings.telemetry_path)
+
+    async def ralph_events(task_id: str) -> list[str]:
+        events, _ = await reader.read(Checkpoint(), max_events=10_000)
+        return [event.type for event in events if event.data.get("task_id") == task_id]
+
+    async with Client(server.mcp) as client:
+        done = await call(
+            client,
+            "submit_task",
+            prompt="edit",
+            backend="command:third_time",
+            completion_promise="DONE",
+            max_iterations=5,
+            workspace=str(make_workspace(workspace_root, "events")),
+        )
+        await wait_for_status(client, done["task_id"])
+        parked = await call(client, "submit_task", prompt="p", backend="command", require_approval=True)
+        await call(client, "stop_task", task_id=parked["task_id"])
+        with anyio.fail_after(10):  # iteration events are written in the background
+            while (await ralph_events(done["task_id"])).count("ralph.iteration_finished") < 3:
+                await anyio.sleep(0.05)
+        finished = await ralph_events(done["task_id"])
+        stopped = await ralph_events(parked["task_id"])
+    assert finished[:2] == ["ralph.task_submitted", "ralph.task_started"]
+    assert finished.count("ralph.iteration_finished") == 3 and "ralph.task_finished" in finished
+    assert stopped == ["ralph.task_submitted", "ralph.task_stop_requested", "ralph.task_finished"]
