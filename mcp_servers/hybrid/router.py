@@ -296,6 +296,7 @@ class Router:
             completion.model,
             completion.total_tokens,
             completion.latency_seconds * 1000,
+            "off" if self._settings.async_commit_records else "on",
         )
         if self._observer is not None:
             self._observer.decision(backend.settings.name, reason)
@@ -337,11 +338,11 @@ class Router:
 
 
 # The decision, the day's spend and the interaction in ONE statement: one round trip, atomic (one implicit
-# transaction). Decisions are records, not money moved: a PostgreSQL crash may lose the last fraction of a second
-# of them, atomically, which is worth not waiting for the WAL flush on every routed call (set_config is local
-# to this statement's transaction).
+# transaction). $24 sets synchronous_commit for this statement's transaction only: "on" (default) waits for the
+# WAL flush; "off" (hybrid.async_commit_records) saves that wait, and a PostgreSQL crash may then lose the last
+# fraction of a second of records, atomically.
 _RECORD_SUCCESS = """
-WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
+WITH commit_mode AS (SELECT set_config('synchronous_commit', $24::text, true)),
 decision AS (
     INSERT INTO hybrid_routing_decisions (task_type, prefer, backend, backend_kind, reason, attempts, complexity,
         threshold, prompt_tokens_estimate, prompt_tokens, completion_tokens, usage_reported, cost, latency_seconds,
@@ -362,7 +363,7 @@ interaction AS (
     SELECT $17::uuid, 'route_query', $19, $20, $4, $21, $22, $23, $1, $7, $15, decision.id
     FROM decision WHERE $18::boolean
 )
-SELECT decision.id FROM decision, async_commit
+SELECT decision.id FROM decision, commit_mode
 """
 
 

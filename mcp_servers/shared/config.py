@@ -230,6 +230,11 @@ class HybridSettings(_Section):
     delete_consumed_telemetry: bool = Field(
         default=True, description="delete rotated telemetry files once the pipeline's checkpoint has passed them"
     )
+    async_commit_records: bool = Field(
+        default=False,
+        description="record routing decisions without waiting for the WAL flush (faster; a PostgreSQL crash may "
+        "lose the last fraction of a second of them)",
+    )
     backends: list[LlmBackendSettings] = Field(default_factory=list, max_length=32)
     allow_secrets_remote: bool = Field(default=False, description="send content flagged secret to remote backends")
     complexity_threshold: float = Field(default=0.6, ge=0, le=1, description="initial escalation threshold")
