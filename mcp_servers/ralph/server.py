@@ -32,7 +32,7 @@ from mcp_servers.ralph.models import (
     task_uri,
 )
 from mcp_servers.ralph.notify import ResourceFanout
-from mcp_servers.shared.annotations import DESTRUCTIVE, IDEMPOTENT_WRITE, READ_ONLY, WRITE
+from mcp_servers.shared.annotations import DESTRUCTIVE, READ_ONLY, WRITE
 from mcp_servers.shared.harness import Core, StackServer
 from mcp_servers.shared.middleware.mcp import principal_of
 from mcp_servers.shared.postgres.pool import Database
@@ -176,7 +176,7 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         Returns the task as it stands afterwards (status stopped once the worker confirmed)."""
         return TaskView.of(await tasks.stop(ctx.request_context.lifespan_context, task_id))
 
-    @server.tool("approve_task", annotations=IDEMPOTENT_WRITE)
+    @server.tool("approve_task", annotations=WRITE)
     async def approve_task(
         task_id: TaskIdParam,
         approved: Annotated[
