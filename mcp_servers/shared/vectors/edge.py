@@ -5,16 +5,11 @@ Layout: `<root>/.lock` (held while the index is open: a shard belongs to one pro
 A collection directory appears by atomic rename only when complete, so a crash never leaves a half-made one.
 """
 
-import contextlib
-import json
 import logging
-import os
 import shutil
 import tarfile
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +22,7 @@ import qdrant_edge as qe
 
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable, InvalidRequest, NotFound
 from mcp_servers.shared.resilience.breaker import CircuitBreaker
+from mcp_servers.shared.vectors import _edge_store as store
 from mcp_servers.shared.vectors._common import (
     DENSE,
     RRF_K,
@@ -49,13 +45,6 @@ from mcp_servers.shared.vectors.port import FilterValue, ScoredPoint, SearchMode
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_META_FILE = "collection.json"
-_SHARD_DIR = "shard"
-_LOCK_FILE = ".lock"
-# Scratch directories start with "." so they can never collide with a collection name.
-_SCRATCH_PREFIXES = (".staging-", ".restore-", ".trash-")
-_LAYOUT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +209,7 @@ class EdgeVectorIndex:
             if coll is not None:
                 async with coll.write_lock:
                     await self._run(coll.shard.close, "drop")
-            await self._run(partial(_remove_dir, self._root, self._root / collection), "drop")
+            await self._run(partial(store.remove_dir, self._root, self._root / collection), "drop")
 
     async def ping(self) -> None:
         """Raise DependencyUnavailable if the store is closed or its directory cannot be locked."""
@@ -260,21 +249,23 @@ class EdgeVectorIndex:
         async with coll.write_lock:
             self._check_current(coll)
             await self._run(coll.shard.flush, "snapshot")
-            return await self._run(partial(_write_archive, self._root / collection, dest_dir, collection), "snapshot")
+            return await self._run(
+                partial(store.write_archive, self._root / collection, dest_dir, collection), "snapshot"
+            )
 
     async def restore_snapshot(self, collection: str, archive: Path) -> None:
         """Replace (or create) `collection` with the contents of an archive made by `snapshot`."""
         check_collection(collection)
         async with self._registry_lock:
             await self._ensure_root()
-            staging = self._root / f".restore-{uuid.uuid4().hex}"
+            staging = store.scratch(self._root, "restore")
             try:
                 await self._unpack(archive, staging, collection)
                 old = self._collections.pop(collection, None)
                 if old is not None:
                     async with old.write_lock:
                         await self._run(old.shard.close, "restore")
-                await self._run(partial(_swap_in, self._root, staging, self._root / collection), "restore")
+                await self._run(partial(store.swap_in, self._root, staging, self._root / collection), "restore")
             finally:
                 await anyio.to_thread.run_sync(
                     partial(shutil.rmtree, staging, ignore_errors=True), limiter=self._limiter
@@ -285,7 +276,7 @@ class EdgeVectorIndex:
         """Extract and check an archive into `staging`; return its dimension."""
         try:
             meta_text = await anyio.to_thread.run_sync(
-                partial(_extract_archive, archive, staging), limiter=self._limiter
+                partial(store.extract_archive, archive, staging), limiter=self._limiter
             )
         except FileNotFoundError:
             raise NotFound("snapshot archive not found") from None
@@ -293,10 +284,10 @@ class EdgeVectorIndex:
             raise InvalidRequest("the file is not a vector snapshot made by snapshot()") from None
         except OSError as exc:
             raise DependencyUnavailable(self.name, reason="cannot unpack the snapshot") from exc
-        return _parse_meta(meta_text, collection)
+        return store.parse_meta(meta_text, collection)
 
     def _shard_path(self, collection: str) -> str:
-        return str(self._root / collection / _SHARD_DIR)
+        return str(self._root / collection / store.SHARD_DIR)
 
     def _config(self, dimension: int) -> qe.EdgeConfig:
         tuning = self._tuning
@@ -379,7 +370,7 @@ class EdgeVectorIndex:
         if self._root_lock is not None:
             return
         try:
-            self._root_lock = await anyio.to_thread.run_sync(_lock_root, self._root, limiter=self._limiter)
+            self._root_lock = await anyio.to_thread.run_sync(store.lock_root, self._root, limiter=self._limiter)
         except filelock.Timeout:
             raise ConfigurationError(
                 "the Qdrant Edge vector store is open in another process; Edge is single-process, so stop the "
@@ -417,10 +408,10 @@ class EdgeVectorIndex:
         coll = self._collections.get(collection)
         if coll is not None:
             return coll
-        meta_text = await self._run(partial(_read_meta, self._root / collection), "open")
+        meta_text = await self._run(partial(store.read_meta, self._root / collection), "open")
         if meta_text is None:
             return None
-        dimension = _parse_meta(meta_text, collection)
+        dimension = store.parse_meta(meta_text, collection)
         shard = await self._run(
             partial(qe.EdgeShard.load, self._shard_path(collection), self._config(dimension)), "open"
         )
@@ -430,7 +421,7 @@ class EdgeVectorIndex:
         return coll
 
     async def _create_locked(self, collection: str, dimension: int) -> None:
-        meta = json.dumps({"layout": _LAYOUT, "dimension": dimension, "dense": DENSE, "sparse": SPARSE})
+        meta = store.meta_json(dimension, DENSE, SPARSE)
         await self._run(
             partial(_create_collection_dir, self._root, collection, meta, self._config(dimension)), "create"
         )
@@ -494,94 +485,13 @@ def _flush_and_close(shard: qe.EdgeShard) -> None:
     shard.close()
 
 
-def _parse_meta(text: str, collection: str) -> int:
-    try:
-        meta = json.loads(text)
-        dimension = meta["dimension"]
-        if meta.get("layout") != _LAYOUT or not isinstance(dimension, int) or dimension < 1:
-            raise ValueError("unexpected metadata")
-    except (ValueError, KeyError, TypeError):
-        raise ConfigurationError(
-            f"vector collection {collection!r} has unreadable metadata; restore it from a snapshot or drop it"
-        ) from None
-    return dimension
-
-
-def _lock_root(root: Path) -> filelock.BaseFileLock:
-    root.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(root / _LOCK_FILE, timeout=0)
-    lock.acquire()
-    # Leftovers of a create/restore/drop interrupted by a crash; nobody else can be using them now.
-    for entry in root.iterdir():
-        if entry.name.startswith(_SCRATCH_PREFIXES):
-            shutil.rmtree(entry, ignore_errors=True)
-    return lock
-
-
-def _read_meta(directory: Path) -> str | None:
-    try:
-        return (directory / _META_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-
-
 def _create_collection_dir(root: Path, collection: str, meta: str, config: qe.EdgeConfig) -> None:
-    staging = root / f".staging-{uuid.uuid4().hex}"
+    staging = store.scratch(root, "staging")
     staging.mkdir()
     try:
-        (staging / _META_FILE).write_text(meta, encoding="utf-8")
-        qe.EdgeShard.create(str(staging / _SHARD_DIR), config).close()
+        (staging / store.META_FILE).write_text(meta, encoding="utf-8")
+        qe.EdgeShard.create(str(staging / store.SHARD_DIR), config).close()
         staging.rename(root / collection)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _remove_dir(root: Path, directory: Path) -> None:
-    if not directory.exists():
-        return
-    # Rename first: a crash mid-delete then leaves scratch, not a collection with half its files.
-    trash = root / f".trash-{uuid.uuid4().hex}"
-    directory.rename(trash)
-    shutil.rmtree(trash)
-
-
-def _swap_in(root: Path, staging: Path, target: Path) -> None:
-    if target.exists():
-        trash = root / f".trash-{uuid.uuid4().hex}"
-        target.rename(trash)
-        staging.rename(target)
-        shutil.rmtree(trash)
-    else:
-        staging.rename(target)
-
-
-def _write_archive(collection_dir: Path, dest_dir: Path, collection: str) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = dest_dir / f"{collection}-{stamp}.tar.gz"
-    partial_path = final.with_name(final.name + ".partial")
-    try:
-        # The engine preallocates its WAL and storage pages (~160 MB of zeros for an empty collection); the
-        # fastest gzip level squeezes those out at disk speed.
-        with tarfile.open(partial_path, "w:gz", compresslevel=1) as archive:
-            archive.add(collection_dir / _META_FILE, arcname=_META_FILE)
-            archive.add(collection_dir / _SHARD_DIR, arcname=_SHARD_DIR)
-        os.replace(partial_path, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            partial_path.unlink()
-        raise
-    return final
-
-
-def _extract_archive(archive: Path, staging: Path) -> str:
-    """Unpack into `staging` (refusing links and paths outside it); return the metadata text."""
-    with tarfile.open(archive, "r") as tar:
-        tar.extractall(staging, filter="data")
-    if not (staging / _SHARD_DIR).is_dir():
-        raise ValueError("snapshot has no shard directory")
-    meta = _read_meta(staging)
-    if meta is None:
-        raise ValueError("snapshot has no collection metadata")
-    return meta
