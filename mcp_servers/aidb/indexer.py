@@ -1,8 +1,9 @@
 """The outbox indexer: applies committed document changes to the vector index, idempotently.
 
 PostgreSQL is the source of truth. Each outbox row says "document D changed"; applying it upserts D's current
-chunks (deterministic point ids, so repeats overwrite) and deletes the points its previous version had. A row
-is deleted in the same transaction that applied it, so a crash at any point leaves it to be applied again.
+chunks (deterministic point ids, so repeats overwrite), deletes the points its previous version had, then
+deletes any point it wrote that a newer version replaced meanwhile (documents are not locked during the upsert).
+A row is deleted in the same transaction that applied it, so a crash at any point leaves it to be applied again.
 `rebuild` recreates the index from the tables alone (the `reindex` tool).
 """
 
@@ -120,7 +121,14 @@ class Indexer:
                 await self._vectors.upsert(CHUNKS_COLLECTION, [chunk_point(chunk) for chunk in chunks])
             if stale:
                 await self._vectors.delete(CHUNKS_COLLECTION, stale)
+            if chunks:
+                # A newer version committed while we upserted would have its stale list applied before or after
+                # us; if before, the points we just wrote are orphans: remove what is no longer in PostgreSQL.
+                orphans = sorted(current - await store.current_point_ids(conn, sorted(current)))
+                if orphans:
+                    await self._vectors.delete(CHUNKS_COLLECTION, orphans)
             await store.finish_outbox(conn, [entry.id for entry in entries])
+        await store.bump_generation(self._database)
         self.applied += len(entries)
         return len(entries)
 

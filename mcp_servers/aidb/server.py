@@ -108,7 +108,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
             dict[str, FilterValue] | None,
             Field(description="metadata equality filters; a list value matches any of its strings"),
         ] = None,
-        limit: Annotated[int, Field(description="hits per page", ge=1, le=100, strict=True)] = 10,
+        limit: Annotated[
+            int | None, Field(description="hits per page; default from settings (10)", ge=1, le=100, strict=True)
+        ] = None,
         mode: Annotated[
             Mode, Field(description="hybrid (default: meaning + keywords), dense (meaning), lexical (BM25 keywords)")
         ] = "hybrid",
@@ -119,8 +121,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
     ) -> SearchResult:
         """Search the knowledge base; one hit per document (its best chunk), best first, with title, text, score
         and provenance. Pass next_cursor back for the next page. Then call get_document for a full document."""
-        request = SearchRequest(query, mode, limit, project, kind, filters, min_score, cursor)
-        return await _deps(ctx).searcher.search(request)
+        deps = _deps(ctx)
+        request = SearchRequest(query, mode, limit or deps.aidb.search_limit, project, kind, filters, min_score, cursor)
+        return await deps.searcher.search(request)
 
     @server.tool("get_document", annotations=READ_ONLY)
     async def get_document(document_id: DocId, ctx: Context[AidbDeps, Any]) -> Document:

@@ -114,19 +114,18 @@ def parse_id(raw: str) -> uuid.UUID | None:
         return None
 
 
-async def _bump_generation(conn: Connection) -> None:
-    await conn.execute("UPDATE aidb_state SET value = value + 1 WHERE key = 'generation'")
-
-
 async def bump_generation(database: Database) -> None:
-    """Invalidate every cached search (after the index changed outside a document write, e.g. a rebuild)."""
-    async with database.connection() as conn:
-        await _bump_generation(conn)
+    """Invalidate every cached search; call it after (not inside) the transaction that changed what search sees.
+
+    A sequence, not a counter row: a row every write updates serialises all writers on its lock. Bumped after the
+    commit, a reader can never cache pre-commit results under the new generation.
+    """
+    await database.fetchval("SELECT nextval('aidb_generation')")
 
 
 async def generation(database: Database) -> int:
     """The current cache generation (changes whenever search results may change)."""
-    return int(await database.fetchval("SELECT value FROM aidb_state WHERE key = 'generation'"))
+    return int(await database.fetchval("SELECT last_value FROM aidb_generation"))
 
 
 async def find_duplicate(database: Database, project: str, digest: str) -> WriteOutcome | None:
@@ -228,7 +227,7 @@ async def write_document(database: Database, doc: NewDocument, chunks: Sequence[
             ],
         )
         await conn.execute("INSERT INTO aidb_outbox (document_id, stale_point_ids) VALUES ($1, $2)", document_id, stale)
-        await _bump_generation(conn)
+    await bump_generation(database)
     return WriteOutcome(str(document_id), status, doc.title, len(chunks))
 
 
@@ -243,7 +242,7 @@ async def delete_document(database: Database, document_id: uuid.UUID) -> bool:
         if deleted is None:
             return False
         await conn.execute("INSERT INTO aidb_outbox (document_id, stale_point_ids) VALUES ($1, $2)", document_id, stale)
-        await _bump_generation(conn)
+    await bump_generation(database)
     return True
 
 
@@ -353,7 +352,8 @@ async def claim_outbox(
 
     Runs inside the caller's transaction. Rows another indexer holds are skipped, except when specific
     documents are asked for: then this waits, so the caller returns only once those changes are applied.
-    The documents' rows are share-locked, so no newer version commits while the caller applies this one.
+    Documents are not locked (a vector upsert can take long); see `current_point_ids` for how a newer version
+    written meanwhile is kept from being overwritten.
     """
     if document_ids is None:
         rows = await conn.fetch(
@@ -373,7 +373,6 @@ async def claim_outbox(
     if not entries:
         return [], []
     ids = sorted({uuid.UUID(entry.document_id) for entry in entries})
-    await conn.execute("SELECT 1 FROM aidb_documents WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE", ids)
     chunk_rows = await conn.fetch(
         f"""SELECT {_CHUNK_COLUMNS} FROM aidb_chunks c JOIN aidb_documents d ON d.id = c.document_id
             WHERE c.document_id = ANY($1::uuid[]) ORDER BY c.document_id, c.chunk_index""",
@@ -382,10 +381,15 @@ async def claim_outbox(
     return entries, [_chunk_record(row) for row in chunk_rows]
 
 
+async def current_point_ids(conn: Connection, point_ids: Sequence[str]) -> set[str]:
+    """Which of these chunk point ids still exist (a statement of its own: it sees every commit so far)."""
+    rows = await conn.fetch("SELECT point_id FROM aidb_chunks WHERE point_id = ANY($1::uuid[])", list(point_ids))
+    return {str(row["point_id"]) for row in rows}
+
+
 async def finish_outbox(conn: Connection, entry_ids: Sequence[int]) -> None:
-    """Delete applied outbox rows and bump the generation (inside the claiming transaction)."""
+    """Delete applied outbox rows (inside the claiming transaction; bump the generation after it commits)."""
     await conn.execute("DELETE FROM aidb_outbox WHERE id = ANY($1::bigint[])", list(entry_ids))
-    await _bump_generation(conn)
 
 
 async def all_chunks(database: Database, *, project: str | None, after: str | None, limit: int) -> list[ChunkRecord]:
@@ -410,7 +414,7 @@ async def clear_outbox(database: Database, entry_ids: Sequence[int]) -> int:
     """Drop these outbox rows (a full rebuild already reflects them); returns how many were dropped."""
     async with database.transaction() as conn:
         status = await conn.execute("DELETE FROM aidb_outbox WHERE id = ANY($1::bigint[])", list(entry_ids))
-        await _bump_generation(conn)
+    await bump_generation(database)
     return int(status.split()[-1])
 
 
@@ -480,7 +484,6 @@ async def save_server_tools(
                 for t in tools
             ],
         )
-        await _bump_generation(conn)
     current = {t.point_id for t in tools}
     return [str(r["point_id"]) for r in old if str(r["point_id"]) not in current]
 

@@ -46,12 +46,9 @@ CREATE TABLE aidb_outbox (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Bumped in every transaction that changes what a search can return; caches key on it.
-CREATE TABLE aidb_state (
-    key   text PRIMARY KEY,
-    value bigint NOT NULL
-);
-INSERT INTO aidb_state (key, value) VALUES ('generation', 0);
+-- Advanced after every commit that changes what a search can return; search caches key on it. A sequence, so
+-- writers never queue on one counter row.
+CREATE SEQUENCE aidb_generation;
 
 CREATE TABLE aidb_mcp_servers (
     name          text PRIMARY KEY,
