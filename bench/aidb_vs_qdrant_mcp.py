@@ -12,7 +12,9 @@ p50/p95 through each find tool (`search` / `qdrant-find`, query embedding includ
 """
 
 import argparse
+import html
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,12 +37,14 @@ LAUNCHER = """
 import sys
 from fastembed import TextEmbedding
 
+MODEL_DIR = sys.argv[1]
+
 _original = TextEmbedding.__init__
 
 
 def _local_model(self, model_name="sentence-transformers/all-MiniLM-L6-v2", *args, **kwargs):
     # The same ONNX file and tokenizer AIDB uses; mcp-server-qdrant has no setting for a local model path.
-    kwargs.setdefault("specific_model_path", sys.argv[1])
+    kwargs.setdefault("specific_model_path", MODEL_DIR)
     _original(self, model_name, *args, **kwargs)
 
 
@@ -112,13 +116,9 @@ async def measure(
 
 
 def qdrant_hit_texts(result: Any) -> list[str]:
-    """Texts of qdrant-find's hits: each content item is `<entry><content>TEXT</content>...</entry>`."""
-    texts = []
-    for item in result.content:
-        text = getattr(item, "text", "")
-        if "<content>" in text:
-            texts.append(text.split("<content>", 1)[1].split("</content>", 1)[0])
-    return texts
+    """Texts of qdrant-find's hits: entries look like `<entry><content>TEXT</content>...</entry>`."""
+    joined = "\n".join(getattr(item, "text", "") for item in result.content)
+    return [html.unescape(text) for text in re.findall(r"<content>(.*?)</content>", joined, flags=re.DOTALL)]
 
 
 def aidb_hit_texts(result: Any) -> list[str]:

@@ -315,6 +315,9 @@ _CHUNK_COLUMNS = """c.point_id, c.document_id, c.chunk_index, c.heading, c.start
     d.title, d.project, d.kind, d.source, d.metadata, d.updated_at"""
 
 
+_SEARCH_CHUNK_COLUMNS = _CHUNK_COLUMNS.replace(" c.embedding,", "")
+
+
 def _chunk_record(row: asyncpg.Record) -> ChunkRecord:
     return ChunkRecord(
         point_id=str(row["point_id"]),
@@ -323,7 +326,7 @@ def _chunk_record(row: asyncpg.Record) -> ChunkRecord:
         heading=row["heading"],
         start_line=row["start_line"],
         text=row["text"],
-        embedding=row["embedding"],
+        embedding=row.get("embedding") or b"",
         title=row["title"],
         project=row["project"],
         kind=row["kind"],
@@ -334,11 +337,14 @@ def _chunk_record(row: asyncpg.Record) -> ChunkRecord:
 
 
 async def chunks_by_point(database: Database, point_ids: Sequence[str]) -> dict[str, ChunkRecord]:
-    """The live chunks among `point_ids` (deleted documents and replaced chunks are simply absent)."""
+    """The live chunks among `point_ids` (deleted documents and replaced chunks are simply absent).
+
+    Without their embeddings (`embedding` is empty): searches never need them, and they are most of a row.
+    """
     if not point_ids:
         return {}
     rows = await database.fetch(
-        f"""SELECT {_CHUNK_COLUMNS} FROM aidb_chunks c JOIN aidb_documents d ON d.id = c.document_id
+        f"""SELECT {_SEARCH_CHUNK_COLUMNS} FROM aidb_chunks c JOIN aidb_documents d ON d.id = c.document_id
             WHERE c.point_id = ANY($1::uuid[])""",
         list(point_ids),
     )
