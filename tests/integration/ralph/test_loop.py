@@ -186,3 +186,23 @@ async def test_every_state_change_emits_a_telemetry_event(
     assert finished[:2] == ["ralph.task_submitted", "ralph.task_started"]
     assert finished.count("ralph.iteration_finished") == 3 and "ralph.task_finished" in finished
     assert stopped == ["ralph.task_submitted", "ralph.task_stop_requested", "ralph.task_finished"]
+
+
+async def test_time_limit_cuts_a_running_iteration_and_ends_with_max_seconds(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings()))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="sleep",
+            backend="command:sleeper",
+            max_iterations=5,
+            max_seconds=1.0,
+            workspace=str(make_workspace(workspace_root, "timed")),
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"]) == ("limit_reached", "max_seconds")
+    assert [(item["status"], item["exit_status"]) for item in iterations] == [("timeout", None)]
