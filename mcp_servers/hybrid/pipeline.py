@@ -205,6 +205,9 @@ class LearningPipeline:
                 except StackError as exc:
                     logger.warning("learning pipeline batch failed; retrying", extra={"error_type": type(exc).__name__})
                     read = 0
+                except Exception:  # top of the loop: a bug in one batch must not stop learning for good
+                    logger.exception("learning pipeline batch crashed; retrying")
+                    read = 0
                 if read == 0:
                     await anyio.sleep(self._settings.pipeline_poll_seconds)
         finally:
