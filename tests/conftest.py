@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import rich.console  # noqa: F401  MCPServer() imports it lazily, and that import calls os.getcwd: do it here once
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from mcp_servers.shared.config import StackSettings, load_settings

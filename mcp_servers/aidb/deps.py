@@ -4,13 +4,12 @@ Owns the vector index, the embedder, the searcher (with its query cache) and the
 a task group for as long as the dependencies are open.
 """
 
-import asyncio
 import contextlib
+import functools
 import logging
 import shlex
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter
@@ -19,6 +18,7 @@ from mcp_servers.aidb.cache import GenerationCache
 from mcp_servers.aidb.discovery import register_server
 from mcp_servers.aidb.indexer import CHUNKS_COLLECTION, TOOLS_COLLECTION, Indexer
 from mcp_servers.aidb.search import Ranking, Searcher
+from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import AidbSettings, StackSettings
 from mcp_servers.shared.embeddings.factory import check_dimension, create_embedder
 from mcp_servers.shared.embeddings.port import Embedder
@@ -104,24 +104,6 @@ async def _register_peers(deps: AidbDeps) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """Run jobs for the duration of the block; cancel and await them on exit.
-
-    Not an anyio task group: the harness closes dependencies inside a shielded cancel scope (and legacy SSE may
-    close them from another task), and a task group's scope must be exited where it was entered.
-    """
-    tasks = [asyncio.create_task(job) for job in jobs]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-@contextlib.asynccontextmanager
 async def open_aidb(core: Core, database: Database) -> AsyncIterator[AidbDeps]:
     """Open the vector index and the embedder, check dimensions, start the indexer; close all on exit."""
     settings = core.settings
@@ -152,7 +134,10 @@ async def open_aidb(core: Core, database: Database) -> AsyncIterator[AidbDeps]:
                 dense_weight=settings.aidb.hybrid_dense_weight,
             )
             deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher)
-            async with _background(indexer.run(), *([_register_peers(deps)] if settings.aidb.register_servers else [])):
+            async with background_tasks("aidb") as background:
+                background.start("indexer", indexer.run)
+                if settings.aidb.register_servers:
+                    background.start("register-peers", functools.partial(_register_peers, deps))
                 yield deps
         finally:
             await vectors.close()

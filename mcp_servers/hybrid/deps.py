@@ -10,12 +10,12 @@ import anyio
 from prometheus_client import Counter
 from pydantic import SecretStr
 
-from mcp_servers.hybrid.background import BackgroundTasks
 from mcp_servers.hybrid.knowledge import ensure_collections
 from mcp_servers.hybrid.mcp_client import McpToolClient
 from mcp_servers.hybrid.pipeline import LearningPipeline
 from mcp_servers.hybrid.proposals import find_proposals, submit_proposals
 from mcp_servers.hybrid.router import Backend, Router
+from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.embeddings.factory import check_dimension, create_embedder
 from mcp_servers.shared.embeddings.port import Embedder
@@ -145,8 +145,7 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
             ralph,
             settings.data_dir / "hybrid" / "datasets",
         )
-        background = BackgroundTasks()
-        stack.push_async_callback(background.aclose)
+        background = await stack.enter_async_context(background_tasks("hybrid"))
         if hybrid.pipeline_enabled:
             background.start("learning-pipeline", pipeline.run)
         background.start("proposals", lambda: _proposal_loop(deps))

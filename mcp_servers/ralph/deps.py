@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import anyio
 
-from mcp_servers.ralph._background import BackgroundTasks
 from mcp_servers.ralph.backends.hybrid import HybridBackend
 from mcp_servers.ralph.backends.port import Backend
 from mcp_servers.ralph.backends.registry import BackendRegistry, command_backends
@@ -21,6 +20,7 @@ from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout
 from mcp_servers.ralph.store import TaskStore
 from mcp_servers.ralph.worker import WorkerPool
+from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import Core, ReadinessCheck
 from mcp_servers.shared.postgres.pool import Database
@@ -88,9 +88,8 @@ async def open_ralph(
         backends = BackendRegistry({**command_backends(settings.ralph), **remote})
         store = TaskStore(database)
         events = TaskEvents(core.telemetry)
-        background = BackgroundTasks()
         workers = None
-        try:
+        async with background_tasks("ralph") as background:
             if run_workers and settings.ralph.workers > 0:
                 workers = WorkerPool(
                     store=store,
@@ -103,5 +102,3 @@ async def open_ralph(
             if fanout is not None:
                 background.start("notifications", functools.partial(fanout.listen, database))
             yield RalphDeps(settings, store, backends, events, workers)
-        finally:
-            await background.aclose()

@@ -8,8 +8,8 @@ Dependencies are opened once per process however many connections enter the MCP 
 it per connection): the first entry opens them, the last exit closes them.
 """
 
-import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -100,63 +100,75 @@ OpenDeps = Callable[[Core, Database], contextlib.AbstractAsyncContextManager[D]]
 
 
 class _SharedDeps(Generic[D]):
-    """Reference-counted lifespan: opens the database and the server's deps once, closes after the last user."""
+    """Reference-counted lifespan: the first user opens the database and the server's deps, and closes them.
+
+    The task that opened the dependencies is the one that closes them (so they may hold anyio task groups): when
+    the opener leaves before the other users (legacy SSE connections), it waits for them before closing.
+    """
 
     def __init__(self, core: Core, open_deps: OpenDeps[D]) -> None:
         self._core = core
         self._open_deps = open_deps
         self._lock = anyio.Lock()
         self._users = 0
+        self._idle = anyio.Event()
         self._stack: contextlib.AsyncExitStack | None = None
         self.database: Database | None = None
         self.deps: D | None = None
 
+    async def _open(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            self.database = await stack.enter_async_context(open_database(self._core.settings, self._core.breakers))
+            await _start_runtime_config(stack, self._core, self.database)
+            self.deps = await stack.enter_async_context(self._open_deps(self._core, self.database))
+        except BaseException:
+            await stack.aclose()
+            self.database = self.deps = None
+            raise
+        self._stack = stack
+
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[D]:
         async with self._lock:
-            if self._users == 0:
-                stack = contextlib.AsyncExitStack()
-                try:
-                    self.database = await stack.enter_async_context(
-                        open_database(self._core.settings, self._core.breakers)
-                    )
-                    _start_runtime_config(stack, self._core, self.database)
-                    self.deps = await stack.enter_async_context(self._open_deps(self._core, self.database))
-                except BaseException:
-                    await stack.aclose()
-                    self.database = self.deps = None
-                    raise
-                self._stack = stack
+            opener = self._stack is None
+            if opener:
+                await self._open()
+                self._idle = anyio.Event()
             self._users += 1
         try:
             assert self.deps is not None
             yield self.deps
         finally:
-            with anyio.CancelScope(shield=True):
-                async with self._lock:
-                    self._users -= 1
-                    if self._users == 0 and self._stack is not None:
-                        stack, self._stack = self._stack, None
-                        await stack.aclose()
-                        self.database = self.deps = None
+            self._users -= 1
+            if self._users == 0:
+                self._idle.set()
+            if opener:
+                await self._close_when_idle()
+
+    async def _close_when_idle(self) -> None:
+        try:
+            while self._users > 0:
+                idle = self._idle
+                await idle.wait()
+                if self._users > 0:  # someone joined after the last one left
+                    self._idle = anyio.Event()
+        finally:
+            # Closing in the opener's task, not shielded: a shield scope would sit between this task and the
+            # cancel scopes of task groups the dependencies entered. Shutdown cancels every user anyway.
+            stack, self._stack = self._stack, None
+            self.database = self.deps = None
+            if stack is not None:
+                await stack.aclose()
 
 
-def _start_runtime_config(stack: contextlib.AsyncExitStack, core: Core, database: Database) -> None:
-    """Run the live-settings watcher until the stack closes.
-
-    An asyncio task, not a task group: the last user may close the stack from another task (legacy SSE).
-    """
+async def _start_runtime_config(stack: contextlib.AsyncExitStack, core: Core, database: Database) -> None:
+    """Run the live-settings watcher in a task group that the stack cancels and exits when it closes."""
     # A pool of one connection cannot lend one to LISTEN for good: poll only.
     listen = core.settings.postgres.pool_max_size >= 2
-    task = asyncio.get_running_loop().create_task(
-        core.runtime.run(database, core.breakers, listen=listen), name=f"{core.server}-runtime-config"
-    )
-
-    async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    stack.push_async_callback(stop)
+    tg = await stack.enter_async_context(anyio.create_task_group())
+    stack.callback(tg.cancel_scope.cancel)
+    tg.start_soon(functools.partial(core.runtime.run, database, core.breakers, listen=listen))
 
 
 class StackServer(Generic[D]):
