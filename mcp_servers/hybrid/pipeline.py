@@ -28,12 +28,11 @@ from mcp_servers.hybrid.routing import classify_task, detect_secret, estimate_co
 from mcp_servers.shared.config import HybridSettings
 from mcp_servers.shared.errors import StackError
 from mcp_servers.shared.postgres.pool import Connection, Database
-from mcp_servers.shared.telemetry import Checkpoint, TelemetryEvent, TelemetryReader
+from mcp_servers.shared.telemetry import BACKPRESSURE_SIGNAL, Checkpoint, TelemetryEvent, TelemetryReader
 
 logger = logging.getLogger(__name__)
 
 CONSUMER: Final = "learning"
-SIGNAL_FILE: Final = "backpressure.json"
 # Interactions created from events get ids derived from the event id, so a replay can never duplicate them.
 EVENT_NAMESPACE: Final = uuid.UUID("0b7e3f4c-2d1a-5e8b-9f60-7c4a1d2e3b5f")
 _OUTCOMES = ("success", "partial", "failure")
@@ -86,6 +85,9 @@ class LearningPipeline:
         self.reader = TelemetryReader(directory)
         self.state = PipelineState()
         self._loaded = False
+        # The first refresh writes the signal whatever the state: a file left by a previous run (killed while
+        # backpressure was on) would otherwise hold producers back after a restart with a small backlog.
+        self._signal_synced = False
 
     @property
     def _settings(self) -> HybridSettings:
@@ -94,7 +96,7 @@ class LearningPipeline:
     @property
     def signal_path(self) -> Path:
         """Where producers look for the backpressure signal."""
-        return self._directory / SIGNAL_FILE
+        return self._directory / BACKPRESSURE_SIGNAL
 
     async def load(self) -> Checkpoint:
         """Create the checkpoint row if absent and adopt the committed position."""
@@ -127,7 +129,7 @@ class LearningPipeline:
         """Measure the backlog, flip the signal file when it crosses the threshold; returns the state."""
         lag = await self.measure_lag()
         active = lag > self._settings.backpressure_bytes
-        if active != self.state.backpressure:
+        if active != self.state.backpressure or not self._signal_synced:
             body = (
                 {
                     "active": True,
@@ -140,10 +142,12 @@ class LearningPipeline:
                 else None
             )
             await anyio.to_thread.run_sync(_write_signal, self.signal_path, body)
-            logger.warning(
-                "telemetry backpressure on" if active else "telemetry backpressure off",
-                extra={"backlog_bytes": lag, "threshold_bytes": self._settings.backpressure_bytes},
-            )
+            self._signal_synced = True
+            if active != self.state.backpressure:
+                logger.warning(
+                    "telemetry backpressure on" if active else "telemetry backpressure off",
+                    extra={"backlog_bytes": lag, "threshold_bytes": self._settings.backpressure_bytes},
+                )
             self.state.backpressure = active
         return active
 

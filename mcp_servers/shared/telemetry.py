@@ -6,11 +6,14 @@ events-<UTC time>-<seq>.jsonl.gz     a rotated file after compression (same cont
 events.seq                           the last `seq` given out, so numbering survives deleted rotated files
 events.jsonl.lock                    the `filelock` lock writers share; readers take it to snapshot the layout
 events.maintain.lock                 held by the one process compressing and expiring rotated files
+backpressure.json                    present while the learning pipeline asks producers to slow down
 
 The live file rotates when the next line would pass the size limit or (with a `RotationPolicy`) when its first
 event is older than the age limit. Maintenance (after a rotation, or `TelemetryWriter.maintain()`) gzips rotated
 files and deletes those past the retention age or count. A `.gz` replaces its `.jsonl` while the lock is held,
 and a reader that finds a rotated file gone opens its `.gz`, so no event is lost to compression.
+Writers look for the backpressure signal at most once per check interval, on their worker thread; they still
+write every event, and producers read `TelemetryWriter.backpressure` to hold back optional work.
 """
 
 import contextlib
@@ -20,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +40,7 @@ from mcp_servers.shared.config import TelemetrySettings
 from mcp_servers.shared.errors import DependencyUnavailable
 
 __all__ = [
+    "BACKPRESSURE_SIGNAL",
     "Checkpoint",
     "RotationPolicy",
     "TelemetryEvent",
@@ -52,6 +57,8 @@ LIVE_FILE: Final = "events.jsonl"
 LOCK_FILE: Final = "events.jsonl.lock"
 SEQ_FILE: Final = "events.seq"
 MAINTAIN_LOCK_FILE: Final = "events.maintain.lock"
+# Written by Hybrid's learning pipeline while its unconsumed backlog is above the threshold, removed below it.
+BACKPRESSURE_SIGNAL: Final = "backpressure.json"
 _ROTATED = re.compile(r"^events-(\d{8}T\d{12}Z)-(\d+)\.jsonl(\.gz)?$")
 _STAMP_FORMAT: Final = "%Y%m%dT%H%M%S%fZ"
 _TS_FIELD = re.compile(rb'"ts":"([^"]+)"')
@@ -138,6 +145,10 @@ class TelemetryWriter:
     `emit` still returns only once its own line is in the file, and lines keep the order of the `emit` calls.
     A line left unterminated by a writer that died mid-write is closed with a newline before the next line, so
     it costs only itself (readers skip it). File I/O runs on a worker thread.
+
+    `backpressure` follows the pipeline's signal file, looked at no more than once per `signal_check_seconds`
+    (during an append, or in `check_backpressure`); `backpressure_episodes` and `events_under_backpressure`
+    count what it saw, for metrics.
     """
 
     def __init__(
@@ -148,9 +159,12 @@ class TelemetryWriter:
         source: str,
         lock_timeout_seconds: float = 10.0,
         policy: RotationPolicy | None = None,
+        signal_check_seconds: float = 1.0,
     ) -> None:
         if max_file_bytes < 1:
             raise ValueError("max_file_bytes must be positive")
+        if signal_check_seconds < 0:
+            raise ValueError("signal_check_seconds must not be negative")
         self._directory = directory
         self._max_file_bytes = max_file_bytes
         self._source = source
@@ -171,10 +185,49 @@ class TelemetryWriter:
         self._issued = 0
         self._taken = 0
         self._failed: tuple[int, int, OSError] | None = None
+        # Checked from worker threads (appends and `check_backpressure` may overlap), hence a thread lock.
+        self._signal_lock = threading.Lock()
+        self._signal_check_seconds = signal_check_seconds
+        self._signal_checked_at = -float("inf")  # time.monotonic() of the last look at the signal file
+        self._backpressure = False
+        self.backpressure_episodes = 0
+        self.events_under_backpressure = 0
 
     @property
     def directory(self) -> Path:
         return self._directory
+
+    @property
+    def backpressure(self) -> bool:
+        """True while the learning pipeline asks producers to slow down (as of the last check)."""
+        return self._backpressure
+
+    async def check_backpressure(self) -> bool:
+        """Look at the signal file (on a worker thread) if the last look is older than the interval; the state.
+
+        For producers that wait on the signal: while they hold back they emit nothing, so appends alone would
+        never notice that it cleared.
+        """
+        if time.monotonic() - self._signal_checked_at >= self._signal_check_seconds:
+            await anyio.to_thread.run_sync(self._check_signal)
+        return self._backpressure
+
+    def _check_signal(self) -> None:
+        """Refresh `backpressure` from the signal file unless it was looked at within the interval (blocking)."""
+        with self._signal_lock:
+            now = time.monotonic()
+            if now - self._signal_checked_at < self._signal_check_seconds:
+                return
+            self._signal_checked_at = now
+            active = os.path.exists(self._directory / BACKPRESSURE_SIGNAL)
+            if active != self._backpressure:
+                self._backpressure = active
+                if active:
+                    self.backpressure_episodes += 1
+                logger.info(
+                    "telemetry backpressure signalled" if active else "telemetry backpressure cleared",
+                    extra={"source": self._source},
+                )
 
     async def emit(self, event_type: str, /, **fields: Any) -> str:
         """Append one event with `fields` as its data; returns the event id.
@@ -336,6 +389,10 @@ class TelemetryWriter:
         if not self._directory_ready:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._directory_ready = True
+        self._check_signal()
+        if self._backpressure:
+            # Written all the same: backpressure slows producers down, it never drops their events.
+            self.events_under_backpressure += len(lines)
         live = self._directory / LIVE_FILE
         rotated = False
         with self._lock:

@@ -20,7 +20,7 @@ from mcp_servers.hybrid.proposals import find_proposals
 from mcp_servers.shared.config import HybridSettings, StackSettings
 from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
-from mcp_servers.shared.telemetry import LIVE_FILE, TelemetryWriter
+from mcp_servers.shared.telemetry import BACKPRESSURE_SIGNAL, LIVE_FILE, TelemetryWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -96,6 +96,33 @@ async def test_backpressure_sheds_low_value_work_and_signals_producers(database:
     assert pipeline.state.shed_events > 0  # counted, not silently lost
     assert (await counts(database))[2] == 5  # interactions are never shed
     assert pipeline.state.lag_bytes == 0
+
+
+async def test_producers_see_the_signal_while_the_backlog_is_above_the_threshold(
+    database: Database, tmp_path: Path
+) -> None:
+    directory = tmp_path / "telemetry"
+    writer = TelemetryWriter(directory, 1024 * 1024, source="ralph", signal_check_seconds=0)
+    await emit_interactions(writer, 30)
+    pipeline = pipeline_for(database, directory, backpressure_bytes=2048, checkpoint_every_events=10)
+    await pipeline.load()
+    assert await pipeline.refresh_backpressure()
+    assert await writer.check_backpressure()
+    await pipeline.drain()
+    assert not await writer.check_backpressure()
+    assert writer.backpressure_episodes == 1
+
+
+async def test_a_signal_left_by_a_killed_run_is_removed_when_the_backlog_is_small(
+    database: Database, tmp_path: Path
+) -> None:
+    directory = tmp_path / "telemetry"
+    writer = TelemetryWriter(directory, 1024 * 1024, source="ralph")
+    await emit_interactions(writer, 3)
+    await anyio.Path(directory / BACKPRESSURE_SIGNAL).write_text('{"active": true}\n', encoding="utf-8")
+    pipeline = pipeline_for(database, directory, backpressure_bytes=1024 * 1024)
+    assert not await pipeline.refresh_backpressure()
+    assert not await anyio.Path(pipeline.signal_path).exists()
 
 
 WORKER = """
