@@ -9,6 +9,7 @@
 import functools
 import itertools
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -68,6 +69,25 @@ def to_mcp_error(error: StackError) -> Exception:
     if isinstance(error, NotFound | Conflict | InvalidRequest | DependencyUnavailable):
         return ToolError(str(error))
     return ToolError(str(error))
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(arguments: object) -> str | None:
+    """The path of the first string holding NUL or a lone surrogate (JSON allows both; PostgreSQL and UTF-8 not)."""
+    stack: list[tuple[str, object]] = [("", arguments)]
+    while stack:  # iterative: arguments may nest deeper than the recursion limit
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                return repr(path or "arguments")
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+            stack.extend((path or "arguments", key) for key in value if isinstance(key, str))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return None
 
 
 def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -195,6 +215,14 @@ class StackMiddleware:
         if required is None or not isinstance(name, str):
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}")
         meters = self._meters_for(name)
+        unstorable = _unstorable_text((ctx.params or {}).get("arguments"))
+        if unstorable is not None:
+            meters.protocol_error.inc()
+            raise MCPError(
+                INVALID_PARAMS,
+                f"argument {unstorable} of {name} contains a NUL character or an unpaired surrogate, which no text "
+                "can store: remove it (or send binary data base64-encoded)",
+            )
         principal = principal_of(ctx)
         if principal.scopes is not None and not grants(principal.scopes, server=self._server, required=required):
             meters.protocol_error.inc()
@@ -215,7 +243,9 @@ class StackMiddleware:
             result = await call_next(ctx)
             if outcome.crashed:
                 counter = meters.crash
-            elif isinstance(result, CallToolResult) and result.is_error:
+            elif (isinstance(result, CallToolResult) and result.is_error) or (
+                isinstance(result, dict) and result.get("isError") is True  # the SDK may hand back the result dict
+            ):
                 counter = meters.tool_error
             else:
                 counter = meters.ok
