@@ -35,6 +35,10 @@ class TaskEvents:
     def __init__(self, telemetry: TelemetryWriter | None) -> None:
         self._telemetry = telemetry
 
+    async def backpressure(self) -> bool:
+        """True while Hybrid's learning pipeline asks producers to slow down (checked at most once a second)."""
+        return self._telemetry is not None and await self._telemetry.check_backpressure()
+
     async def emit(self, event_type: str, task: Task, **extra: Any) -> None:
         """Append `ralph.<event_type>` with the task's fields and `extra`."""
         if self._telemetry is None:

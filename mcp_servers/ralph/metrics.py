@@ -7,7 +7,7 @@ _ITERATION_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 
 
 class RalphMetrics:
-    """Iterations by outcome and duration, finished tasks by status, tasks running in this process."""
+    """Iterations by outcome and duration, finished tasks, running tasks, holding back under backpressure."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.iterations = Counter(
@@ -30,4 +30,14 @@ class RalphMetrics:
         )
         self.running_tasks = Gauge(
             "mcpstack_ralph_running_tasks", "Tasks this process's workers hold right now", registry=registry
+        )
+        self.backpressure = Gauge(
+            "mcpstack_ralph_backpressure",
+            "1 while this process's workers hold back new tasks and iterations (telemetry backpressure)",
+            registry=registry,
+        )
+        self.backpressure_wait = Counter(
+            "mcpstack_ralph_backpressure_wait_seconds_total",
+            "Time workers spent waiting for telemetry backpressure to clear",
+            registry=registry,
         )

@@ -7,6 +7,9 @@ running command killed, so two workers never run the same task. Workers are safe
 on many machines against one database.
 
 Iterations run at most once: see `TaskStore.begin_iteration` and `TaskStore.claim`, and docs/decisions.md.
+
+While Hybrid's learning pipeline signals telemetry backpressure, workers claim no task and start no iteration
+(running iterations finish); they re-check with a backoff of up to `_HOLD_MAX_SECONDS` and resume when it clears.
 """
 
 import contextlib
@@ -19,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -42,6 +45,10 @@ from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
 
 logger = logging.getLogger(__name__)
+
+# Backoff while telemetry backpressure holds new work back: from the first delay, doubling up to the maximum.
+_HOLD_FIRST_SECONDS: Final = 0.1
+_HOLD_MAX_SECONDS: Final = 2.0
 
 
 @dataclass(slots=True)
@@ -111,6 +118,7 @@ class WorkerPool:
         # Per-iteration events leave the loop's critical path (task state changes are still emitted inline);
         # the stream exists while `run` does.
         self._events_out: MemoryObjectSendStream[tuple[str, Task, dict[str, Any]]] | None = None
+        self._backpressure = False  # inside a backpressure episode (logged once when it starts and ends)
 
     @property
     def running(self) -> int:
@@ -139,6 +147,8 @@ class WorkerPool:
             free = self.concurrency - len(self._slots)
             claimed: list[Claimed] = []
             if free > 0:
+                await self._hold_back()  # no new task under telemetry backpressure
+                free = self.concurrency - len(self._slots)  # tasks may have ended meanwhile
                 try:
                     claimed = await self._store.claim(
                         self.worker_id, limit=free, lease_seconds=self._ralph.lease_seconds
@@ -189,6 +199,37 @@ class WorkerPool:
                     logger.warning("ralph leases cannot be renewed; dropping tasks", extra={"tasks": len(ids)})
                     for task_id in ids:
                         self._lose(task_id)
+
+    async def _hold_back(self) -> None:
+        """Return once telemetry backpressure is off; while it is on, wait with a bounded backoff, re-checking."""
+        if not await self._events.backpressure():
+            self._note_backpressure(False)
+            return
+        self._note_backpressure(True)
+        started = time.monotonic()
+        delay = _HOLD_FIRST_SECONDS
+        try:
+            while True:
+                await anyio.sleep(delay)
+                if not await self._events.backpressure():
+                    break
+                delay = min(delay * 2, _HOLD_MAX_SECONDS)
+            self._note_backpressure(False)
+        finally:
+            if self._metrics is not None:
+                self._metrics.backpressure_wait.inc(time.monotonic() - started)
+
+    def _note_backpressure(self, active: bool) -> None:
+        """Log the start (WARNING) and the end of a backpressure episode once each, and export the state."""
+        if active == self._backpressure:
+            return
+        self._backpressure = active
+        if active:
+            logger.warning("ralph workers holding back: telemetry backpressure", extra={"worker_id": self.worker_id})
+        else:
+            logger.info("ralph workers resuming: telemetry backpressure cleared", extra={"worker_id": self.worker_id})
+        if self._metrics is not None:
+            self._metrics.backpressure.set(1 if active else 0)
 
     def _emit_later(self, event_type: str, task: Task, **fields: Any) -> None:
         if self._events_out is None:
@@ -290,6 +331,10 @@ class WorkerPool:
                 with slot.interruptible():
                     await anyio.sleep(stored.wait_seconds)
                 continue
+            if await self._events.backpressure():
+                with slot.interruptible():
+                    await self._hold_back()
+                continue  # look at stop requests, limits and the lease again before starting
             number = await self._store.begin_iteration(
                 task.id, worker_id=self.worker_id, worker_host=self.host, input_summary=""
             )
