@@ -11,26 +11,18 @@
 4. Resident memory of this process (AIDB + vector engine + ONNX model; PostgreSQL is a separate process).
 
     python -m bench.aidb [--chunks 100000] [--ingest-docs 300] [--queries 300] [--backend edge]
-    python -m bench.aidb --compare-mcp-server-qdrant   # also run bench.aidb_vs_qdrant_mcp (separate venv)
+    python -m bench.aidb_vs_qdrant_mcp                 # the side-by-side run against mcp-server-qdrant 0.8.1
 """
 
 import argparse
-import random
 import statistics
 import time
-import uuid
 from typing import Any
 
 import anyio
-import numpy as np
 
-from bench.aidb_support import DATA, aidb_client, load_jsonl, write_result
-from mcp_servers.aidb import store
+from bench.aidb_support import DATA, aidb_client, bulk_fill, load_jsonl, write_result
 from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
-from mcp_servers.shared.vectors.ids import point_id
-
-CHUNKS_PER_DOCUMENT = 10
-WRITE_CONCURRENCY = 4
 
 
 def memory() -> dict[str, int]:
@@ -53,8 +45,6 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     corpus = load_jsonl(DATA / "stdlib_corpus.jsonl")
     queries = [q["query"] for q in load_jsonl(DATA / "stdlib_queries.jsonl")][: args.queries]
-    rng = random.Random(7)
-    np_rng = np.random.default_rng(7)
     phases: dict[str, dict[str, int]] = {}
     async with aidb_client(args.backend) as (server, client):
         deps = server.deps
@@ -69,47 +59,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ingest_rate = args.ingest_docs / ingest_seconds
         phases["after_ingest"] = memory()
 
-        seeds = await store.all_chunks(deps.database, project=None, after=None, limit=100_000)
-        seed_vectors = np.array([store.unpack_vector(chunk.embedding) for chunk in seeds], dtype=np.float32)
-        words = sorted({w for chunk in seeds for w in chunk.text.split() if w.isalpha() and len(w) > 3})
-        have = len(seeds)
-        documents_needed = max(0, (args.chunks - have) // CHUNKS_PER_DOCUMENT)
-        began = time.perf_counter()
-        limiter = anyio.Semaphore(WRITE_CONCURRENCY)
-
-        async def write(number: int) -> None:
-            async with limiter:
-                await write_one(number)
-
-        async def write_one(number: int) -> None:
-            # Built inside the limiter: 10k tasks holding their data at once would inflate the measured RSS.
-            picks = [rng.randrange(len(seeds)) for _ in range(CHUNKS_PER_DOCUMENT)]
-            noise = np_rng.normal(0, 0.02, size=(CHUNKS_PER_DOCUMENT, seed_vectors.shape[1])).astype(np.float32)
-            vectors = seed_vectors[picks] + noise
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            texts = [f"{seeds[p].text} {' '.join(rng.sample(words, 8))} synthetic{number}" for p in picks]
-            content = "\n\n".join(texts)
-            digest = f"{number:064x}"
-            chunks = [
-                store.NewChunk(point_id("bench", digest, i), i, "", 1, text, vector.tolist())
-                for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
-            ]
-            document = store.NewDocument(
-                str(uuid.uuid4()), "bench", "doc", f"synthetic {number}", None, content, digest, {}, "bench"
-            )
-            await store.write_document(deps.database, document, chunks)
-
-        for start in range(0, documents_needed, 500):
-            async with anyio.create_task_group() as tg:
-                for number in range(start, min(start + 500, documents_needed)):
-                    tg.start_soon(write, number)
-        write_seconds = time.perf_counter() - began
-        began = time.perf_counter()
-        await deps.indexer.drain()
-        optimize = getattr(deps.vectors, "optimize", None)
-        if optimize is not None:
-            await optimize(CHUNKS_COLLECTION)
-        index_seconds = time.perf_counter() - began
+        scale = await bulk_fill(deps, args.chunks)
         total_chunks = await deps.vectors.count(CHUNKS_COLLECTION)
         phases["after_100k_chunks"] = memory()
 
@@ -144,12 +94,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(ingest_seconds, 2),
             "documents_per_second": round(ingest_rate, 2),
         },
-        "scale": {
-            "chunks_indexed": total_chunks,
-            "bulk_documents": documents_needed,
-            "pg_write_seconds": round(write_seconds, 1),
-            "index_drain_seconds": round(index_seconds, 1),
-        },
+        "scale": {"chunks_indexed": total_chunks, **scale},
         "search_via_mcp_in_process": latencies,
         "memory": phases,
     }

@@ -6,13 +6,16 @@ int8 MiniLM ONNX file and tokenizer AIDB uses (`specific_model_path`, patched in
 no setting for it). AIDB runs as `mcp-stack serve aidb` over stdio on embedded PostgreSQL and Qdrant Edge.
 
 Measured: ingest documents/s through each store tool (`store_document` / `qdrant-store`), and search latency
-p50/p95 through each find tool (`search` / `qdrant-find`, query embedding included), plus MRR@10 for both.
+p50/p95 through each find tool (`search` / `qdrant-find`, query embedding included), plus MRR@10 for both, on
+`--documents`; then search latency again with `--scale-chunks` points loaded beforehand (mcp-server-qdrant's
+collection written with qdrant-client in its venv, AIDB's through its write path; both from the same texts and
+perturbed embeddings), each server restarted over stdio on that data.
 
     python -m bench.aidb_vs_qdrant_mcp [--documents 400] [--queries 200]
 """
 
 import argparse
-import html
+import json
 import os
 import re
 import shutil
@@ -27,7 +30,8 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
-from bench.aidb_support import DATA, load_jsonl, write_result
+from bench.aidb_support import DATA, aidb_client, bulk_fill, load_jsonl, write_result
+from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
 
 VENV = Path.home() / ".cache/mcp-stack/bench-venvs/mcp-server-qdrant-0.8.1"
 MODEL_DIR = Path.home() / ".cache/mcp-stack/bench-venvs/minilm-int8-fastembed"
@@ -53,6 +57,41 @@ from mcp_server_qdrant.main import main
 
 sys.argv = ["mcp-server-qdrant", "--transport", "stdio"]
 main()
+"""
+
+
+QDRANT_LOADER = """
+import json
+import sys
+
+import numpy as np
+from fastembed import TextEmbedding
+from qdrant_client import QdrantClient, models
+
+model_dir, path, corpus_file, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+docs = [json.loads(line) for line in open(corpus_file, encoding="utf-8")]
+model = TextEmbedding("sentence-transformers/all-MiniLM-L6-v2", specific_model_path=model_dir)
+vectors = np.array(list(model.passage_embed([d["content"] for d in docs])), dtype=np.float32)
+name = "fast-all-minilm-l6-v2"  # what mcp-server-qdrant 0.8.1 names the vector of this model
+client = QdrantClient(path=path)
+client.create_collection("bench", vectors_config={name: models.VectorParams(size=384, distance=models.Distance.COSINE)})
+rng = np.random.default_rng(7)
+batch = []
+for i in range(total):
+    if i < len(docs):
+        vector, text = vectors[i], docs[i]["content"]
+    else:
+        j = int(rng.integers(len(docs)))
+        vector = vectors[j] + rng.normal(0, 0.02, size=vectors.shape[1]).astype(np.float32)
+        vector /= np.linalg.norm(vector)
+        text = docs[j]["content"] + f" synthetic{i}"
+    batch.append(models.PointStruct(id=i, vector={name: vector.tolist()}, payload={"document": text, "metadata": None}))
+    if len(batch) == 1000:
+        client.upsert("bench", batch)
+        batch = []
+if batch:
+    client.upsert("bench", batch)
+client.close()
 """
 
 
@@ -116,9 +155,16 @@ async def measure(
 
 
 def qdrant_hit_texts(result: Any) -> list[str]:
-    """Texts of qdrant-find's hits: entries look like `<entry><content>TEXT</content>...</entry>`."""
-    joined = "\n".join(getattr(item, "text", "") for item in result.content)
-    return [html.unescape(text) for text in re.findall(r"<content>(.*?)</content>", joined, flags=re.DOTALL)]
+    """Texts of qdrant-find's hits: one text item holding a JSON list of `<entry><content>TEXT</content>...`."""
+    parts: list[str] = []
+    for item in result.content:
+        text = getattr(item, "text", "")
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = text
+        parts.extend(decoded if isinstance(decoded, list) else [str(decoded)])
+    return [m for part in parts for m in re.findall(r"<content>(.*?)</content>", part, flags=re.DOTALL)]
 
 
 def aidb_hit_texts(result: Any) -> list[str]:
@@ -126,7 +172,85 @@ def aidb_hit_texts(result: Any) -> list[str]:
     return [hit["text"] for hit in (result.structured_content or {}).get("hits", [])]
 
 
-async def run(documents: int, query_count: int) -> dict[str, Any]:
+async def time_queries(client: Client, tool: str, queries: list[dict[str, Any]]) -> dict[str, float]:
+    """p50/p95 of one find tool over the queries, in ms."""
+    latencies = []
+    for query in queries:
+        began = time.perf_counter()
+        result = await client.call_tool(tool, {"query": query["query"]})
+        latencies.append(time.perf_counter() - began)
+        assert not result.is_error, result.content
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p95_ms": round(ordered[round(0.95 * (len(ordered) - 1))] * 1000, 2),
+    }
+
+
+async def run_scale(
+    work: Path,
+    python: Path,
+    model_dir: Path,
+    corpus: list[dict[str, Any]],
+    queries: list[dict[str, Any]],
+    total: int,
+) -> dict[str, Any]:
+    """Both servers over stdio on `total` chunks, loaded beforehand without their store tools."""
+    corpus_file = work / "corpus.jsonl"
+    corpus_file.write_text("".join(json.dumps(doc) + "\n" for doc in corpus), encoding="utf-8")
+    loader = work / "load_qdrant.py"
+    loader.write_text(QDRANT_LOADER, encoding="utf-8")
+    qdrant_path = work / "qdrant-scale"
+    began = time.perf_counter()
+    await anyio.run_process(
+        [str(python), str(loader), str(model_dir), str(qdrant_path), str(corpus_file), str(total)],
+        env={"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1"},
+        stdout=None,
+        stderr=None,
+    )
+    qdrant_load_seconds = time.perf_counter() - began
+    env = {"PATH": os.environ["PATH"], "QDRANT_LOCAL_PATH": str(qdrant_path), "COLLECTION_NAME": "bench"}
+    launcher = work / "launch_mcp_server_qdrant.py"
+    params = StdioServerParameters(
+        command=str(python), args=[str(launcher), str(model_dir)], env={**env, "HF_HUB_OFFLINE": "1"}
+    )
+    async with Client(params, mode="legacy") as client:
+        theirs = await time_queries(client, "qdrant-find", queries)
+
+    aidb_dir = work / "aidb-scale"
+    aidb_dir.mkdir()
+    os.chmod(aidb_dir, 0o755)
+    began = time.perf_counter()
+    async with aidb_client(data_dir=aidb_dir) as (server, client):
+        for doc in corpus:
+            await client.call_tool("store_document", {"content": doc["content"]})
+        await bulk_fill(server.deps, total)
+        chunks = await server.deps.vectors.count(CHUNKS_COLLECTION)
+    aidb_load_seconds = time.perf_counter() - began
+    aidb_env = {
+        "PATH": os.environ["PATH"],
+        "MCP_STACK_DATA_DIR": str(aidb_dir),
+        "MCP_STACK_RATE_LIMIT__ENABLED": "false",
+        "MCP_STACK_AIDB__CACHE_TTL_SECONDS": "0",
+        "MCP_STACK_OBSERVABILITY__LOG_LEVEL": "WARNING",
+    }
+    cli = str(Path(sys.executable).parent / "mcp-stack")
+    aidb_params = StdioServerParameters(command=cli, args=["serve", "aidb", "--transport", "stdio"], env=aidb_env)
+    async with Client(aidb_params, mode="legacy") as client:
+        ours = await time_queries(client, "search", queries)
+        # Second pass: the query embeddings are in AIDB's LRU, so this excludes embedding.
+        ours_cached_embedding = await time_queries(client, "search", queries)
+    return {
+        "chunks": {"aidb": chunks, "mcp_server_qdrant": total},
+        "load_seconds": {"aidb": round(aidb_load_seconds, 1), "mcp_server_qdrant": round(qdrant_load_seconds, 1)},
+        "aidb_search": ours,
+        "aidb_search_excluding_embedding": ours_cached_embedding,
+        "mcp_server_qdrant_search": theirs,
+        "search_p50_speedup": round(theirs["p50_ms"] / ours["p50_ms"], 2),
+    }
+
+
+async def run(documents: int, query_count: int, scale_chunks: int) -> dict[str, Any]:
     # Only documents that fit one chunk, so a hit's text is the whole stored content for both servers.
     corpus = [doc for doc in load_jsonl(DATA / "stdlib_corpus.jsonl") if len(doc["content"]) <= 700][:documents]
     ids = {doc["id"] for doc in corpus}
@@ -162,9 +286,11 @@ async def run(documents: int, query_count: int) -> dict[str, Any]:
             ours = await measure(
                 client, corpus, queries, ("store_document", "content"), ("search", "query"), aidb_hit_texts
             )
+        scale = await run_scale(work, python, model_dir, corpus, queries, scale_chunks) if scale_chunks else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
+        "scale": scale,
         "benchmark": "aidb vs mcp-server-qdrant 0.8.1 over stdio (same corpus, queries, int8 MiniLM ONNX)",
         "documents": len(corpus),
         "queries": len(queries),
@@ -182,12 +308,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=400)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--scale-chunks", type=int, default=100_000, help="0 skips the search-at-scale part")
     args = parser.parse_args()
-    result = anyio.run(run, args.documents, args.queries)
+    result = anyio.run(run, args.documents, args.queries, args.scale_chunks)
     path = write_result("aidb_vs_qdrant_mcp", result)
     for name in ("aidb", "mcp_server_qdrant"):
         print(f"{name:18s} " + "  ".join(f"{k}={v}" for k, v in result[name].items()))
-    print("ratios: " + "  ".join(f"{k}={v}" for k, v in result["ratios"].items()) + f"; wrote {path}")
+    print("ratios: " + "  ".join(f"{k}={v}" for k, v in result["ratios"].items()))
+    if result["scale"]:
+        scale = result["scale"]
+        print(
+            f"at {scale['chunks']} chunks over stdio: aidb {scale['aidb_search']}, excluding embedding "
+            f"{scale['aidb_search_excluding_embedding']}; mcp-server-qdrant {scale['mcp_server_qdrant_search']}; "
+            f"p50 speedup {scale['search_p50_speedup']}"
+        )
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
