@@ -35,6 +35,7 @@ from bench.overhead import postgres_dsn
 from mcp_servers.cli import build_server
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import load_settings
+from tests.pg_fixtures import dsn_for_database
 from tests.support import bind_loopback, http_client, serve_app
 
 RESULTS = Path(__file__).parent / "results"
@@ -123,12 +124,12 @@ async def fresh_database(server_dsn: str) -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    return server_dsn.rsplit("/", 1)[0] + f"/{name}" + ("?" + server_dsn.split("?", 1)[1] if "?" in server_dsn else "")
+    return dsn_for_database(server_dsn, name)
 
 
 async def main(rate: float, burst: int, seconds: float, clients: int) -> dict[str, Any]:
     async with postgres_dsn() as server_dsn:
-        dsn = await fresh_database(server_dsn) if os.environ.get("MCP_STACK_TEST_DSN") else server_dsn
+        dsn = await fresh_database(server_dsn)
         with tempfile.TemporaryDirectory(prefix="mcpstack-bench-load-") as tmp:
             sock = bind_loopback()
             settings = load_settings(
