@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import asyncpg
@@ -85,11 +86,8 @@ async def fresh_database(server_dsn: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    base, _, _ = server_dsn.rpartition("/")
-    query = ""
-    if "?" in server_dsn:
-        query = "?" + server_dsn.split("?", 1)[1]
-    return f"{base}/{name}{query}"
+    # The query may hold a socket path (embedded PostgreSQL: ?host=/tmp/...): replace the path part only.
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
 
 
 def plan_only(calls: int, backends: list[LlmBackendSettings]) -> list[float]:

@@ -25,6 +25,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import asyncpg
@@ -83,9 +84,8 @@ async def fresh_database(server_dsn: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    base, _, rest = server_dsn.rpartition("/")
-    query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
-    return f"{base}/{name}{query}"
+    # The query may hold a socket path (embedded PostgreSQL: ?host=/tmp/...): replace the path part only.
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
 
 
 async def run_tasks(
