@@ -246,8 +246,10 @@ class RuntimeConfig:
                 self.apply(await RuntimeConfigStore(database).load())
                 if listen and breaker.state is BreakerState.CLOSED:
                     await self._listen(database)
-            except (DependencyUnavailable, asyncpg.PostgresError, OSError):
+            except (DependencyUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 logger.info("runtime settings unavailable; retrying")
+            except Exception:  # top of a background loop: a driver surprise must not end the server's lifespan
+                logger.exception("runtime settings watcher failed; retrying")
             await anyio.sleep(self._poll_seconds)
 
     async def _listen(self, database: Database) -> None:
