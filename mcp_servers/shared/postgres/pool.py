@@ -138,8 +138,10 @@ class Database:
             async with self._breaker, self._pool.acquire(timeout=self._acquire_timeout) as connection:
                 try:
                     yield connection
-                except asyncpg.InterfaceError as exc:
+                except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
                     # Also raised for misuse (e.g. two queries at once on one connection): that stays a bug.
+                    # InternalClientError ("cannot switch to state ...") comes from a connection the server is
+                    # closing during a shutdown, handed out before asyncpg noticed.
                     if _is_lost(connection):
                         raise ConnectionLost from exc
                     raise
