@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client, MCPError
 from mcp_types import INVALID_PARAMS
@@ -14,6 +15,8 @@ from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
 from mcp_servers.shared.harness import StackServer
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED
 from tests.integration.aidb.conftest import Connect, over_http, structured
+from tests.integration.test_harness import issue_key
+from tests.support import http_client, serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -353,3 +356,17 @@ async def test_ingest_path_refuses_escapes(aidb_server: StackServer[AidbDeps], r
 async def test_ingest_path_of_a_missing_path_is_a_tool_error(aidb_server: StackServer[AidbDeps]) -> None:
     async with Client(aidb_server.mcp) as client:
         assert "does not exist" in error_text(await client.call_tool("ingest_path", {"path": "nope"}))
+
+
+async def test_cache_hits_misses_and_pool_usage_are_exported_as_metrics(aidb_server: StackServer[AidbDeps]) -> None:
+    _, token = await issue_key(aidb_server.core.settings, ["read", "write"])
+    async with serve_app(aidb_server.http_app()) as url:
+        async with http_client(url, token) as client:
+            await store(client, "metrics make caches observable")
+            await search(client, "caches observable")
+            await search(client, "caches observable")
+        async with httpx.AsyncClient() as raw:
+            metrics = (await raw.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})).text
+    assert 'mcpstack_query_cache_requests_total{result="hit"} 1.0' in metrics
+    assert 'mcpstack_query_cache_requests_total{result="miss"} 1.0' in metrics
+    assert "mcpstack_db_pool_connections" in metrics
