@@ -166,3 +166,17 @@ async def test_a_corrupted_archive_is_refused_before_anything_is_written(
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mcp-stack: backup archive stack.tar is corrupted"), lines
+
+
+async def test_backup_refuses_embedded_vectors_held_by_a_running_server(
+    stack_settings: StackSettings, tmp_path: Path
+) -> None:
+    source = _settings(stack_settings)
+    async with Client(create_aidb(build_core("aidb", source)).mcp) as client:
+        await _call(client, "store_document", content=DOCUMENTS[0][0], project="zoo")
+        # The server holds its Edge shards: a snapshot would race its writes, so the backup says what to do.
+        with pytest.raises(Conflict):
+            await create_backup(source, tmp_path / "stack.tar")
+        manifest = await create_backup(source, tmp_path / "stack.tar", vectors="skip")
+    assert manifest.vector_mode == "rebuild" and manifest.collections == ()
+    assert not [p async for p in anyio.Path(tmp_path).glob(".*")]  # no staging left behind
