@@ -140,16 +140,17 @@ async def _up(settings: StackSettings) -> None:
         settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
         admin_token = await _ensure_admin_key(settings)
         dashboard_admin = None
+        dashboard_env: dict[str, str] = {}  # the service key goes to the dashboard's process only
         if "dashboard" in names:
-            env["MCP_STACK_DASHBOARD__SERVICE_API_KEY"] = await _ensure_service_key(settings)
-            env["MCP_STACK_DASHBOARD__SUPERVISED"] = "true"
+            dashboard_env["MCP_STACK_DASHBOARD__SERVICE_API_KEY"] = await _ensure_service_key(settings)
+            dashboard_env["MCP_STACK_DASHBOARD__SUPERVISED"] = "true"
             dashboard_admin = await _ensure_dashboard_admin(settings)
         processes: dict[str, Process] = {}
 
         async def start(name: str) -> None:
             processes[name] = await anyio.open_process(
                 [sys.executable, "-m", "mcp_servers.cli", "serve", name, "--transport", "http"],
-                env=env,
+                env=env | dashboard_env if name == "dashboard" else env,
                 stdin=subprocess.DEVNULL,
                 stdout=None,
                 stderr=None,

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Request, Session], Awaitable[Response]]
 TASK_POLL_SECONDS: Final = 1.0
 SSE_PING_SECONDS: Final = 15
+SESSION_RECHECK_SECONDS: Final = 10.0
 
 
 class SubmitTaskForm(BaseModel):
@@ -176,8 +177,22 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
         username = str(form.get("username", ""))[:64]
         password = str(form.get("password", ""))[:1024]
         token, _ = auth.login_token(request)
-        if not same_origin(request) or not auth.check_login_token(request, str(form.get("login_token", ""))):
-            return JSONResponse({"error": "csrf", "message": "reload the login page and try again"}, status_code=403)
+        if not same_origin(request):
+            return JSONResponse({"error": "csrf", "message": "cross-origin login refused"}, status_code=403)
+        if not auth.check_login_token(request, str(form.get("login_token", ""))):
+            token, cookie = auth.login_token(request)
+            response = render(
+                request,
+                "login.html",
+                None,
+                status_code=403,
+                login_token=token,
+                next=_safe_next(request),
+                error="The login form expired; please try again.",
+            )
+            if cookie is not None:
+                auth.set_login_cookie(response, cookie)
+            return response
         client = request.client.host if request.client else "unknown"
         try:
             auth.admit_login_attempt(client, username)
@@ -372,13 +387,23 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
 
     # -- live streams ----------------------------------------------------------------------------------------------
 
+    async def still_signed_in(request: Request, checked: list[float]) -> bool:
+        """Re-check a stream's session now and then: logout and expiry end open streams too."""
+        now = time.monotonic()
+        if now - checked[0] < SESSION_RECHECK_SECONDS:
+            return True
+        checked[0] = now
+        _, _, auth, _ = state.running()
+        return await auth.session(request) is not None
+
     async def status_events(request: Request, session: Session) -> Response:
         _, _, _, sampler = state.running()
 
         async def stream() -> AsyncIterator[dict[str, str]]:
+            checked = [time.monotonic()]
             seen = sampler.version
             yield {"event": "status", "data": json.dumps(sampler.snapshot())}
-            while True:
+            while await still_signed_in(request, checked):
                 seen = await sampler.wait_changed(seen)
                 yield {"event": "status", "data": json.dumps(sampler.snapshot())}
 
@@ -388,8 +413,8 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
         ralph = state.links["ralph"]
 
         async def stream() -> AsyncIterator[dict[str, str]]:
-            last = None
-            while True:
+            checked, last = [time.monotonic()], None
+            while await still_signed_in(request, checked):
                 try:
                     data = json.dumps(await ralph.call_tool("list_tasks", {"limit": 50}))
                 except StackError as exc:
@@ -405,8 +430,8 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
         task_id = request.path_params["task_id"]
 
         async def stream() -> AsyncIterator[dict[str, str]]:
-            last = None
-            while True:
+            checked, last = [time.monotonic()], None
+            while await still_signed_in(request, checked):
                 try:
                     task, iterations = await _task_with_iterations(task_id)
                     data = json.dumps({"task": task, "iterations": iterations})
