@@ -9,6 +9,7 @@ stack's bearer auth, scopes, rate limit, metrics and request ids switched on.
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -17,9 +18,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import anyio
+import httpx
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
@@ -28,8 +31,8 @@ from mcp_servers.shared.annotations import READ_ONLY
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import StackSettings, load_settings
 from mcp_servers.shared.harness import Core, ReadinessCheck, StackServer, build_core
-from mcp_servers.shared.postgres.embedded import embedded_postgres
 from mcp_servers.shared.postgres.pool import Database
+from tests.pg_fixtures import fresh_database, postgres_server
 from tests.support import bind_loopback, http_client, serve_app
 
 RESULTS = Path(__file__).parent / "results"
@@ -124,18 +127,43 @@ async def compare(label: str, bare: Client, stack: Client, calls: int, rounds: i
     return {"bare": bare_summary, "stack": stack_summary, "p50_ratio": round(ratio, 4)}
 
 
+class RawModernClient:
+    """One JSON-RPC POST per call in the stateless 2026-07-28 era, with httpx: the server's cost without the SDK
+    client's (which adds tens of ms per call here, identically for both servers)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, token: str | None) -> None:
+        self._http = http
+        self._url = f"{url}/mcp"
+        self._headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+        }
+        self._ids = itertools.count(1)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> SimpleNamespace:
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        body = {
+            "jsonrpc": "2.0",
+            "id": next(self._ids),
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": meta},
+        }
+        response = await self._http.post(self._url, json=body, headers={**self._headers, "Mcp-Name": name})
+        response.raise_for_status()
+        return SimpleNamespace(is_error=bool(response.json()["result"].get("isError")))
+
+
 @contextlib.asynccontextmanager
 async def postgres_dsn() -> AsyncIterator[str]:
-    dsn = os.environ.get("MCP_STACK_TEST_DSN") or os.environ.get("MCP_STACK_POSTGRES__DSN")
-    if dsn:
+    """A fresh database for this run: on MCP_STACK_TEST_DSN's server if set, else on an embedded server."""
+    async with postgres_server() as server, fresh_database(server, None) as dsn:
         yield dsn
-        return
-    import tempfile  # only for the embedded fallback
-
-    with tempfile.TemporaryDirectory(prefix="mcpstack-bench-") as tmp:
-        os.chmod(tmp, 0o755)
-        async with embedded_postgres(Path(tmp)) as embedded:
-            yield embedded
 
 
 async def main(calls: int, rounds: int) -> dict[str, Any]:
@@ -163,6 +191,16 @@ async def main(calls: int, rounds: int) -> dict[str, Any]:
                         http_client(stack_url, token, mode=mode) as s,
                     ):
                         results[f"http_{mode}"] = await compare(f"http ({mode})", b, s, calls // 2, rounds)
+                async with httpx.AsyncClient(timeout=30) as http:
+                    raw_bare = RawModernClient(http, bare_url, None)
+                    raw_stack = RawModernClient(http, stack_url, token)
+                    results["http_raw_2026-07-28"] = await compare(
+                        "http raw (2026-07-28)",
+                        raw_bare,
+                        raw_stack,
+                        calls // 2,
+                        rounds,  # type: ignore[arg-type]
+                    )
     return results
 
 
