@@ -129,7 +129,9 @@ class LearningPipeline:
         """Measure the backlog, flip the signal file when it crosses the threshold; returns the state."""
         lag = await self.measure_lag()
         active = lag > self._settings.backpressure_bytes
-        if active != self.state.backpressure or not self._signal_synced:
+        # While active the file is rewritten on every refresh: its age is the pipeline's heartbeat, so producers
+        # can ignore a signal left by a pipeline that died (BACKPRESSURE_STALE_SECONDS).
+        if active or active != self.state.backpressure or not self._signal_synced:
             body = (
                 {
                     "active": True,

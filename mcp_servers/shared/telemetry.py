@@ -41,6 +41,7 @@ from mcp_servers.shared.errors import DependencyUnavailable
 
 __all__ = [
     "BACKPRESSURE_SIGNAL",
+    "BACKPRESSURE_STALE_SECONDS",
     "Checkpoint",
     "RotationPolicy",
     "TelemetryEvent",
@@ -59,6 +60,8 @@ SEQ_FILE: Final = "events.seq"
 MAINTAIN_LOCK_FILE: Final = "events.maintain.lock"
 # Written by Hybrid's learning pipeline while its unconsumed backlog is above the threshold, removed below it.
 BACKPRESSURE_SIGNAL: Final = "backpressure.json"
+# The pipeline rewrites the signal on every refresh while it holds; an older file was left by a dead pipeline.
+BACKPRESSURE_STALE_SECONDS: Final = 120.0
 _ROTATED = re.compile(r"^events-(\d{8}T\d{12}Z)-(\d+)\.jsonl(\.gz)?$")
 _STAMP_FORMAT: Final = "%Y%m%dT%H%M%S%fZ"
 _TS_FIELD = re.compile(rb'"ts":"([^"]+)"')
@@ -219,7 +222,13 @@ class TelemetryWriter:
             if now - self._signal_checked_at < self._signal_check_seconds:
                 return
             self._signal_checked_at = now
-            active = os.path.exists(self._directory / BACKPRESSURE_SIGNAL)
+            try:
+                age = time.time() - os.stat(self._directory / BACKPRESSURE_SIGNAL).st_mtime
+            except FileNotFoundError:
+                age = None
+            active = age is not None and age <= BACKPRESSURE_STALE_SECONDS
+            if age is not None and not active and self._backpressure:
+                logger.warning("stale backpressure signal ignored", extra={"age_seconds": round(age, 1)})
             if active != self._backpressure:
                 self._backpressure = active
                 if active:

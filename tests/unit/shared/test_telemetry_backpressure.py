@@ -1,11 +1,19 @@
 """TelemetryWriter follows the learning pipeline's backpressure signal file and still writes every event."""
 
+import os
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from mcp_servers.shared.telemetry import BACKPRESSURE_SIGNAL, Checkpoint, TelemetryReader, TelemetryWriter
+from mcp_servers.shared.telemetry import (
+    BACKPRESSURE_SIGNAL,
+    BACKPRESSURE_STALE_SECONDS,
+    Checkpoint,
+    TelemetryReader,
+    TelemetryWriter,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -58,3 +66,16 @@ async def test_events_are_written_and_counted_while_backpressure_is_signalled(tm
 def test_a_negative_check_interval_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         TelemetryWriter(tmp_path, 1024, source="ralph", signal_check_seconds=-1)
+
+
+async def test_a_signal_left_by_a_dead_pipeline_goes_stale(tmp_path: Path) -> None:
+    directory = tmp_path / "telemetry"
+    directory.mkdir()
+    signal = directory / BACKPRESSURE_SIGNAL
+    await anyio.Path(signal).write_text("{}\n", encoding="utf-8")
+    writer = TelemetryWriter(directory, 1024 * 1024, source="ralph", signal_check_seconds=0)
+    await wait_for_backpressure(writer, True)
+    # A live pipeline rewrites the file on every refresh; one untouched for longer than the limit is ignored.
+    old = time.time() - BACKPRESSURE_STALE_SECONDS - 5
+    await anyio.to_thread.run_sync(os.utime, signal, (old, old))
+    await wait_for_backpressure(writer, False)
