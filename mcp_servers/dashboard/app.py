@@ -5,6 +5,7 @@ one link per stack server and the status sampler, and closes them in reverse ord
 """
 
 import contextlib
+import importlib
 import logging
 import mimetypes
 import signal
@@ -115,6 +116,8 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
 
 def _read_templates() -> dict[str, str]:
     mimetypes.init()  # reads the system's type maps once; StaticFiles would otherwise do it on the event loop
+    # The MCP client imports jsonschema lazily on its first tool result; that import lists directories.
+    importlib.import_module("jsonschema")
     return {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES_DIR.glob("*.html")}
 
 

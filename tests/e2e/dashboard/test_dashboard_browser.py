@@ -96,3 +96,26 @@ async def test_breaker_opened_by_stopping_a_dependency_shows_open_then_closed(
     await expect(page.locator('[data-breaker="ralph/postgres"]')).to_contain_text("CLOSED")
     await shot(page, "breaker-closed")
     assert await page.evaluate("window.__noReload === true")
+
+
+async def test_task_awaiting_approval_is_approved_and_followed_live_on_its_page(
+    live_stack: LiveStack, page: Page
+) -> None:
+    await log_in(page, live_stack.dashboard_url)
+    await page.goto(f"{live_stack.dashboard_url}/tasks")
+    await page.fill("#prompt", "needs a human first")
+    await page.check('input[name="require_approval"]')
+    await page.click("#submit")
+    row = page.locator("#tasks tr").first
+    await expect(row.locator(".status")).to_have_text("awaiting_approval")
+    await row.locator("a").click()
+    await expect(page.locator('[data-field="status"]')).to_have_text("awaiting_approval")
+    await page.evaluate("window.__noReload = true")
+    await page.click("#approve")
+    await expect(page.locator('[data-field="status"]')).to_have_text("running", timeout=20_000)
+    await expect(page.locator("#iterations li").first).to_contain_text("#1")
+    await shot(page, "task-detail-running")
+    await page.click("#stop")
+    await expect(page.locator('[data-field="status"]')).to_have_text("stopped", timeout=20_000)
+    await expect(page.locator('[data-field="completion_reason"]')).to_have_text("stopped_by_user")
+    assert await page.evaluate("window.__noReload === true")
