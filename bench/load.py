@@ -1,8 +1,9 @@
 """Rate limits under 10x load: admitted calls vs the GCRA bound, and p99 of admitted calls loaded vs unloaded.
 
-AIDB runs in this process behind its real HTTP app (uvicorn on 127.0.0.1, bearer key, Streamable HTTP in the
-stateless 2026-07-28 era). Several clients share one key (one principal, so one budget) and call `stats` on an
-open-loop schedule (calls start on time whether or not earlier ones finished, so queueing shows in latency):
+AIDB runs as its own process (`mcp-stack serve aidb --transport http` on 127.0.0.1, bearer key; clients use the
+stateless 2026-07-28 era of Streamable HTTP). Several clients share one key (one principal, so one budget) and
+call `stats` on an open-loop schedule (calls start on time whether or not earlier ones finished, so queueing
+shows in latency):
 1. unloaded: the configured rate, all admitted -> p50/p99;
 2. loaded: 10x the configured rate -> admitted count vs the bound burst + rate x elapsed, p50/p99 of the
    admitted calls, rejections (JSON-RPC rate-limit errors). Target: loaded p99 <= 3 x unloaded p99.
@@ -28,15 +29,16 @@ from typing import Any
 
 import anyio
 import asyncpg
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from bench.overhead import postgres_dsn
-from mcp_servers.cli import build_server
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import load_settings
+from mcp_servers.shared.postgres.pool import open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from tests.e2e.hardening.processes import served
 from tests.pg_fixtures import dsn_for_database
-from tests.support import bind_loopback, http_client, serve_app
+from tests.support import http_client
 
 RESULTS = Path(__file__).parent / "results"
 RATE_LIMITED = -32002  # mcp_servers.shared.middleware.mcp.RATE_LIMITED
@@ -131,28 +133,27 @@ async def main(rate: float, burst: int, seconds: float, clients: int) -> dict[st
     async with postgres_dsn() as server_dsn:
         dsn = await fresh_database(server_dsn)
         with tempfile.TemporaryDirectory(prefix="mcpstack-bench-load-") as tmp:
-            sock = bind_loopback()
-            settings = load_settings(
-                data_dir=Path(tmp),
-                postgres={"dsn": dsn},
-                http={"aidb_port": sock.getsockname()[1]},
-                rate_limit={"calls_per_minute": rate * 60, "burst": burst},
-                observability={"log_level": "WARNING"},
-            )
-            server = build_server("aidb", settings)
-            async with Client(server.mcp):  # opens the dependencies; the HTTP app shares them
-                token = (await KeyStore(server.database).create("bench-load", ["read"])).token
-                async with serve_app(server.http_app(stateless=True), sock) as url:
-                    sessions = []
-                    async with contextlib.AsyncExitStack() as stack:
-                        for _ in range(clients):
-                            sessions.append(await stack.enter_async_context(http_client(url, token, mode="2026-07-28")))
-                        calls = [lambda s=s: s.call_tool("stats", {}) for s in sessions]
-                        await offer(calls, rate, min(2.0, seconds))  # warm-up (connections, caches)
-                        await anyio.sleep(burst / rate + 0.5)  # let the budget refill
-                        unloaded = await offer(calls, rate * 0.9, seconds)
-                        await anyio.sleep(burst / rate + 0.5)
-                        loaded = await offer(calls, rate * 10, seconds)
+            settings = load_settings(data_dir=Path(tmp) / "data", postgres={"dsn": dsn})
+            async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+                token = (await KeyStore(database).create("bench-load", ["read"])).token
+            limits = {
+                "MCP_STACK_RATE_LIMIT__CALLS_PER_MINUTE": str(rate * 60),
+                "MCP_STACK_RATE_LIMIT__BURST": str(burst),
+            }
+            # The server runs in its own process, as deployed: the clients' CPU does not count as server latency.
+            async with served("aidb", settings, Path(tmp) / "logs", limits) as aidb:
+                sessions = []
+                async with contextlib.AsyncExitStack() as stack:
+                    for _ in range(clients):
+                        sessions.append(
+                            await stack.enter_async_context(http_client(aidb.url, token, mode="2026-07-28"))
+                        )
+                    calls = [lambda s=s: s.call_tool("stats", {}) for s in sessions]
+                    await offer(calls, rate, min(2.0, seconds))  # warm-up (connections, caches)
+                    await anyio.sleep(burst / rate + 0.5)  # let the budget refill
+                    unloaded = await offer(calls, rate * 0.9, seconds)
+                    await anyio.sleep(burst / rate + 0.5)
+                    loaded = await offer(calls, rate * 10, seconds)
     bound = gcra_bound(rate, burst, loaded.elapsed_seconds + 1.0)  # + the last call's flight time
     ratio = percentile(loaded.admitted_seconds, 0.99) / percentile(unloaded.admitted_seconds, 0.99)
     result = {
