@@ -88,7 +88,7 @@ class ResourceFanout:
             tg.start_soon(relay)
             while True:
                 try:
-                    async with database.connection() as conn:
+                    async with database.held_connection() as conn:
                         await conn.add_listener(CHANNEL, on_notify)
                         try:
                             while True:

@@ -152,6 +152,38 @@ class Database:
     """Alias of `connection()` for code written against asyncpg's pool."""
 
     @asynccontextmanager
+    async def held_connection(self) -> AsyncIterator[Connection]:
+        """Borrow a connection for a long-lived block (LISTEN, keep-alive loops).
+
+        The breaker judges only the acquisition: a block that lives for hours must not hold a half-open probe
+        slot (every other caller would be refused until it ends). A connection lost during the block counts as
+        a failure and raises DependencyUnavailable, as in `connection()`.
+        """
+        self._breaker.before_call()
+        try:
+            connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except CONNECTION_ERRORS as exc:
+            self._breaker.record_failure(exc)
+            raise _unavailable(exc) from exc
+        except BaseException:
+            self._breaker.release_probe()
+            raise
+        self._breaker.record_success()
+        try:
+            yield connection
+        except CONNECTION_ERRORS as exc:
+            self._breaker.record_failure(exc)
+            raise _unavailable(exc) from exc
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+            if _is_lost(connection):
+                self._breaker.record_failure(exc)
+                raise _unavailable(exc) from exc
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._pool.release(connection)
+
+    @asynccontextmanager
     async def transaction(
         self, *, isolation: IsolationLevel | None = None, readonly: bool = False
     ) -> AsyncIterator[Connection]:

@@ -189,3 +189,22 @@ async def test_concurrent_callers_share_the_pool(pg_dsn: str) -> None:
                 group.start_soon(call, number)
 
     assert sorted(results) == list(range(10))
+
+
+async def test_a_held_connection_does_not_keep_the_breaker_half_open(pg_dsn: str) -> None:
+    breakers = _breakers(threshold=1, open_seconds=0.05)
+    async with _database(pg_dsn, breakers) as database:
+        breaker = breakers.get("postgres")
+        breaker.record_failure(ConnectionResetError())
+        assert breaker.state is BreakerState.OPEN
+
+        async def half_open() -> bool:
+            return breaker.state is BreakerState.HALF_OPEN
+
+        await wait_until(half_open, timeout=5)
+        async with database.held_connection() as listener:
+            # The acquisition was the probe: the breaker closed, and other callers are served meanwhile.
+            assert breaker.state is BreakerState.CLOSED
+            assert await database.fetchval("SELECT 1") == 1
+            assert await listener.fetchval("SELECT 2") == 2
+        assert database.stats().in_use == 0
