@@ -148,3 +148,19 @@ async def test_fuzzed_tool_calls_never_crash_or_leak(
     assert crash_count(server) == 0
     assert ready, report
     assert all(count >= PER_TOOL for count in counts.values()), counts
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "x\ud800y", "\udfff"])
+async def test_nul_or_lone_surrogate_in_any_argument_is_invalid_params(
+    bad: str, stack_settings: StackSettings, tmp_path: Path
+) -> None:
+    server = build_server("hybrid", fuzz_settings(stack_settings, tmp_path))
+    async with Client(server.mcp) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(
+                "track_interaction",
+                {"query": "q", "response": "r", "agent_type": "local", "model_used": "m", "context_ids": ["ok", bad]},
+            )
+    assert refused.value.error.code == INVALID_PARAMS
+    assert "context_ids[1]" in refused.value.error.message
+    assert crash_count(server) == 0
