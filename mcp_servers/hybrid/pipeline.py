@@ -90,6 +90,11 @@ class LearningPipeline:
         self._signal_synced = False
 
     @property
+    def settings(self) -> HybridSettings:
+        """The live Hybrid settings (runtime overrides applied)."""
+        return self._settings
+
+    @property
     def _settings(self) -> HybridSettings:
         return self._settings_of()
 

@@ -53,7 +53,7 @@ async def learning_stats(deps: HybridDeps) -> LearningStats:
             checkpoints_written=state.checkpoints_written,
             lag_bytes=state.lag_bytes,
             backpressure=state.backpressure,
-            backpressure_threshold_bytes=deps.settings.hybrid.backpressure_bytes,
+            backpressure_threshold_bytes=pipeline.settings.backpressure_bytes,
             shed_events=state.shed_events,
             skipped_lines=pipeline.reader.skipped_lines,
         ),
