@@ -31,6 +31,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from bench.aidb_support import DATA, aidb_client, bulk_fill, load_jsonl, write_result
+from mcp_servers.aidb.content import normalize_content
 from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
 
 VENV = Path.home() / ".cache/mcp-stack/bench-venvs/mcp-server-qdrant-0.8.1"
@@ -134,7 +135,8 @@ async def measure(
         result = await client.call_tool(store_tool, {content_arg: doc["content"]})
         assert not result.is_error, result.content
     ingest_seconds = time.perf_counter() - began
-    by_content = {doc["content"].strip(): doc["id"] for doc in corpus}
+    # AIDB returns normalised text (LF, no trailing spaces); compare both servers' hits in that form.
+    by_content = {normalize_content(doc["content"]): doc["id"] for doc in corpus}
     find_tool, query_arg = find
     latencies: list[float] = []
     reciprocal = 0.0
@@ -142,7 +144,7 @@ async def measure(
         began = time.perf_counter()
         result = await client.call_tool(find_tool, {query_arg: query["query"]})
         latencies.append(time.perf_counter() - began)
-        ids = [by_content.get(text.strip()) for text in hit_texts(result)][:10]
+        ids = [by_content.get(normalize_content(text)) for text in hit_texts(result)][:10]
         if query["relevant"] in ids:
             reciprocal += 1.0 / (ids.index(query["relevant"]) + 1)
     ordered = sorted(latencies)
@@ -311,7 +313,8 @@ def main() -> None:
     parser.add_argument("--scale-chunks", type=int, default=100_000, help="0 skips the search-at-scale part")
     args = parser.parse_args()
     result = anyio.run(run, args.documents, args.queries, args.scale_chunks)
-    path = write_result("aidb_vs_qdrant_mcp", result)
+    # Without the scale part, do not overwrite the last full run.
+    path = write_result("aidb_vs_qdrant_mcp" if args.scale_chunks else "aidb_vs_qdrant_mcp_small", result)
     for name in ("aidb", "mcp_server_qdrant"):
         print(f"{name:18s} " + "  ".join(f"{k}={v}" for k, v in result[name].items()))
     print("ratios: " + "  ".join(f"{k}={v}" for k, v in result["ratios"].items()))
