@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import getpass
 import importlib
+import json
 import logging
 import os
 import secrets
@@ -46,6 +47,7 @@ SERVERS: dict[str, str] = {
     "dashboard": "mcp_servers.dashboard.app:serve",  # HTTP only: an app, not a StackServer
 }
 SERVICE_KEY_NAME = "dashboard service (created by mcp-stack up)"
+PEER_KEY_NAME = "server peers (created by mcp-stack up)"
 COMMAND_POLL_SECONDS = 1.0
 # Started by `up` in this order: servers that others call come first.
 UP_ORDER: tuple[str, ...] = ("aidb", "hybrid", "ralph", "dashboard")
@@ -98,14 +100,32 @@ async def _ensure_admin_key(settings: StackSettings) -> str | None:
         return (await keys.create("admin (created by mcp-stack up)", ["admin"])).token
 
 
-async def _ensure_service_key(settings: StackSettings) -> str:
-    """A fresh admin key for the dashboard's calls to the servers; earlier ones from `up` are revoked."""
+async def _ensure_service_key(settings: StackSettings, name: str = SERVICE_KEY_NAME, scope: str = "admin") -> str:
+    """A fresh key named `name` for calls between the stack's processes; earlier ones from `up` are revoked."""
     async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
         keys = KeyStore(database)
         for key in await keys.list():
-            if key.name == SERVICE_KEY_NAME and key.revoked_at is None:
+            if key.name == name and key.revoked_at is None:
                 await keys.revoke(key.key_id)
-        return (await keys.create(SERVICE_KEY_NAME, ["admin"])).token
+        return (await keys.create(name, [scope])).token
+
+
+def _peer_env(settings: StackSettings, names: Sequence[str], peer_key: str) -> dict[str, dict[str, str]]:
+    """Per child: the URLs and key it needs to call the other servers `up` runs (AIDB registers the others'
+    tools; Hybrid takes context from AIDB and sends proposals to Ralph; Ralph's hybrid backend calls both)."""
+    url = {name: f"{_base_url(settings, name)}/mcp" for name in names}
+    env: dict[str, dict[str, str]] = {name: {} for name in names}
+    if "aidb" in names:
+        peers = {name: url[name] for name in ("hybrid", "ralph") if name in names}
+        env["aidb"] |= {"MCP_STACK_AIDB__REGISTER_SERVERS": json.dumps(peers), "MCP_STACK_AIDB__PEER_API_KEY": peer_key}
+    for client, targets in (("hybrid", ("aidb", "ralph")), ("ralph", ("hybrid", "aidb"))):
+        if client not in names:
+            continue
+        for target in targets:
+            if target in names:
+                env[client][f"MCP_STACK_{client.upper()}__{target.upper()}_URL"] = url[target]
+                env[client][f"MCP_STACK_{client.upper()}__{target.upper()}_API_KEY"] = peer_key
+    return env
 
 
 async def _ensure_dashboard_admin(settings: StackSettings) -> tuple[str, str] | None:
@@ -145,12 +165,14 @@ async def _up(settings: StackSettings) -> None:
             dashboard_env["MCP_STACK_DASHBOARD__SERVICE_API_KEY"] = await _ensure_service_key(settings)
             dashboard_env["MCP_STACK_DASHBOARD__SUPERVISED"] = "true"
             dashboard_admin = await _ensure_dashboard_admin(settings)
+        peer_env = _peer_env(settings, names, await _ensure_service_key(settings, PEER_KEY_NAME, "write"))
+        peer_env.setdefault("dashboard", {}).update(dashboard_env)
         processes: dict[str, Process] = {}
 
         async def start(name: str) -> None:
             processes[name] = await anyio.open_process(
                 [sys.executable, "-m", "mcp_servers.cli", "serve", name, "--transport", "http"],
-                env=env | dashboard_env if name == "dashboard" else env,
+                env=env | peer_env.get(name, {}),
                 stdin=subprocess.DEVNULL,
                 stdout=None,
                 stderr=None,

@@ -59,6 +59,16 @@ async def test_up_runs_every_server_on_embedded_defaults(data_dir: Path) -> None
                 assert ready.json()["checks"]["postgres"] == "ok"
                 if name == "aidb":
                     assert ready.json()["checks"] == {"embedder": "ok", "postgres": "ok", "vectors": "ok"}
+        if {"aidb", "ralph"} <= set(ports):
+            # AIDB indexed the tools of the other servers `up` started (their peer key and URLs came from `up`).
+            async with http_client(f"http://127.0.0.1:{ports['aidb']}", token) as aidb:
+
+                async def ralph_tools_indexed() -> bool:
+                    found = await aidb.call_tool("find_tools", {"query": "submit a task to the agent loop"})
+                    tools = (found.structured_content or {}).get("tools", [])
+                    return any(tool["name"] == "submit_task" for tool in tools)
+
+                await wait_until(ralph_tools_indexed, timeout=60, interval=1)
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(60):
             assert await process.wait() == 0
