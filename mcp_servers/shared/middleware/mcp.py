@@ -74,6 +74,27 @@ def to_mcp_error(error: StackError) -> Exception:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def _is_unstorable(text: str) -> bool:
+    # ASCII text cannot hold a surrogate: the common case costs one C-level scan.
+    return "\x00" in text or (not text.isascii() and _UNSTORABLE.search(text) is not None)
+
+
+def _holds_unstorable_text(arguments: object) -> bool:
+    """Whether any string (key or value) holds NUL or a lone surrogate; the fast check before naming the path."""
+    stack = [arguments]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _is_unstorable(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+            stack.extend(key for key in value if isinstance(key, str))
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return False
+
+
 def _unstorable_text(arguments: object) -> str | None:
     """The path of the first string holding NUL or a lone surrogate (JSON allows both; PostgreSQL and UTF-8 not)."""
     stack: list[tuple[str, object]] = [("", arguments)]
@@ -134,6 +155,9 @@ class Principal:
     scopes: tuple[str, ...] | None  # None = trusted, every scope
 
 
+_TRUSTED = Principal(name=TRUSTED_PRINCIPAL, scopes=None)
+
+
 def principal_of(ctx: ServerRequestContext[Any, Any]) -> Principal:
     """The caller of this request, from the HTTP auth middleware's user (absent on stdio/in-process)."""
     request = ctx.request
@@ -142,7 +166,7 @@ def principal_of(ctx: ServerRequestContext[Any, Any]) -> Principal:
         if isinstance(user, AuthenticatedUser):
             return Principal(name=user.access_token.client_id, scopes=tuple(user.access_token.scopes))
         return Principal(name="anonymous", scopes=())
-    return Principal(name=TRUSTED_PRINCIPAL, scopes=None)
+    return _TRUSTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +239,8 @@ class StackMiddleware:
         if required is None or not isinstance(name, str):
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}")
         meters = self._meters_for(name)
-        unstorable = _unstorable_text((ctx.params or {}).get("arguments"))
+        arguments = (ctx.params or {}).get("arguments")
+        unstorable = _unstorable_text(arguments) if arguments and _holds_unstorable_text(arguments) else None
         if unstorable is not None:
             meters.protocol_error.inc()
             raise MCPError(
