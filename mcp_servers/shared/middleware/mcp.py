@@ -81,6 +81,15 @@ def _is_unstorable(text: str) -> bool:
 
 def _holds_unstorable_text(arguments: object) -> bool:
     """Whether any string (key or value) holds NUL or a lone surrogate; the fast check before naming the path."""
+    if type(arguments) is dict:
+        # Flat arguments (the common case) need no walk: an explicit loop, no allocations.
+        for key, value in arguments.items():
+            if (type(key) is str and _is_unstorable(key)) or (type(value) is str and _is_unstorable(value)):
+                return True
+            if type(value) is dict or type(value) is list:
+                break
+        else:
+            return False
     stack = [arguments]
     while stack:
         value = stack.pop()

@@ -157,9 +157,13 @@ class MemoryRateLimiter:
         if not limit.enabled:
             return
         now = self._clock()
-        rate = limit.calls_per_second
+        rate = limit.calls_per_minute / 60.0
         level, at = self._buckets.pop(key, (0.0, now))
-        level = max(0.0, level - max(0.0, now - at) * rate)
+        # Drain since the last call (the clock is monotonic; min/max builtins cost more than these tests).
+        if now > at:
+            level -= (now - at) * rate
+            if level < 0.0:
+                level = 0.0
         if level + 1 > limit.burst + _EPSILON:
             self._buckets[key] = (level, now)
             raise RateLimited(retry_after_seconds=(level + 1 - limit.burst) / rate, limit_key=key)
