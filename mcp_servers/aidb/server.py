@@ -221,8 +221,8 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         # Static resources get no Context in the SDK; the server's open dependencies serve instead.
         return await prompts.projects_json(server.deps.database)
 
-    @server.mcp.prompt(
-        name="answer_with_sources", description="Answer a question from the knowledge base, citing the sources as [n]"
+    @server.prompt(
+        "answer_with_sources", description="Answer a question from the knowledge base, citing the sources as [n]"
     )
     async def answer_with_sources(question: str, ctx: Context[AidbDeps, Any], project: str | None = None) -> str:
         return await prompts.cited_answer(_deps(ctx).searcher, question, project)

@@ -36,7 +36,12 @@ from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import ServerName, StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.middleware.http import bearer_protected
-from mcp_servers.shared.middleware.mcp import StackMiddleware, translate_errors, translate_resource_errors
+from mcp_servers.shared.middleware.mcp import (
+    StackMiddleware,
+    translate_errors,
+    translate_prompt_errors,
+    translate_resource_errors,
+)
 from mcp_servers.shared.observability.metrics import CONTENT_TYPE_LATEST, StackMetrics
 from mcp_servers.shared.observability.tracing import configure_tracing
 from mcp_servers.shared.postgres.pool import Database, open_database
@@ -254,6 +259,15 @@ class StackServer(Generic[D]):
         def decorator(fn: F) -> F:
             self._tool_scopes[name] = required
             self.mcp.tool(name=name, title=title, annotations=annotations)(translate_errors(fn))
+            return fn
+
+        return decorator
+
+    def prompt(self, name: str, *, description: str) -> Callable[[F], F]:
+        """Register a prompt; domain errors become JSON-RPC errors with their message."""
+
+        def decorator(fn: F) -> F:
+            self.mcp.prompt(name=name, description=description)(translate_prompt_errors(fn))
             return fn
 
         return decorator

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from mcp_servers.shared.annotations import READ_ONLY, WRITE
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import AuthSettings, StackSettings
-from mcp_servers.shared.errors import NotFound
+from mcp_servers.shared.errors import InvalidRequest, NotFound
 from mcp_servers.shared.harness import Core, ReadinessCheck, StackServer, build_core
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED, RATE_LIMITED
 from mcp_servers.shared.postgres.pool import Database, open_database
@@ -67,8 +67,10 @@ def build_echo_server(settings: StackSettings) -> StackServer[EchoDeps]:
             raise NotFound("no entry named 'missing'; call list first")
         return EchoResult(text=key, length=len(key))
 
-    @server.mcp.prompt(name="greet")
-    def greet(name: str) -> str:
+    @server.prompt("greet", description="Greet someone by name")
+    async def greet(name: str) -> str:
+        if not name.strip():
+            raise InvalidRequest("name must not be blank; pass the person's name")
         return f"Hello {name}"
 
     return server
@@ -96,6 +98,14 @@ async def test_unknown_tool_and_prompt_are_invalid_params(stack_settings: StackS
         assert (await client.get_prompt("greet", {"name": "x"})).messages
     assert tool_error.value.code == INVALID_PARAMS
     assert prompt_error.value.code == INVALID_PARAMS
+
+
+async def test_domain_error_in_a_prompt_is_a_json_rpc_error_with_its_message(stack_settings: StackSettings) -> None:
+    async with Client(build_echo_server(stack_settings).mcp) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("greet", {"name": " "})
+    assert refused.value.code == INVALID_PARAMS
+    assert refused.value.message == "name must not be blank; pass the person's name"
 
 
 @pytest.mark.parametrize(

@@ -140,8 +140,20 @@ def translate_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
     return wrapper
 
 
+def to_protocol_error(error: StackError) -> MCPError:
+    """The JSON-RPC form of a domain error, for requests with no tool-error channel (resources, prompts)."""
+    mapped = to_mcp_error(error)
+    if isinstance(mapped, MCPError):
+        return mapped
+    if isinstance(error, DependencyUnavailable):
+        return MCPError(
+            DEPENDENCY_UNAVAILABLE, str(error), {"retry_after_seconds": round(error.retry_after_seconds, 3)}
+        )
+    return MCPError(INVALID_PARAMS, str(error))
+
+
 def translate_resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Resource wrapper: NotFound -> ResourceNotFoundError (-32602), other StackErrors -> their MCP form."""
+    """Resource wrapper: NotFound -> ResourceNotFoundError (-32602), other StackErrors -> their JSON-RPC form."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -150,8 +162,20 @@ def translate_resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awai
         except NotFound as exc:
             raise ResourceNotFoundError(str(exc)) from None
         except StackError as exc:
-            mapped = to_mcp_error(exc)
-            raise (mapped if isinstance(mapped, MCPError) else MCPError(INVALID_PARAMS, str(exc))) from None
+            raise to_protocol_error(exc) from None
+
+    return wrapper
+
+
+def translate_prompt_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Prompt wrapper: StackErrors -> their JSON-RPC form (the host shows the message)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except StackError as exc:
+            raise to_protocol_error(exc) from None
 
     return wrapper
 
