@@ -1,5 +1,7 @@
-"""Eight processes append telemetry at once with small rotated files; a checkpointed reader sees each event once."""
+"""Eight processes append telemetry at once with small rotated files, with and without gzip compression running
+meanwhile; a checkpointed reader sees each event once (nothing lost to rotation or compression)."""
 
+import gzip
 import subprocess
 import sys
 from collections import defaultdict
@@ -23,23 +25,34 @@ CHILD = """
 import sys
 from pathlib import Path
 import anyio
-from mcp_servers.shared.telemetry import TelemetryWriter
+from mcp_servers.shared.telemetry import RotationPolicy, TelemetryWriter
 
-async def main(directory, worker, count, max_file_bytes):
-    writer = TelemetryWriter(Path(directory), max_file_bytes, source=f"worker-{worker}")
+async def main(directory, worker, count, max_file_bytes, compress):
+    # With compression every writer compresses after its own rotations: the processes race for the maintenance lock.
+    policy = RotationPolicy(compress=compress == "1", max_file_age_seconds=3600)
+    writer = TelemetryWriter(Path(directory), max_file_bytes, source=f"worker-{worker}", policy=policy)
     for n in range(count):
         # Varying sizes move the rotation point around within lines of every length.
         await writer.emit("tick", worker=worker, n=n, pad="p" * (n * 7 % 300))
 
 print("ready", flush=True)
 sys.stdin.readline()
-anyio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+anyio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
 """
 
 
-async def start_writer(directory: Path, worker: int) -> Process:
+async def start_writer(directory: Path, worker: int, compress: bool) -> Process:
     process = await anyio.open_process(
-        [sys.executable, "-c", CHILD, str(directory), str(worker), str(EVENTS_PER_PROCESS), str(MAX_FILE_BYTES)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(directory),
+            str(worker),
+            str(EVENTS_PER_PROCESS),
+            str(MAX_FILE_BYTES),
+            "1" if compress else "0",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=None,
@@ -51,9 +64,10 @@ async def start_writer(directory: Path, worker: int) -> Process:
 
 
 @pytest.mark.anyio
-async def test_concurrent_writers_with_rotation_lose_and_repeat_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+async def test_concurrent_writers_with_rotation_lose_and_repeat_nothing(tmp_path: Path, compress: bool) -> None:
     directory, checkpoint_path = tmp_path / "telemetry", tmp_path / "learning" / "checkpoint.json"
-    processes = [await start_writer(directory, worker) for worker in range(PROCESSES)]
+    processes = [await start_writer(directory, worker, compress) for worker in range(PROCESSES)]
     seen: list[TelemetryEvent] = []
     skipped = 0
     try:
@@ -97,10 +111,17 @@ async def test_concurrent_writers_with_rotation_lose_and_repeat_nothing(tmp_path
         by_worker[event.source].append(event.data["n"])
     # Each process wrote its events one after another, so the reader returns them in that order.
     assert by_worker == {f"worker-{worker}": list(range(EVENTS_PER_PROCESS)) for worker in range(PROCESSES)}
-    rotated = [path async for path in anyio.Path(directory).glob("events-*.jsonl")]
+    rotated = [path async for path in anyio.Path(directory).glob("events-*.jsonl*")]
     assert len(rotated) > 20
+    compressed = [path for path in rotated if path.name.endswith(".gz")]
+    if compress:
+        # Compression ran while the reader read: all but (at most) the files of the last rotations are gzipped.
+        assert len(compressed) >= len(rotated) - PROCESSES
+    else:
+        assert compressed == []
     for path in rotated:
-        assert (await path.stat()).st_size <= MAX_FILE_BYTES
+        data = await path.read_bytes()
+        assert len(gzip.decompress(data) if path.name.endswith(".gz") else data) <= MAX_FILE_BYTES
 
     # Read once more from the start with one fresh reader: every line of every file is a whole event.
     again, _ = await TelemetryReader(directory).read(Checkpoint(), max_events=PROCESSES * EVENTS_PER_PROCESS + 1)

@@ -22,6 +22,15 @@ class UpstreamError(Exception):
 BREAKER_FAILURES: tuple[type[BaseException], ...] = (httpx.TransportError, UpstreamError)
 
 
+def usage_tokens(body: Mapping[str, Any], key: str) -> int | None:
+    """A non-negative integer from `body["usage"][key]`, or None when the backend did not report it."""
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def llm_breaker(breakers: BreakerRegistry, backend: str) -> CircuitBreaker:
     """The breaker of one LLM backend, named `llm:<backend>` in /ready and metrics."""
     return breakers.get(f"llm:{backend}", failure_types=BREAKER_FAILURES)

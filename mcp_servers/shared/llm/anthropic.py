@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json
+from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json, usage_tokens
 from mcp_servers.shared.llm.port import ChatMessage, Completion
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
 
@@ -27,12 +27,6 @@ def _parse(payload: Any) -> tuple[str, Mapping[str, Any]]:
     if not isinstance(payload, Mapping):
         raise UpstreamError(0)
     return text, payload
-
-
-def _usage(payload: Mapping[str, Any], key: str) -> int | None:
-    usage = payload.get("usage")
-    value = usage.get(key) if isinstance(usage, Mapping) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class AnthropicChat:
@@ -97,8 +91,8 @@ class AnthropicChat:
         )
         return Completion(
             text=text,
-            prompt_tokens=_usage(payload, "input_tokens"),
-            completion_tokens=_usage(payload, "output_tokens"),
+            prompt_tokens=usage_tokens(payload, "input_tokens"),
+            completion_tokens=usage_tokens(payload, "output_tokens"),
             model=str(payload.get("model") or self._model),
             latency_seconds=time.perf_counter() - started,
         )

@@ -11,22 +11,13 @@ from typing import Any, Literal
 
 import httpx
 
-from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json
+from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json, usage_tokens
 from mcp_servers.shared.llm.port import ChatMessage, Completion
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
 
 # `json_schema` is OpenAI's structured-output form; `json_object` with an inline `schema` is what
 # llama-cpp-python's server understands.
 JsonMode = Literal["json_schema", "json_object"]
-
-
-def usage_tokens(body: Mapping[str, Any], key: str) -> int | None:
-    """A non-negative integer from `body["usage"][key]`, or None when the backend did not report it."""
-    usage = body.get("usage")
-    if not isinstance(usage, Mapping):
-        return None
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _parse(payload: Any) -> tuple[str, Mapping[str, Any]]:
