@@ -5,14 +5,15 @@ the index is unavailable the background indexer catches up (the result says `ind
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 import anyio
 
 from mcp_servers.aidb import store
-from mcp_servers.aidb.chunking import choose_strategy, chunk_document
+from mcp_servers.aidb.chunking import Chunk, ChunkStrategy, choose_strategy, chunk_document
 from mcp_servers.aidb.content import content_hash, guess_title, normalize_content
 from mcp_servers.aidb.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.aidb.indexer import Indexer, index_text
@@ -68,6 +69,97 @@ def check_metadata(metadata: Mapping[str, MetadataValue] | None) -> dict[str, Me
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A validated and normalised document, and how to chunk it."""
+
+    document: store.NewDocument
+    strategy: ChunkStrategy
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkedDocument:
+    """A prepared document split into chunks, ready to embed and write."""
+
+    document: store.NewDocument
+    chunks: list[Chunk]
+
+    @property
+    def index_texts(self) -> list[str]:
+        """What the embedder sees for each chunk."""
+        return [index_text(self.document.title, chunk.text) for chunk in self.chunks]
+
+    def new_chunks(self, vectors: Sequence[Sequence[float]]) -> list[store.NewChunk]:
+        """The chunks with their embeddings and point ids.
+
+        Point ids depend only on (project, content, position): content is unique per project, so ids never clash,
+        and storing the same content again (even after a delete) yields the same ids.
+        """
+        doc = self.document
+        return [
+            store.NewChunk(
+                point_id=point_id(doc.project, doc.content_hash, chunk.index),
+                index=chunk.index,
+                heading=chunk.heading,
+                start_line=chunk.start_line,
+                text=chunk.text,
+                embedding=vector,
+            )
+            for chunk, vector in zip(self.chunks, vectors, strict=True)
+        ]
+
+
+async def prepare_document(
+    deps: DocumentDeps,
+    content: str,
+    *,
+    title: str | None = None,
+    project: str | None = None,
+    kind: Kind = "doc",
+    source: str | None = None,
+    metadata: Mapping[str, MetadataValue] | None = None,
+) -> PreparedDocument:
+    """Validate and normalise the content; InvalidRequest for what cannot be stored."""
+    settings = deps.aidb
+    size = len(content.encode("utf-8"))
+    if size > settings.max_document_bytes:
+        raise InvalidRequest(
+            f"document is {size} bytes; the limit is {settings.max_document_bytes} bytes "
+            "(MCP_STACK_AIDB__MAX_DOCUMENT_BYTES): split it or raise the limit"
+        )
+    normalized = normalize_content(content)
+    if not normalized.strip():
+        raise InvalidRequest("content is empty; pass the text to store")
+    meta = check_metadata(metadata)
+    doc_title = (title or "").strip()[:500] or guess_title(normalized, fallback=source or "untitled")
+    document = store.NewDocument(
+        id=str(uuid.uuid4()),
+        project=project or DEFAULT_PROJECT,
+        kind=kind,
+        title=doc_title,
+        source=source,
+        content=normalized,
+        content_hash=content_hash(normalized),
+        metadata=meta,
+        embedder=deps.embedder.name,
+    )
+    return PreparedDocument(document, choose_strategy(kind, source, normalized))
+
+
+async def chunk_prepared(settings: AidbSettings, prepared: PreparedDocument) -> ChunkedDocument:
+    """Split the document into chunks (in a worker thread: a large document is seconds of CPU)."""
+    chunks = await anyio.to_thread.run_sync(
+        lambda: chunk_document(
+            prepared.document.content,
+            strategy=prepared.strategy,
+            max_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        ),
+        limiter=_CHUNKING_LIMITER,
+    )
+    return ChunkedDocument(prepared.document, chunks)
+
+
 async def store_document(
     deps: DocumentDeps,
     content: str,
@@ -79,72 +171,66 @@ async def store_document(
     metadata: Mapping[str, MetadataValue] | None = None,
 ) -> StoreResult:
     """Store a document (or find its duplicate, or update the one with the same source) and index it."""
-    settings = deps.aidb
-    size = len(content.encode("utf-8"))
-    if size > settings.max_document_bytes:
-        raise InvalidRequest(
-            f"document is {size} bytes; the limit is {settings.max_document_bytes} bytes "
-            "(MCP_STACK_AIDB__MAX_DOCUMENT_BYTES): split it or raise the limit"
-        )
-    normalized = normalize_content(content)
-    if not normalized.strip():
-        raise InvalidRequest("content is empty; pass the text to store")
-    project = project or DEFAULT_PROJECT
-    meta = check_metadata(metadata)
-    digest = content_hash(normalized)
-    duplicate = await store.find_duplicate(deps.database, project, digest)
+    prepared = await prepare_document(
+        deps, content, title=title, project=project, kind=kind, source=source, metadata=metadata
+    )
+    doc = prepared.document
+    duplicate = await store.find_duplicate(deps.database, doc.project, doc.content_hash)
     if duplicate is not None:
-        return StoreResult(
-            document_id=duplicate.document_id,
-            status="duplicate",
-            title=duplicate.title,
-            chunks=duplicate.chunks,
-            indexed=True,
-            content_hash=digest,
-        )
-    doc_title = (title or "").strip()[:500] or guess_title(normalized, fallback=source or "untitled")
-    strategy = choose_strategy(kind, source, normalized)
-    chunks = await anyio.to_thread.run_sync(
-        lambda: chunk_document(
-            normalized,
-            strategy=strategy,
-            max_tokens=settings.chunk_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-        ),
-        limiter=_CHUNKING_LIMITER,
-    )
-    vectors = await deps.embedder.embed_documents([index_text(doc_title, chunk.text) for chunk in chunks])
-    # Point ids depend only on (project, content, position): content is unique per project, so ids never clash,
-    # and storing the same content again (even after a delete) yields the same ids.
-    new_chunks = [
-        store.NewChunk(
-            point_id=point_id(project, digest, chunk.index),
-            index=chunk.index,
-            heading=chunk.heading,
-            start_line=chunk.start_line,
-            text=chunk.text,
-            embedding=vector,
-        )
-        for chunk, vector in zip(chunks, vectors, strict=True)
-    ]
-    outcome = await store.write_document(
-        deps.database,
-        store.NewDocument(
-            id=str(uuid.uuid4()),
-            project=project,
-            kind=kind,
-            title=doc_title,
-            source=source,
-            content=normalized,
-            content_hash=digest,
-            metadata=meta,
-            embedder=deps.embedder.name,
-        ),
-        new_chunks,
-    )
+        return _result(duplicate, doc.content_hash, indexed=True)
+    chunked = await chunk_prepared(deps.aidb, prepared)
+    vectors = await deps.embedder.embed_documents(chunked.index_texts)
+    outcome = await store.write_document(deps.database, doc, chunked.new_chunks(vectors))
     indexed = True
     if outcome.status != "duplicate":
         indexed = await deps.indexer.apply_documents([outcome.document_id])
+    return _result(outcome, doc.content_hash, indexed=indexed)
+
+
+async def store_documents(deps: DocumentDeps, batch: Sequence[PreparedDocument]) -> list[StoreResult | None]:
+    """Store prepared documents of one project together: one duplicate query, one embedder call, one commit and
+    one index update for the batch. None where a concurrent write claimed the same content or source first.
+    """
+    if not batch:
+        return []
+    project = batch[0].document.project
+    if any(prepared.document.project != project for prepared in batch):
+        raise ValueError("store_documents takes documents of one project")
+    known = await store.find_duplicates(deps.database, project, [p.document.content_hash for p in batch])
+    # Identical files within the batch: the first is written, the others are its duplicates.
+    fresh: dict[str, PreparedDocument] = {}
+    for prepared in batch:
+        if prepared.document.content_hash not in known:
+            fresh.setdefault(prepared.document.content_hash, prepared)
+    chunked = [await chunk_prepared(deps.aidb, prepared) for prepared in fresh.values()]
+    vectors = await deps.embedder.embed_documents([text for doc in chunked for text in doc.index_texts])
+    items: list[tuple[store.NewDocument, Sequence[store.NewChunk]]] = []
+    offset = 0
+    for doc in chunked:
+        count = len(doc.chunks)
+        items.append((doc.document, doc.new_chunks(vectors[offset : offset + count])))
+        offset += count
+    outcomes = await store.write_documents(deps.database, items)
+    written = {doc.content_hash: outcome for (doc, _), outcome in zip(items, outcomes, strict=True)}
+    changed = [o.document_id for o in written.values() if o is not None and o.status != "duplicate"]
+    indexed = await deps.indexer.apply_documents(changed) if changed else True
+    results: list[StoreResult | None] = []
+    for prepared in batch:
+        digest = prepared.document.content_hash
+        if digest in known:
+            results.append(_result(known[digest], digest, indexed=True))
+            continue
+        outcome = written[digest]
+        if outcome is None:
+            results.append(None)
+        elif fresh[digest] is prepared:
+            results.append(_result(outcome, digest, indexed=indexed))
+        else:
+            results.append(_result(replace(outcome, status="duplicate"), digest, indexed=indexed))
+    return results
+
+
+def _result(outcome: store.WriteOutcome, digest: str, *, indexed: bool) -> StoreResult:
     return StoreResult(
         document_id=outcome.document_id,
         status=outcome.status,

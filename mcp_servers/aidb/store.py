@@ -138,96 +138,139 @@ async def find_duplicate(database: Database, project: str, digest: str) -> Write
     return WriteOutcome(str(row["id"]), "duplicate", row["title"], row["chunk_count"])
 
 
+async def find_duplicates(database: Database, project: str, digests: Sequence[str]) -> dict[str, WriteOutcome]:
+    """`find_duplicate` for many content hashes in one query, keyed by hash."""
+    rows = await database.fetch(
+        "SELECT id, title, chunk_count, content_hash FROM aidb_documents WHERE project = $1 AND content_hash = ANY($2)",
+        project,
+        list(digests),
+    )
+    return {
+        row["content_hash"]: WriteOutcome(str(row["id"]), "duplicate", row["title"], row["chunk_count"]) for row in rows
+    }
+
+
 async def write_document(database: Database, doc: NewDocument, chunks: Sequence[NewChunk]) -> WriteOutcome:
     """Create the document, or replace the content of the one with the same project and source.
 
     Identical content in the same project is a duplicate and writes nothing. Raises Conflict when a concurrent
-    write claimed the same source first (the caller may retry).
+    write claimed the same content or source first (the caller may retry).
     """
-    size = len(doc.content.encode("utf-8"))
-    async with database.transaction() as conn:
-        row = await conn.fetchrow(
-            "SELECT id, title, chunk_count FROM aidb_documents WHERE project = $1 AND content_hash = $2",
-            doc.project,
-            doc.content_hash,
-        )
-        if row is not None:
-            return WriteOutcome(str(row["id"]), "duplicate", row["title"], row["chunk_count"])
-        previous = None
-        if doc.source is not None:
-            previous = await conn.fetchrow(
-                "SELECT id FROM aidb_documents WHERE project = $1 AND source = $2 FOR UPDATE", doc.project, doc.source
-            )
-        if previous is not None:
-            document_id: uuid.UUID = previous["id"]
-            stale = [
-                r["point_id"]
-                for r in await conn.fetch("SELECT point_id FROM aidb_chunks WHERE document_id = $1", document_id)
-            ]
-            await conn.execute("DELETE FROM aidb_chunks WHERE document_id = $1", document_id)
-            await conn.execute(
-                """UPDATE aidb_documents SET kind = $2, title = $3, content = $4, content_hash = $5, metadata = $6,
-                   size_bytes = $7, chunk_count = $8, version = version + 1, updated_at = clock_timestamp()
-                   WHERE id = $1""",
-                document_id,
-                doc.kind,
-                doc.title,
-                doc.content,
-                doc.content_hash,
-                doc.metadata,
-                size,
-                len(chunks),
-            )
-            status: Literal["created", "updated"] = "updated"
-        else:
-            document_id = uuid.UUID(doc.id)
-            stale = []
-            inserted = await conn.fetchval(
-                """INSERT INTO aidb_documents (id, project, kind, title, source, content, content_hash, metadata,
-                   size_bytes, chunk_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                   ON CONFLICT DO NOTHING RETURNING id""",
-                document_id,
-                doc.project,
-                doc.kind,
-                doc.title,
-                doc.source,
-                doc.content,
-                doc.content_hash,
-                doc.metadata,
-                size,
-                len(chunks),
-            )
-            if inserted is None:
-                raise Conflict("a concurrent write stored this content or source first; retry the call")
-            status = "created"
-        await conn.copy_records_to_table(
-            "aidb_chunks",
-            columns=[
-                "point_id",
-                "document_id",
-                "chunk_index",
-                "heading",
-                "start_line",
-                "text",
-                "embedding",
-                "embedder",
-            ],
-            records=[
-                (
-                    uuid.UUID(c.point_id),
-                    document_id,
-                    c.index,
-                    c.heading,
-                    c.start_line,
-                    c.text,
-                    pack_vector(c.embedding),
-                    doc.embedder,
-                )
-                for c in chunks
-            ],
-        )
-        await conn.execute("INSERT INTO aidb_outbox (document_id, stale_point_ids) VALUES ($1, $2)", document_id, stale)
+    try:
+        async with database.transaction() as conn:
+            outcome = await _write(conn, doc, chunks)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("a concurrent write stored this content or source first; retry the call") from None
     await bump_generation(database)
+    return outcome
+
+
+async def write_documents(
+    database: Database, items: Sequence[tuple[NewDocument, Sequence[NewChunk]]]
+) -> list[WriteOutcome | None]:
+    """`write_document` for many documents in one transaction (one commit); None where a concurrent write won.
+
+    The documents must have distinct content hashes. If any of them conflicts, the batch is rolled back and
+    each is written in a transaction of its own, so one conflict costs the batch its single commit, nothing more.
+    """
+    try:
+        async with database.transaction() as conn:
+            outcomes: list[WriteOutcome | None] = [await _write(conn, doc, chunks) for doc, chunks in items]
+    except (Conflict, asyncpg.UniqueViolationError):
+        outcomes = []
+        for doc, chunks in items:
+            try:
+                outcomes.append(await write_document(database, doc, chunks))
+            except Conflict:
+                outcomes.append(None)
+        return outcomes
+    await bump_generation(database)
+    return outcomes
+
+
+async def _write(conn: Connection, doc: NewDocument, chunks: Sequence[NewChunk]) -> WriteOutcome:
+    size = len(doc.content.encode("utf-8"))
+    row = await conn.fetchrow(
+        "SELECT id, title, chunk_count FROM aidb_documents WHERE project = $1 AND content_hash = $2",
+        doc.project,
+        doc.content_hash,
+    )
+    if row is not None:
+        return WriteOutcome(str(row["id"]), "duplicate", row["title"], row["chunk_count"])
+    previous = None
+    if doc.source is not None:
+        previous = await conn.fetchrow(
+            "SELECT id FROM aidb_documents WHERE project = $1 AND source = $2 FOR UPDATE", doc.project, doc.source
+        )
+    if previous is not None:
+        document_id: uuid.UUID = previous["id"]
+        stale = [
+            r["point_id"]
+            for r in await conn.fetch("SELECT point_id FROM aidb_chunks WHERE document_id = $1", document_id)
+        ]
+        await conn.execute("DELETE FROM aidb_chunks WHERE document_id = $1", document_id)
+        await conn.execute(
+            """UPDATE aidb_documents SET kind = $2, title = $3, content = $4, content_hash = $5, metadata = $6,
+               size_bytes = $7, chunk_count = $8, version = version + 1, updated_at = clock_timestamp()
+               WHERE id = $1""",
+            document_id,
+            doc.kind,
+            doc.title,
+            doc.content,
+            doc.content_hash,
+            doc.metadata,
+            size,
+            len(chunks),
+        )
+        status: Literal["created", "updated"] = "updated"
+    else:
+        document_id = uuid.UUID(doc.id)
+        stale = []
+        inserted = await conn.fetchval(
+            """INSERT INTO aidb_documents (id, project, kind, title, source, content, content_hash, metadata,
+               size_bytes, chunk_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               ON CONFLICT DO NOTHING RETURNING id""",
+            document_id,
+            doc.project,
+            doc.kind,
+            doc.title,
+            doc.source,
+            doc.content,
+            doc.content_hash,
+            doc.metadata,
+            size,
+            len(chunks),
+        )
+        if inserted is None:
+            raise Conflict("a concurrent write stored this content or source first; retry the call")
+        status = "created"
+    await conn.copy_records_to_table(
+        "aidb_chunks",
+        columns=[
+            "point_id",
+            "document_id",
+            "chunk_index",
+            "heading",
+            "start_line",
+            "text",
+            "embedding",
+            "embedder",
+        ],
+        records=[
+            (
+                uuid.UUID(c.point_id),
+                document_id,
+                c.index,
+                c.heading,
+                c.start_line,
+                c.text,
+                pack_vector(c.embedding),
+                doc.embedder,
+            )
+            for c in chunks
+        ],
+    )
+    await conn.execute("INSERT INTO aidb_outbox (document_id, stale_point_ids) VALUES ($1, $2)", document_id, stale)
     return WriteOutcome(str(document_id), status, doc.title, len(chunks))
 
 

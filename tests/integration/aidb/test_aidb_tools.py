@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp_types import INVALID_PARAMS
 
+from mcp_servers.aidb import documents
 from mcp_servers.aidb.deps import AidbDeps
 from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
 from mcp_servers.shared.harness import StackServer
@@ -335,6 +337,55 @@ async def test_ingest_path_stores_updates_skips_and_reports_progress(
         code = structured(await client.call_tool("ingest_path", {"path": "docs/script.py", "project": "kb"}))
         assert code["created"] == 1
         assert (await search(client, "main print", kind="code"))["hits"][0]["provenance"]["kind"] == "code"
+
+
+async def test_ingest_path_stores_many_files_in_batches(aidb_server: StackServer[AidbDeps], roots: Path) -> None:
+    notes = roots / "notes"
+    notes.mkdir()
+    for i in range(70):
+        (notes / f"note{i:02}.md").write_text(
+            f"# Note {i}\nRemember item number {i} of the inventory.", encoding="utf-8"
+        )
+    (notes / "copy.md").write_text("# Note 3\nRemember item number 3 of the inventory.", encoding="utf-8")
+    (notes / "known.md").write_text(FOX, encoding="utf-8")
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        assert total == 72
+        progress.append(done)
+
+    async with Client(aidb_server.mcp) as client:
+        await store(client, FOX)
+        result = structured(
+            await client.call_tool("ingest_path", {"path": "notes", "glob": "*.md"}, progress_callback=on_progress)
+        )
+        # copy.md repeats note03.md within the same batch; known.md repeats a document stored before.
+        assert (result["created"], result["updated"], result["unchanged"], result["skipped"]) == (70, 0, 2, [])
+        assert len(set(result["document_ids"])) == 70
+        assert progress == sorted(progress) and progress[0] == 0 and progress[-1] == 72
+        assert len(progress) >= 4  # the start and one update per batch of at most 32 files
+        stats = structured(await client.call_tool("stats", {}))
+        assert (stats["documents"], stats["chunks"]) == (71, 71)
+        assert await aidb_server.deps.vectors.count(CHUNKS_COLLECTION) == 71
+        hits = (await search(client, "item number 57 of the inventory", mode="lexical", limit=1))["hits"]
+        assert hits[0]["title"] == "note57.md"
+
+
+async def test_a_conflict_in_a_batch_costs_only_that_document(aidb_server: StackServer[AidbDeps]) -> None:
+    async with Client(aidb_server.mcp) as client:
+        stored = await store(client, FOX)
+        deps = aidb_server.deps
+        fresh = await documents.prepare_document(deps, PYTHON)
+        # Same id as the stored document, other content: its INSERT finds the row taken, as a concurrent write would.
+        clash = await documents.prepare_document(deps, "# Clash\nAnother text entirely.")
+        clash = replace(clash, document=replace(clash.document, id=stored["document_id"]))
+        results = await documents.store_documents(deps, [fresh, clash])
+        assert results[1] is None
+        assert results[0] is not None and results[0].status == "created" and results[0].indexed
+        assert (await search(client, "pyproject wheel", mode="lexical"))["hits"][0]["document_id"] == (
+            results[0].document_id
+        )
+        assert structured(await client.call_tool("stats", {}))["documents"] == 2
 
 
 @pytest.mark.parametrize(
