@@ -98,7 +98,14 @@ async def ingest_path(
     created, updated, unchanged = counts["created"], counts["updated"], counts["duplicate"]
     logger.info(
         "ingest finished",
-        extra={"files": total, "created": created, "updated": updated, "unchanged": unchanged, "skipped": len(skipped)},
+        # "created" is a LogRecord attribute: logging refuses it as an extra key.
+        extra={
+            "files": total,
+            "documents_created": created,
+            "documents_updated": updated,
+            "unchanged": unchanged,
+            "skipped": len(skipped),
+        },
     )
     return IngestResult(
         files_seen=total + len(refused),

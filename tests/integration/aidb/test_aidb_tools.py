@@ -1,6 +1,7 @@
 """AIDB over real MCP: every tool, resource and prompt, against Qdrant Edge and qdrant-client local mode."""
 
 import json
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -339,7 +340,10 @@ async def test_ingest_path_stores_updates_skips_and_reports_progress(
         assert (await search(client, "main print", kind="code"))["hits"][0]["provenance"]["kind"] == "code"
 
 
-async def test_ingest_path_stores_many_files_in_batches(aidb_server: StackServer[AidbDeps], roots: Path) -> None:
+async def test_ingest_path_stores_many_files_in_batches(
+    aidb_server: StackServer[AidbDeps], roots: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcp_servers.aidb.ingest")  # its summary line once broke the tool
     notes = roots / "notes"
     notes.mkdir()
     for i in range(70):
@@ -369,6 +373,7 @@ async def test_ingest_path_stores_many_files_in_batches(aidb_server: StackServer
         assert await aidb_server.deps.vectors.count(CHUNKS_COLLECTION) == 71
         hits = (await search(client, "item number 57 of the inventory", mode="lexical", limit=1))["hits"]
         assert hits[0]["title"] == "note57.md"
+    assert any(record.getMessage() == "ingest finished" for record in caplog.records)
 
 
 async def test_a_conflict_in_a_batch_costs_only_that_document(aidb_server: StackServer[AidbDeps]) -> None:
