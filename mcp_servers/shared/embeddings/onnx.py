@@ -7,6 +7,7 @@ adapter raises `ConfigurationError`.
 
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ class _Model:
 class OnnxEmbedder:
     """In-process sentence embedder; it owns its inference session, which `close()` releases.
 
-    One session uses every intra-op thread, so inference runs one batch at a time (CapacityLimiter(1)) in a worker
-    thread; a query waits for at most one batch of a concurrent bulk embedding.
+    Each inference is single-threaded and up to `threads` of them run at once in worker threads: on 2 cores, two
+    texts side by side take 4.0 ms/text against 6.3 ms/text for one text on two intra-op threads (a lone text
+    takes 7.7 ms instead of 6.3). Concurrent calls share those slots; a query waits for at most one run.
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class OnnxEmbedder:
         self._model_dir = model_dir_for(settings)
         self._model_path = model_path
         self._breaker = breaker
-        self._limiter = anyio.CapacityLimiter(1)
+        self._limiter = anyio.CapacityLimiter(settings.threads)
         self._load_lock = anyio.Lock()
         self._model: _Model | None = None
         self._closed = False
@@ -111,19 +113,36 @@ class OnnxEmbedder:
         return DIMENSION
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed passages in batches of `batch_size`, each truncated to `max_tokens` tokens; order is preserved."""
+        """Embed passages, each truncated to `max_tokens` tokens; order is preserved.
+
+        The texts are cut into runs of at most `batch_size` and spread over `threads` parallel inferences.
+        """
         if not texts:
             return []
         model = await self._loaded()
-        # Batching texts of similar length wastes less compute on padding; results go back to input order.
+        # Texts of similar length together waste less compute on padding; results go back to input order.
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        size = max(1, min(self._settings.batch_size, math.ceil(len(order) / self._settings.threads)))
+        runs = iter([order[start : start + size] for start in range(0, len(order), size)])
         vectors: list[list[float]] = [[] for _ in texts]
-        batch_size = self._settings.batch_size
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            batch = await self._infer(model, [texts[index] for index in indices])
-            for index, vector in zip(indices, batch, strict=True):
-                vectors[index] = vector
+
+        async def drain() -> None:
+            for indices in runs:
+                batch = await self._infer(model, [texts[index] for index in indices])
+                for index, vector in zip(indices, batch, strict=True):
+                    vectors[index] = vector
+
+        workers = min(self._settings.threads, math.ceil(len(order) / size))
+        if workers == 1:
+            await drain()
+            return vectors
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(workers):
+                    group.start_soon(drain)
+        except ExceptionGroup as failure:
+            # Callers handle DependencyUnavailable, not a group of them.
+            raise failure.exceptions[0] from None
         return vectors
 
     async def embed_query(self, text: str) -> list[float]:
@@ -177,7 +196,7 @@ class OnnxEmbedder:
         tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self._settings.threads
+        options.intra_op_num_threads = 1  # parallelism comes from `threads` concurrent runs (see the class)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
