@@ -136,6 +136,8 @@ async def bulk_fill(deps: AidbDeps, total_chunks: int, *, seed: int = 7) -> dict
         await optimize(CHUNKS_COLLECTION)
     return {
         "bulk_documents": documents_needed,
+        # The bench's own data (freed when this returns): a few hundred chunks, so RssAnon is the server's.
+        "seed_chunks": len(seeds),
         "pg_write_seconds": round(write_seconds, 1),
         "index_drain_seconds": round(time.perf_counter() - began, 1),
     }

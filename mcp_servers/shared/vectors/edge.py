@@ -344,7 +344,7 @@ class EdgeVectorIndex:
             coll.indexed_fields.add(term.key)
 
     async def _optimize_locked(self, coll: _Collection) -> bool:
-        changed = await self._run(coll.shard.optimize, "optimize")
+        changed = await self._run(partial(_optimize_and_flush, coll.shard), "optimize")
         coll.points_since_optimize = 0
         return changed
 
@@ -477,6 +477,15 @@ def _upsert_rows(shard: qe.EdgeShard, rows: Sequence[tuple[str, list[float], Spa
         for point_id, dense, sparse, payload in rows
     ]
     shard.update(qe.UpdateOperation.upsert_points(points))
+
+
+def _optimize_and_flush(shard: qe.EdgeShard) -> bool:
+    changed = shard.optimize()
+    if changed:
+        # Edge 0.9 keeps the segments an optimisation replaced (files on disk, mapped into this process) until
+        # the next flush: without it every optimisation round stays resident (1.3 GB of dead segments at 100k).
+        shard.flush()
+    return changed
 
 
 def _flush_and_close(shard: qe.EdgeShard) -> None:
