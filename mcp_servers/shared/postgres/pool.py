@@ -39,6 +39,11 @@ IsolationLevel: TypeAlias = Literal["read_committed", "repeatable_read", "serial
 BREAKER_NAME: Final = "postgres"
 _CLOSE_TIMEOUT_SECONDS: Final = 10.0
 _STARTUP_RETRY_SECONDS: Final = 0.5
+_RELEASE_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    *CONNECTION_ERRORS,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ class Database:
                 means the server is too slow to serve this process.
         """
         try:
-            async with self._breaker, self._pool.acquire(timeout=self._acquire_timeout) as connection:
+            async with self._breaker, self._borrowed() as connection:
                 try:
                     yield connection
                 except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
@@ -150,6 +155,20 @@ class Database:
 
     acquire = connection
     """Alias of `connection()` for code written against asyncpg's pool."""
+
+    @asynccontextmanager
+    async def _borrowed(self) -> AsyncIterator[Connection]:
+        connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        try:
+            yield connection
+        finally:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._pool.release(connection)
+            except _RELEASE_ERRORS as exc:
+                # The block's work is done (a transaction inside it has committed); only the reset before reuse
+                # failed, as it does on a connection the server is closing. asyncpg has already discarded it.
+                logger.warning("postgres connection discarded on release", extra={"error_type": type(exc).__name__})
 
     @asynccontextmanager
     async def held_connection(self) -> AsyncIterator[Connection]:
