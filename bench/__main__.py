@@ -75,6 +75,8 @@ def aidb_rows(d: dict[str, Any]) -> list[Row]:
             "same search, embedding cached", search["hybrid"]["p50_ms_without_embedding"], "ms", "informative"),
         Row("aidb", "hybrid search p50 (embedding cached)", search["hybrid"]["p50_ms_without_embedding"],
             "lexical search p50", search["lexical"]["p50_ms_without_embedding"], "ms", "abs <= 15 ms"),
+        Row("aidb", "ingest_path documents/s", d["ingest"]["ingest_path_documents_per_second"],
+            "store_document one by one", d["ingest"]["documents_per_second"], "docs/s", "informative"),
     ]  # fmt: skip
 
 
