@@ -109,7 +109,7 @@ class ChunkedDocument:
         ]
 
 
-async def prepare_document(
+def prepare_document(
     deps: DocumentDeps,
     content: str,
     *,
@@ -171,7 +171,7 @@ async def store_document(
     metadata: Mapping[str, MetadataValue] | None = None,
 ) -> StoreResult:
     """Store a document (or find its duplicate, or update the one with the same source) and index it."""
-    prepared = await prepare_document(
+    prepared = prepare_document(
         deps, content, title=title, project=project, kind=kind, source=source, metadata=metadata
     )
     doc = prepared.document
