@@ -128,6 +128,9 @@ class StatsResult(BaseModel):
     tools_indexed: int
     vector_backend: str
     embedder: str
+    chunks_by_embedder: dict[str, int] = Field(
+        description="chunks per embedding model; more than one after a model change: reindex with reembed=true"
+    )
     dimension: int
     cache_hits: int
     cache_misses: int
@@ -140,6 +143,7 @@ class ReindexResult(BaseModel):
     chunks: int
     tools: int
     pending_applied: int = Field(description="outbox entries drained and cleared by the rebuild")
+    reembedded: int = Field(default=0, description="chunks and tools embedded again (reembed=true)")
 
 
 class ProjectInfo(BaseModel):

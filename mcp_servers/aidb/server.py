@@ -32,6 +32,7 @@ from mcp_servers.aidb.models import (
     StatsResult,
     StoreResult,
 )
+from mcp_servers.aidb.reembed import reembed as embed_again
 from mcp_servers.aidb.search import MAX_QUERY_CHARS, SearchRequest
 from mcp_servers.aidb.stats import collect_stats
 from mcp_servers.shared.annotations import DESTRUCTIVE, IDEMPOTENT_WRITE, OPEN_WORLD, READ_ONLY
@@ -156,14 +157,31 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         return await collect_stats(_deps(ctx))
 
     @server.tool("reindex", annotations=IDEMPOTENT_WRITE, scope="admin")
-    async def reindex(ctx: Context[AidbDeps, Any], project: Project = None) -> ReindexResult:
+    async def reindex(
+        ctx: Context[AidbDeps, Any],
+        project: Project = None,
+        reembed: Annotated[
+            bool,
+            Field(
+                description="first embed again the chunks and tools another embedding model made (see "
+                "stats.chunks_by_embedder); progress is reported per page"
+            ),
+        ] = False,
+    ) -> ReindexResult:
         """Rebuild the vector index from PostgreSQL (all projects, or one). Admin only; searches may miss
         documents until it returns."""
         deps = _deps(ctx)
+        reembedded = 0
+        if reembed:
+
+            async def progress(done: int) -> None:
+                await ctx.report_progress(done, None, f"{done} embeddings replaced")
+
+            reembedded = await embed_again(deps.database, deps.embedder, project=project, progress=progress)
         docs, chunks, tools, cleared = await indexer.rebuild(
             deps.database, deps.vectors, deps.settings.embedder.dimension, project=project
         )
-        return ReindexResult(documents=docs, chunks=chunks, tools=tools, pending_applied=cleared)
+        return ReindexResult(documents=docs, chunks=chunks, tools=tools, pending_applied=cleared, reembedded=reembedded)
 
     @server.tool("register_mcp_server", annotations=OPEN_WORLD, scope="admin")
     async def register_mcp_server(

@@ -21,6 +21,7 @@ async def collect_stats(deps: AidbDeps) -> StatsResult:
         tools_indexed=counts.tools,
         vector_backend=deps.vectors.name,
         embedder=deps.embedder.name,
+        chunks_by_embedder=counts.by_embedder,
         dimension=deps.embedder.dimension,
         cache_hits=cache.hits,
         cache_misses=cache.misses,

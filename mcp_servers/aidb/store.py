@@ -5,7 +5,7 @@ and bumps the generation, so a write is acknowledged only once it is durable, an
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -476,6 +476,7 @@ class Counts:
     pending: int
     projects: int
     by_kind: dict[str, int]
+    by_embedder: dict[str, int]
     servers: int
     tools: int
 
@@ -489,6 +490,8 @@ async def counts(database: Database) -> Counts:
                   (SELECT count(DISTINCT project) FROM aidb_documents) AS projects,
                   (SELECT coalesce(jsonb_object_agg(kind, n), '{}'::jsonb)
                      FROM (SELECT kind, count(*) AS n FROM aidb_documents GROUP BY kind) k) AS by_kind,
+                  (SELECT coalesce(jsonb_object_agg(embedder, n), '{}'::jsonb)
+                     FROM (SELECT embedder, count(*) AS n FROM aidb_chunks GROUP BY embedder) e) AS by_embedder,
                   (SELECT count(*) FROM aidb_mcp_servers) AS servers,
                   (SELECT count(*) FROM aidb_tools) AS tools"""
     )
@@ -499,6 +502,7 @@ async def counts(database: Database) -> Counts:
         pending=row["pending"],
         projects=row["projects"],
         by_kind=dict(row["by_kind"]),
+        by_embedder=dict(row["by_embedder"]),
         servers=row["servers"],
         tools=row["tools"],
     )
@@ -555,6 +559,47 @@ async def tools_by_point(database: Database, point_ids: Sequence[str]) -> dict[s
         list(point_ids),
     )
     return {str(row["point_id"]): _tool_record(row) for row in rows}
+
+
+async def chunks_embedded_by_others(
+    database: Database, embedder: str, *, project: str | None, after: str | None, limit: int
+) -> list[tuple[str, str, str]]:
+    """A page of (point id, document title, chunk text) of chunks not embedded by `embedder`, by point id."""
+    rows = await database.fetch(
+        """SELECT c.point_id, d.title, c.text FROM aidb_chunks c JOIN aidb_documents d ON d.id = c.document_id
+           WHERE c.embedder <> $1 AND ($2::text IS NULL OR d.project = $2)
+             AND ($3::uuid IS NULL OR c.point_id > $3::uuid)
+           ORDER BY c.point_id LIMIT $4""",
+        embedder,
+        project,
+        None if after is None else uuid.UUID(after),
+        limit,
+    )
+    return [(str(row["point_id"]), row["title"], row["text"]) for row in rows]
+
+
+async def tools_embedded_by_others(database: Database, embedder: str) -> list[ToolRecord]:
+    """Registered tools whose embedding came from another model."""
+    rows = await database.fetch(
+        """SELECT server, name, title, description, input_schema, point_id, embedding FROM aidb_tools
+           WHERE embedder <> $1 ORDER BY point_id""",
+        embedder,
+    )
+    return [_tool_record(row) for row in rows]
+
+
+async def replace_embeddings(
+    database: Database,
+    table: Literal["aidb_chunks", "aidb_tools"],
+    vectors: Mapping[str, Sequence[float]],
+    embedder: str,
+) -> None:
+    """Store new embeddings (by point id) and the model that made them, in one transaction."""
+    async with database.transaction() as conn:
+        await conn.executemany(
+            f"UPDATE {table} SET embedding = $2, embedder = $3 WHERE point_id = $1",
+            [(uuid.UUID(point), pack_vector(vector), embedder) for point, vector in vectors.items()],
+        )
 
 
 async def all_tools(database: Database) -> list[ToolRecord]:

@@ -15,7 +15,9 @@ from mcp_types import INVALID_PARAMS
 from mcp_servers.aidb import documents
 from mcp_servers.aidb.deps import AidbDeps
 from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
-from mcp_servers.shared.harness import StackServer
+from mcp_servers.aidb.server import create_server
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.harness import StackServer, build_core
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED
 from tests.integration.aidb.conftest import Connect, over_http, structured
 from tests.integration.test_harness import issue_key
@@ -282,6 +284,36 @@ async def test_reindex_rebuilds_the_index_from_postgres(aidb_server: StackServer
         assert structured(await client.call_tool("reindex", {"project": "default"}))["chunks"] == 5
         stats = structured(await client.call_tool("stats", {}))
         assert stats["chunks_indexed"] == 5
+
+
+async def test_reindex_reembeds_what_another_model_embedded(aidb_settings: StackSettings) -> None:
+    shipped = aidb_settings.model_copy(
+        update={"embedder": aidb_settings.embedder.model_copy(update={"onnx_model": "weight-int8"})}
+    )
+    old_server = create_server(build_core("aidb", shipped))
+    async with Client(old_server.mcp) as client:
+        for i in range(3):
+            await store(client, f"# Beacon {i}\nThe harbour beacon number {i} blinks twice at dusk.")
+        old_name = structured(await client.call_tool("stats", {}))["embedder"]
+    server = create_server(build_core("aidb", aidb_settings))  # the default model, on the same data
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(done)
+
+    async with Client(server.mcp) as client:
+        await store(client, FOX)
+        stats = structured(await client.call_tool("stats", {}))
+        assert stats["embedder"] != old_name
+        assert stats["chunks_by_embedder"] == {old_name: 3, stats["embedder"]: 1}
+        result = structured(await client.call_tool("reindex", {"reembed": True}, progress_callback=on_progress))
+        assert (result["reembedded"], result["chunks"]) == (3, 4) and progress == [3]
+        stats = structured(await client.call_tool("stats", {}))
+        assert stats["chunks_by_embedder"] == {stats["embedder"]: 4}
+        assert stats["chunks_indexed"] == 4
+        hits = (await search(client, "harbour beacon blinking at dusk", mode="dense"))["hits"]
+        assert hits[0]["title"].startswith("Beacon")
+        assert structured(await client.call_tool("reindex", {"reembed": True}))["reembedded"] == 0
 
 
 async def test_admin_tools_need_the_admin_scope(aidb_server: StackServer[AidbDeps]) -> None:
