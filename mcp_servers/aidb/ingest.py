@@ -83,7 +83,7 @@ async def ingest_path(
         elif not loaded.text.strip():
             skipped.append(SkippedFile(path=candidate.relative, reason="empty file"))
         else:
-            document = prepare_document(
+            document = await prepare_document(
                 deps,
                 loaded.text,
                 title=candidate.relative,

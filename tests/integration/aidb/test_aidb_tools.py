@@ -412,9 +412,9 @@ async def test_a_conflict_in_a_batch_costs_only_that_document(aidb_server: Stack
     async with Client(aidb_server.mcp) as client:
         stored = await store(client, FOX)
         deps = aidb_server.deps
-        fresh = documents.prepare_document(deps, PYTHON)
+        fresh = await documents.prepare_document(deps, PYTHON)
         # Same id as the stored document, other content: its INSERT finds the row taken, as a concurrent write would.
-        clash = documents.prepare_document(deps, "# Clash\nAnother text entirely.")
+        clash = await documents.prepare_document(deps, "# Clash\nAnother text entirely.")
         clash = replace(clash, document=replace(clash.document, id=stored["document_id"]))
         results = await documents.store_documents(deps, [fresh, clash])
         assert results[1] is None
