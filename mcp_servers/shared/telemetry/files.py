@@ -8,11 +8,12 @@ the low-level helpers more than one module needs. Helpers only one module uses l
 import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+
+from mcp_servers.shared.files import write_atomically
 
 LIVE_FILE: Final = "events.jsonl"
 LOCK_FILE: Final = "events.jsonl.lock"
@@ -71,23 +72,4 @@ def read_last_seq(directory: Path, rotated: Mapping[int, Path]) -> int:
 
 
 def write_seq(directory: Path, seq: int) -> None:
-    replace_atomically(directory / SEQ_FILE, f"{seq}\n")
-
-
-def replace_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
+    write_atomically(directory / SEQ_FILE, f"{seq}\n")
