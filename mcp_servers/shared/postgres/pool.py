@@ -162,13 +162,16 @@ class Database:
         try:
             yield connection
         finally:
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self._pool.release(connection)
-            except _RELEASE_ERRORS as exc:
-                # The block's work is done (a transaction inside it has committed); only the reset before reuse
-                # failed, as it does on a connection the server is closing. asyncpg has already discarded it.
-                logger.warning("postgres connection discarded on release", extra={"error_type": type(exc).__name__})
+            await self._release(connection)
+
+    async def _release(self, connection: Connection) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._pool.release(connection)
+        except _RELEASE_ERRORS as exc:
+            # The block's work is done (a transaction inside it has committed); only the reset before reuse
+            # failed, as it does on a connection the server is closing. asyncpg has already discarded it.
+            logger.warning("postgres connection discarded on release", extra={"error_type": type(exc).__name__})
 
     @asynccontextmanager
     async def held_connection(self) -> AsyncIterator[Connection]:
@@ -199,8 +202,7 @@ class Database:
                 raise _unavailable(exc) from exc
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._pool.release(connection)
+            await self._release(connection)
 
     @asynccontextmanager
     async def transaction(
