@@ -18,8 +18,9 @@ from mcp_servers.ralph.downstream import DownstreamServer
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout
+from mcp_servers.ralph.pool import WorkerPool
+from mcp_servers.ralph.queue import TaskQueue
 from mcp_servers.ralph.store import TaskStore
-from mcp_servers.ralph.worker import WorkerPool
 from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import Core, ReadinessCheck
@@ -92,7 +93,7 @@ async def open_ralph(
         async with background_tasks("ralph") as background:
             if run_workers and settings.ralph.workers > 0:
                 workers = WorkerPool(
-                    store=store,
+                    queue=TaskQueue(database),
                     backends=backends,
                     settings=settings,
                     events=events,

@@ -5,8 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mcp_servers.ralph.domain import Iteration, Task
-from mcp_servers.ralph.store import StoredTask
+from mcp_servers.ralph.domain import Iteration, StoredTask, Task
 
 TaskStatusName = Literal[
     "queued", "awaiting_approval", "running", "completed", "limit_reached", "stuck", "failed", "stopped", "rejected"

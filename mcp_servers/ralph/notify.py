@@ -18,8 +18,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
+from mcp_servers.ralph._sql import CHANNEL
 from mcp_servers.ralph.models import iterations_uri, task_uri
-from mcp_servers.ralph.store import CHANNEL
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.postgres.pool import Database
 

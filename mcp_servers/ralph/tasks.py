@@ -2,17 +2,18 @@
 
 import logging
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import anyio
 
 from mcp_servers.ralph.deps import RalphDeps
-from mcp_servers.ralph.domain import Hook, Iteration, Limits, TaskId, TaskSpec, TaskStatus
+from mcp_servers.ralph.domain import Hook, Iteration, Limits, StoredTask, TaskId, TaskSpec, TaskStatus
 from mcp_servers.ralph.models import HookSpec
 from mcp_servers.ralph.process import find_program, scrubbed_env, split_command
-from mcp_servers.ralph.store import StoredTask
 from mcp_servers.ralph.workspace import validate_workspace
+from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint, invalid_cursor
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 APPROVAL_ORIGINS = frozenset({"hybrid"})
 # stop_task waits this long for the worker to confirm, so the caller usually sees the final state.
 STOP_WAIT_SECONDS = 3.0
+# list_tasks cursors carry this kind and a fingerprint of the status filter they were minted for.
+_CURSOR_KIND = "tasks"
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -109,8 +112,26 @@ async def iterations(deps: RalphDeps, task_id: str) -> list[Iteration]:
 async def list_page(
     deps: RalphDeps, *, status_filter: TaskStatus | None, cursor: str | None, limit: int
 ) -> tuple[list[StoredTask], str | None]:
-    """A page of tasks, newest first."""
-    return await deps.store.page(status=status_filter, cursor=cursor, limit=limit)
+    """A page of tasks, newest first; the cursor resumes after the previous page's last task.
+
+    Raises:
+        InvalidRequest: the cursor is malformed or was minted for another status filter.
+    """
+    key = fingerprint(status_filter.value if status_filter else None)
+    after: tuple[datetime, uuid.UUID] | None = None
+    if cursor:
+        position = decode_cursor(cursor, _CURSOR_KIND, key)
+        try:
+            after = (datetime.fromisoformat(str(position["c"])), uuid.UUID(str(position["i"])))
+        except (KeyError, ValueError):
+            raise invalid_cursor() from None
+    page = await deps.store.page(status=status_filter, after=after, limit=limit + 1)
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        last = page[-1].task
+        next_cursor = encode_cursor(_CURSOR_KIND, key, {"c": last.created_at.isoformat(), "i": str(last.id)})
+    return page, next_cursor
 
 
 async def stop(deps: RalphDeps, task_id: str) -> StoredTask:

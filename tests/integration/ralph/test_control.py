@@ -187,6 +187,35 @@ async def test_list_tasks_pages_with_a_cursor_without_gaps_or_duplicates(
     assert bad_cursor.is_error
 
 
+async def test_list_cursor_is_bound_to_the_status_filter_it_was_minted_for(
+    ralph_settings: Callable[..., StackSettings],
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings(workers=0)))
+    async with Client(server.mcp) as client:
+        queued = [
+            (await call(client, "submit_task", prompt=f"task {n}", backend="command", max_iterations=1))["task_id"]
+            for n in range(3)
+        ]
+        stopped = (await call(client, "submit_task", prompt="stopped", backend="command", max_iterations=1))["task_id"]
+        await call(client, "stop_task", task_id=stopped)
+        first = await call(client, "list_tasks", status="queued", limit=2)
+        cursor = first["next_cursor"]
+        assert cursor is not None
+        other_status = await client.call_tool("list_tasks", {"status": "stopped", "cursor": cursor})
+        no_status = await client.call_tool("list_tasks", {"cursor": cursor})
+        rest = await call(client, "list_tasks", status="queued", limit=2, cursor=cursor)
+        unfiltered = await call(client, "list_tasks", limit=1)
+        unfiltered_cursor = unfiltered["next_cursor"]
+        assert unfiltered_cursor is not None
+        filtered_with_unfiltered = await client.call_tool(
+            "list_tasks", {"status": "queued", "cursor": unfiltered_cursor}
+        )
+    assert other_status.is_error and no_status.is_error and filtered_with_unfiltered.is_error
+    assert [task["id"] for task in first["tasks"] + rest["tasks"]] == list(reversed(queued))
+    assert rest["next_cursor"] is None
+    assert unfiltered["tasks"][0]["id"] == stopped
+
+
 async def test_task_resources_and_unknown_ids(ralph_settings: Callable[..., StackSettings]) -> None:
     server = create_server(build_core("ralph", ralph_settings()))
     async with Client(server.mcp) as client:
