@@ -121,18 +121,22 @@ async def list_page(
 
 
 async def stop(deps: RalphDeps, task_id: str) -> StoredTask:
-    """Request a stop and wait (bounded) until the worker confirms it; returns the task as it then stands."""
+    """Request a stop and wait (bounded) until the worker confirms it; returns the task as it then stands.
+
+    The wait reads the task again only when its NOTIFY arrives (the worker's final write sends one).
+    """
     identifier = parse_task_id(task_id)
     before = await deps.store.get(identifier)
-    stored = await deps.store.request_stop(identifier)
-    if not before.task.status.terminal:
-        await deps.events.emit("task_stop_requested", stored.task)
-        if stored.task.status.terminal:  # no live worker held it: the store ended it (a worker reports its own)
-            await deps.events.emit("task_finished", stored.task, detail=stored.task.detail)
-    with anyio.move_on_after(STOP_WAIT_SECONDS):
-        while not stored.task.status.terminal:
-            await anyio.sleep(0.05)
-            stored = await deps.store.get(stored.task.id)
+    with deps.changes.watch(identifier) as watch:  # before the request, so the confirmation cannot slip past
+        stored = await deps.store.request_stop(identifier)
+        if not before.task.status.terminal:
+            await deps.events.emit("task_stop_requested", stored.task)
+            if stored.task.status.terminal:  # no live worker held it: the store ended it (a worker reports its own)
+                await deps.events.emit("task_finished", stored.task, detail=stored.task.detail)
+        with anyio.move_on_after(STOP_WAIT_SECONDS):
+            while not stored.task.status.terminal:
+                await watch.changed()
+                stored = await deps.store.get(identifier)
     return stored
 
 

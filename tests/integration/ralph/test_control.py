@@ -66,6 +66,27 @@ async def test_stop_kills_a_long_running_command_group_within_two_seconds(
     assert [item["status"] for item in iterations] == ["stopped"]
 
 
+async def test_stop_of_a_running_task_returns_the_stopped_task_once_its_worker_confirms(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    workspace = make_workspace(workspace_root, "sleeper")
+    server = create_server(build_core("ralph", ralph_settings(control_poll_seconds=0.5)))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
+        )
+        pids_file = workspace / "pids.txt"
+        with anyio.fail_after(20):
+            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
+                await anyio.sleep(0.05)
+        # Within the 2 s guarantee, and before stop_task's own bounded wait (3 s) could run out: the worker's
+        # final write NOTIFYs, and that wakes the waiting call.
+        with anyio.fail_after(2):
+            stopped = await call(client, "stop_task", task_id=submitted["task_id"])
+    assert (stopped["status"], stopped["completion_reason"]) == ("stopped", "stopped_by_user")
+    assert stopped["finished_at"] is not None
+
+
 async def test_stop_of_a_queued_task_is_immediate_and_a_finished_task_cannot_be_stopped(
     ralph_settings: Callable[..., StackSettings],
 ) -> None:
