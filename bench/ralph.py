@@ -36,8 +36,9 @@ from mcp_servers.ralph.backends.port import Backend, IterationOutcome, Iteration
 from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.domain import Limits, TaskId, TaskSpec, TaskStatus
 from mcp_servers.ralph.events import TaskEvents
+from mcp_servers.ralph.pool import WorkerPool
+from mcp_servers.ralph.queue import TaskQueue
 from mcp_servers.ralph.store import TaskStore
-from mcp_servers.ralph.worker import WorkerPool
 from mcp_servers.shared.config import BreakerSettings, StackSettings, load_settings
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -100,7 +101,7 @@ async def run_tasks(
         for _ in range(tasks):
             await store.insert(TaskId(uuid.uuid4()), spec, TaskStatus.QUEUED)
         pool = WorkerPool(
-            store=store,
+            queue=TaskQueue(database),
             backends=BackendRegistry({backend.name: backend}),
             settings=settings,
             events=TaskEvents(telemetry),

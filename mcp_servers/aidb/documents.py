@@ -15,7 +15,6 @@ import anyio
 from mcp_servers.aidb import store
 from mcp_servers.aidb.chunking import Chunk, ChunkStrategy, choose_strategy, chunk_document
 from mcp_servers.aidb.content import content_hash, guess_title, normalize_content
-from mcp_servers.aidb.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.aidb.indexer import Indexer, index_text
 from mcp_servers.aidb.models import (
     DeleteResult,
@@ -27,6 +26,7 @@ from mcp_servers.aidb.models import (
 )
 from mcp_servers.aidb.search import METADATA_KEY
 from mcp_servers.shared.config import AidbSettings
+from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 from mcp_servers.shared.postgres.pool import Database

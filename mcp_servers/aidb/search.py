@@ -20,10 +20,10 @@ import anyio
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.cache import GenerationCache, LruCache
-from mcp_servers.aidb.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.aidb.indexer import CHUNKS_COLLECTION, payload_filters
 from mcp_servers.aidb.models import FilterValue, Mode, Provenance, SearchHit, SearchResult
 from mcp_servers.aidb.store import ChunkRecord
+from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import InvalidRequest
 from mcp_servers.shared.postgres.pool import Database

@@ -17,9 +17,10 @@ from mcp_servers.ralph.backends.registry import BackendRegistry, command_backend
 from mcp_servers.ralph.downstream import DownstreamServer
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.metrics import RalphMetrics
-from mcp_servers.ralph.notify import ResourceFanout
+from mcp_servers.ralph.notify import ResourceFanout, TaskChanges
+from mcp_servers.ralph.pool import WorkerPool
+from mcp_servers.ralph.queue import TaskQueue
 from mcp_servers.ralph.store import TaskStore
-from mcp_servers.ralph.worker import WorkerPool
 from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import Core, ReadinessCheck
@@ -35,6 +36,8 @@ class RalphDeps:
     backends: BackendRegistry
     events: TaskEvents
     workers: WorkerPool | None
+    # Wakes code waiting on one task; live while the lifespan relays notifications (a server process).
+    changes: TaskChanges
 
     def wake_workers(self) -> None:
         """Let this process's workers claim new work now rather than at their next poll."""
@@ -82,6 +85,8 @@ async def open_ralph(
 
     Args:
         metrics: registered once per process by the caller (the lifespan may be entered more than once).
+        fanout: given by a server that serves tools; then the notification relay runs (resource updates, and the
+            wake-ups `stop_task` waits on). A worker-only process passes none and holds no LISTEN connection.
     """
     settings = core.settings
     async with open_downstreams(core) as remote:
@@ -92,13 +97,14 @@ async def open_ralph(
         async with background_tasks("ralph") as background:
             if run_workers and settings.ralph.workers > 0:
                 workers = WorkerPool(
-                    store=store,
+                    queue=TaskQueue(database),
                     backends=backends,
                     settings=settings,
                     events=events,
                     metrics=metrics,
                 )
                 background.start("workers", workers.run)
+            changes = TaskChanges(fanout)
             if fanout is not None:
-                background.start("notifications", functools.partial(fanout.listen, database))
-            yield RalphDeps(settings, store, backends, events, workers)
+                background.start("notifications", functools.partial(changes.listen, database))
+            yield RalphDeps(settings, store, backends, events, workers, changes)

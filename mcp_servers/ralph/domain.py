@@ -185,6 +185,15 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredTask:
+    """A task plus, by the database's clock, the seconds since it first started and until it may run again."""
+
+    task: Task
+    elapsed_seconds: float
+    wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Iteration:
     """One stored iteration."""
 

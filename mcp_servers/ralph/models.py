@@ -1,12 +1,12 @@
 """Ralph tool inputs and outputs (module level, so the SDK can resolve them)."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mcp_servers.ralph.domain import Iteration, Task
-from mcp_servers.ralph.store import StoredTask
+from mcp_servers.ralph.domain import Iteration, StoredTask, Task, TaskStatus
 
 TaskStatusName = Literal[
     "queued", "awaiting_approval", "running", "completed", "limit_reached", "stuck", "failed", "stopped", "rejected"
@@ -23,6 +23,25 @@ class HookSpec(BaseModel):
         min_length=1, max_length=4000, description="program and arguments, split like a shell would (no shell runs)"
     )
     blocking: bool = Field(default=False, strict=True, description="a failure of this hook ends the task as failed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitTaskRequest:
+    """submit_task's arguments as the tool's schema validated them, plus who submitted the task."""
+
+    prompt: str
+    backend: str
+    max_iterations: int
+    completion_promise: str | None
+    verify_command: str | None
+    max_seconds: float | None
+    max_cost_usd: float | None
+    workspace: str | None
+    require_approval: bool
+    hooks: tuple[HookSpec, ...]
+    git_checkpoint: bool
+    origin: str
+    submitted_by: str
 
 
 class TaskLimits(BaseModel):
@@ -140,6 +159,16 @@ class SubmitTaskResult(BaseModel):
     status: TaskStatusName
     resource_uri: str
     message: str
+
+    @classmethod
+    def of(cls, task: Task) -> "SubmitTaskResult":
+        waits = "waits for approve_task" if task.status is TaskStatus.AWAITING_APPROVAL else "is queued"
+        return cls(
+            task_id=str(task.id),
+            status=task.status.value,
+            resource_uri=task_uri(str(task.id)),
+            message=f"task {waits}; follow it with task_status",
+        )
 
 
 class TaskList(BaseModel):

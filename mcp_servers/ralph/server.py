@@ -24,12 +24,12 @@ from mcp_servers.ralph.models import (
     HookSpec,
     IterationList,
     IterationView,
+    SubmitTaskRequest,
     SubmitTaskResult,
     TaskList,
     TaskStatusName,
     TaskSummary,
     TaskView,
-    task_uri,
 )
 from mcp_servers.ralph.notify import ResourceFanout
 from mcp_servers.shared.annotations import DESTRUCTIVE, READ_ONLY, WRITE
@@ -136,19 +136,22 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         """Queue an agent task and return its id at once. Iterations run in the background: call task_status (or
         read ralph://tasks/{id}) to follow it, stop_task to end it, approve_task if it awaits approval. Give a
         completion_promise or a verify_command, otherwise the task can only end at a limit."""
-        stored = await tasks.submit(
-            ctx.request_context.lifespan_context,
-            prompt=prompt, backend=backend, completion_promise=completion_promise, verify_command=verify_command,
-            max_iterations=max_iterations, max_seconds=max_seconds, max_cost_usd=max_cost_usd, workspace=workspace,
-            require_approval=require_approval, hooks=hooks, git_checkpoint=git_checkpoint, origin=origin,
+        request = SubmitTaskRequest(
+            prompt=prompt,
+            backend=backend,
+            max_iterations=max_iterations,
+            completion_promise=completion_promise,
+            verify_command=verify_command,
+            max_seconds=max_seconds,
+            max_cost_usd=max_cost_usd,
+            workspace=workspace,
+            require_approval=require_approval,
+            hooks=tuple(hooks or ()),
+            git_checkpoint=git_checkpoint,
+            origin=origin,
             submitted_by=principal_of(ctx.request_context).name,
-        )  # fmt: skip
-        task = stored.task
-        waits = "waits for approve_task" if task.status is TaskStatus.AWAITING_APPROVAL else "is queued"
-        return SubmitTaskResult(
-            task_id=str(task.id), status=task.status.value, resource_uri=task_uri(str(task.id)),
-            message=f"task {waits}; follow it with task_status",
-        )  # fmt: skip
+        )
+        return SubmitTaskResult.of((await tasks.submit(ctx.request_context.lifespan_context, request)).task)
 
     @server.tool("task_status", annotations=READ_ONLY)
     async def task_status(task_id: TaskIdParam, ctx: Context[RalphDeps, Any]) -> TaskView:
@@ -163,11 +166,13 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page", max_length=512)] = None,
         limit: Annotated[int, Field(description="tasks per page", ge=1, le=200, strict=True)] = 50,
     ) -> TaskList:
-        """Tasks newest first, a page at a time; pass next_cursor back to continue."""
+        """Tasks newest first, a page at a time; pass next_cursor back, with the same status, to continue."""
         page, next_cursor = await tasks.list_page(
             ctx.request_context.lifespan_context,
-            status_filter=TaskStatus(status) if status else None, cursor=cursor, limit=limit,
-        )  # fmt: skip
+            status_filter=TaskStatus(status) if status else None,
+            cursor=cursor,
+            limit=limit,
+        )
         return TaskList(tasks=[TaskSummary.of(stored.task) for stored in page], next_cursor=next_cursor)
 
     @server.tool("stop_task", annotations=DESTRUCTIVE)
@@ -188,10 +193,13 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         """Decide on a task that is awaiting_approval (submitted with require_approval, or proposed by Hybrid)."""
         return TaskView.of(
             await tasks.approve(
-                ctx.request_context.lifespan_context, task_id, approved=approved, note=note,
+                ctx.request_context.lifespan_context,
+                task_id,
+                approved=approved,
+                note=note,
                 decided_by=principal_of(ctx.request_context).name,
             )
-        )  # fmt: skip
+        )
 
     @server.resource(
         "ralph://tasks/{task_id}", name="task", description="A task and where its loop stands (JSON, as task_status)"

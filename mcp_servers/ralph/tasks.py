@@ -2,17 +2,18 @@
 
 import logging
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import anyio
 
 from mcp_servers.ralph.deps import RalphDeps
-from mcp_servers.ralph.domain import Hook, Iteration, Limits, TaskId, TaskSpec, TaskStatus
-from mcp_servers.ralph.models import HookSpec
+from mcp_servers.ralph.domain import Hook, Iteration, Limits, StoredTask, TaskId, TaskSpec, TaskStatus
+from mcp_servers.ralph.models import SubmitTaskRequest
 from mcp_servers.ralph.process import find_program, scrubbed_env, split_command
-from mcp_servers.ralph.store import StoredTask
 from mcp_servers.ralph.workspace import validate_workspace
+from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint, invalid_cursor
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 APPROVAL_ORIGINS = frozenset({"hybrid"})
 # stop_task waits this long for the worker to confirm, so the caller usually sees the final state.
 STOP_WAIT_SECONDS = 3.0
+# list_tasks cursors carry this kind and a fingerprint of the status filter they were minted for.
+_CURSOR_KIND = "tasks"
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -43,55 +46,41 @@ async def _check_command(command: str, what: str, workspace: Path | None, deps: 
         raise InvalidRequest(f"{what}: program {argv[0]!r} not found on PATH or in the workspace")
 
 
-async def submit(
-    deps: RalphDeps,
-    *,
-    prompt: str,
-    backend: str,
-    completion_promise: str | None,
-    verify_command: str | None,
-    max_iterations: int,
-    max_seconds: float | None,
-    max_cost_usd: float | None,
-    workspace: str | None,
-    require_approval: bool,
-    hooks: list[HookSpec] | None,
-    git_checkpoint: bool,
-    origin: str,
-    submitted_by: str,
-) -> StoredTask:
+async def submit(deps: RalphDeps, request: SubmitTaskRequest) -> StoredTask:
     """Validate everything a worker would otherwise trip over later, then queue (or park) the task."""
-    if not prompt.strip():
+    if not request.prompt.strip():
         raise InvalidRequest("prompt is empty; describe the task the agent should work on")
-    deps.backends.get(backend)
-    resolved = await validate_workspace(workspace, deps.settings.ralph.workspace_roots) if workspace else None
-    if completion_promise is not None and not completion_promise.strip():
+    deps.backends.get(request.backend)
+    roots = deps.settings.ralph.workspace_roots
+    resolved = await validate_workspace(request.workspace, roots) if request.workspace else None
+    promise = request.completion_promise
+    if promise is not None and not promise.strip():
         raise InvalidRequest("completion_promise is empty; omit it or give the text the agent prints when done")
-    if verify_command is not None:
-        await _check_command(verify_command, "verify_command", resolved, deps)
-    for hook in hooks or []:
+    if request.verify_command is not None:
+        await _check_command(request.verify_command, "verify_command", resolved, deps)
+    for hook in request.hooks:
         await _check_command(hook.command, f"{hook.event} hook", resolved, deps)
-    needs_approval = require_approval or origin in APPROVAL_ORIGINS
+    needs_approval = request.require_approval or request.origin in APPROVAL_ORIGINS
     spec = TaskSpec(
-        prompt=prompt,
-        backend=backend,
+        prompt=request.prompt,
+        backend=request.backend,
         limits=Limits(
-            max_iterations=max_iterations,
-            max_seconds=max_seconds,
-            max_cost_usd=Decimal(str(max_cost_usd)) if max_cost_usd is not None else None,
+            max_iterations=request.max_iterations,
+            max_seconds=request.max_seconds,
+            max_cost_usd=Decimal(str(request.max_cost_usd)) if request.max_cost_usd is not None else None,
         ),
-        completion_promise=completion_promise.strip() if completion_promise else None,
-        verify_command=verify_command,
+        completion_promise=promise.strip() if promise else None,
+        verify_command=request.verify_command,
         workspace=str(resolved) if resolved else None,
-        git_checkpoint=git_checkpoint,
-        hooks=tuple(Hook(hook.event, hook.command, hook.blocking) for hook in hooks or []),
+        git_checkpoint=request.git_checkpoint,
+        hooks=tuple(Hook(hook.event, hook.command, hook.blocking) for hook in request.hooks),
         require_approval=needs_approval,
-        origin=origin,
-        submitted_by=submitted_by,
+        origin=request.origin,
+        submitted_by=request.submitted_by,
     )
     status = TaskStatus.AWAITING_APPROVAL if needs_approval else TaskStatus.QUEUED
     task = await deps.store.insert(TaskId(uuid.uuid4()), spec, status)
-    await deps.events.emit("task_submitted", task, submitted_by=submitted_by)
+    await deps.events.emit("task_submitted", task, submitted_by=request.submitted_by)
     deps.wake_workers()
     return await deps.store.get(task.id)
 
@@ -109,23 +98,45 @@ async def iterations(deps: RalphDeps, task_id: str) -> list[Iteration]:
 async def list_page(
     deps: RalphDeps, *, status_filter: TaskStatus | None, cursor: str | None, limit: int
 ) -> tuple[list[StoredTask], str | None]:
-    """A page of tasks, newest first."""
-    return await deps.store.page(status=status_filter, cursor=cursor, limit=limit)
+    """A page of tasks, newest first; the cursor resumes after the previous page's last task.
+
+    Raises:
+        InvalidRequest: the cursor is malformed or was minted for another status filter.
+    """
+    key = fingerprint(status_filter.value if status_filter else None)
+    after: tuple[datetime, uuid.UUID] | None = None
+    if cursor:
+        position = decode_cursor(cursor, _CURSOR_KIND, key)
+        try:
+            after = (datetime.fromisoformat(str(position["c"])), uuid.UUID(str(position["i"])))
+        except (KeyError, ValueError):
+            raise invalid_cursor() from None
+    page = await deps.store.page(status=status_filter, after=after, limit=limit + 1)
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        last = page[-1].task
+        next_cursor = encode_cursor(_CURSOR_KIND, key, {"c": last.created_at.isoformat(), "i": str(last.id)})
+    return page, next_cursor
 
 
 async def stop(deps: RalphDeps, task_id: str) -> StoredTask:
-    """Request a stop and wait (bounded) until the worker confirms it; returns the task as it then stands."""
+    """Request a stop and wait (bounded) until the worker confirms it; returns the task as it then stands.
+
+    The wait reads the task again only when its NOTIFY arrives (the worker's final write sends one).
+    """
     identifier = parse_task_id(task_id)
     before = await deps.store.get(identifier)
-    stored = await deps.store.request_stop(identifier)
-    if not before.task.status.terminal:
-        await deps.events.emit("task_stop_requested", stored.task)
-        if stored.task.status.terminal:  # no live worker held it: the store ended it (a worker reports its own)
-            await deps.events.emit("task_finished", stored.task, detail=stored.task.detail)
-    with anyio.move_on_after(STOP_WAIT_SECONDS):
-        while not stored.task.status.terminal:
-            await anyio.sleep(0.05)
-            stored = await deps.store.get(stored.task.id)
+    with deps.changes.watch(identifier) as watch:  # before the request, so the confirmation cannot slip past
+        stored = await deps.store.request_stop(identifier)
+        if not before.task.status.terminal:
+            await deps.events.emit("task_stop_requested", stored.task)
+            if stored.task.status.terminal:  # no live worker held it: the store ended it (a worker reports its own)
+                await deps.events.emit("task_finished", stored.task, detail=stored.task.detail)
+        with anyio.move_on_after(STOP_WAIT_SECONDS):
+            while not stored.task.status.terminal:
+                await watch.changed()
+                stored = await deps.store.get(identifier)
     return stored
 
 

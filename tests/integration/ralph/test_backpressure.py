@@ -66,7 +66,7 @@ async def test_next_iteration_waits_until_the_backpressure_signal_is_removed(
     workspace = make_workspace(workspace_root, "gated")
     server = create_server(build_core("ralph", gated_settings(ralph_settings, tmp_path)))
     telemetry = server.core.telemetry
-    caplog.set_level(logging.INFO, logger="mcp_servers.ralph.worker")
+    caplog.set_level(logging.INFO, logger="mcp_servers.ralph.pool")
     async with Client(server.mcp) as client:
         submitted = await call(
             client,

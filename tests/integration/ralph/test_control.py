@@ -66,6 +66,27 @@ async def test_stop_kills_a_long_running_command_group_within_two_seconds(
     assert [item["status"] for item in iterations] == ["stopped"]
 
 
+async def test_stop_of_a_running_task_returns_the_stopped_task_once_its_worker_confirms(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path
+) -> None:
+    workspace = make_workspace(workspace_root, "sleeper")
+    server = create_server(build_core("ralph", ralph_settings(control_poll_seconds=0.5)))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
+        )
+        pids_file = workspace / "pids.txt"
+        with anyio.fail_after(20):
+            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
+                await anyio.sleep(0.05)
+        # Within the 2 s guarantee, and before stop_task's own bounded wait (3 s) could run out: the worker's
+        # final write NOTIFYs, and that wakes the waiting call.
+        with anyio.fail_after(2):
+            stopped = await call(client, "stop_task", task_id=submitted["task_id"])
+    assert (stopped["status"], stopped["completion_reason"]) == ("stopped", "stopped_by_user")
+    assert stopped["finished_at"] is not None
+
+
 async def test_stop_of_a_queued_task_is_immediate_and_a_finished_task_cannot_be_stopped(
     ralph_settings: Callable[..., StackSettings],
 ) -> None:
@@ -185,6 +206,35 @@ async def test_list_tasks_pages_with_a_cursor_without_gaps_or_duplicates(
     assert pages == 3 and len(seen) == 7 and set(seen) == ids
     assert len(queued["tasks"]) == 7 and none_running["tasks"] == []
     assert bad_cursor.is_error
+
+
+async def test_list_cursor_is_bound_to_the_status_filter_it_was_minted_for(
+    ralph_settings: Callable[..., StackSettings],
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings(workers=0)))
+    async with Client(server.mcp) as client:
+        queued = [
+            (await call(client, "submit_task", prompt=f"task {n}", backend="command", max_iterations=1))["task_id"]
+            for n in range(3)
+        ]
+        stopped = (await call(client, "submit_task", prompt="stopped", backend="command", max_iterations=1))["task_id"]
+        await call(client, "stop_task", task_id=stopped)
+        first = await call(client, "list_tasks", status="queued", limit=2)
+        cursor = first["next_cursor"]
+        assert cursor is not None
+        other_status = await client.call_tool("list_tasks", {"status": "stopped", "cursor": cursor})
+        no_status = await client.call_tool("list_tasks", {"cursor": cursor})
+        rest = await call(client, "list_tasks", status="queued", limit=2, cursor=cursor)
+        unfiltered = await call(client, "list_tasks", limit=1)
+        unfiltered_cursor = unfiltered["next_cursor"]
+        assert unfiltered_cursor is not None
+        filtered_with_unfiltered = await client.call_tool(
+            "list_tasks", {"status": "queued", "cursor": unfiltered_cursor}
+        )
+    assert other_status.is_error and no_status.is_error and filtered_with_unfiltered.is_error
+    assert [task["id"] for task in first["tasks"] + rest["tasks"]] == list(reversed(queued))
+    assert rest["next_cursor"] is None
+    assert unfiltered["tasks"][0]["id"] == stopped
 
 
 async def test_task_resources_and_unknown_ids(ralph_settings: Callable[..., StackSettings]) -> None:

@@ -1,14 +1,11 @@
-"""Backend helpers: command templates, the hybrid prompt, cursors, workspace validation."""
+"""Backend helpers: command templates, the hybrid prompt, workspace validation."""
 
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mcp_servers.ralph.backends.command import render, template_name
 from mcp_servers.ralph.backends.hybrid import compose_prompt
-from mcp_servers.ralph.store import decode_cursor, encode_cursor
 from mcp_servers.ralph.workspace import _resolve_under_roots
 from mcp_servers.shared.errors import InvalidRequest
 
@@ -37,13 +34,6 @@ def test_hybrid_prompt_has_task_promise_context_and_previous_answer() -> None:
     assert "<promise>FIXED</promise>" in prompt
     assert "[1] Guide\nread the logs" in prompt
     assert prompt.endswith("Your previous answer:\ntried restarting")
-
-
-def test_cursor_round_trip_and_garbage() -> None:
-    when, task_id = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), uuid.uuid4()
-    assert decode_cursor(encode_cursor(when, task_id)) == (when, task_id)
-    with pytest.raises(InvalidRequest):
-        decode_cursor("not a cursor")
 
 
 def test_workspaces_must_resolve_under_a_root(tmp_path: Path) -> None:
