@@ -175,6 +175,8 @@ class LearningPipeline:
             # Another pipeline moved on (or this one restarted): adopt its position, apply nothing.
             self.state.checkpoint = result.committed
             return 0
+        if result.rejected:
+            logger.warning("telemetry rows left out: a value cannot be stored", extra={"rows": result.rejected})
         if after.seq > start.seq and self._settings.delete_consumed_telemetry:
             # Only after the commit: the files before the committed checkpoint can never be needed again.
             self.state.files_removed += await self.reader.remove_consumed(after)

@@ -401,12 +401,14 @@ class BatchRows:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """Whether a batch was applied, the position now committed, and when (None when not applied)."""
+    """Whether a batch was applied, the position now committed, when (None when not applied), and how many of its
+    rows were left out because PostgreSQL cannot store one of their values."""
 
     applied: bool
     committed: Checkpoint
     fresh_events: int = 0
     updated_at: datetime | None = None
+    rejected: int = 0
 
 
 def _checkpoint(position: Any) -> Checkpoint:
@@ -449,7 +451,7 @@ async def apply_batch(
     The checkpoint row is locked and compared with `start` first: if another pipeline (or this one before a
     restart) moved it, nothing is applied and the committed position comes back. Otherwise the event ids never
     seen before are recorded (the persistent dedup), `build` turns those into rows, and the rows and the new
-    checkpoint commit together.
+    checkpoint commit together. A row holding a value PostgreSQL cannot store is left out and counted.
     """
     async with database.transaction() as conn:
         row = await conn.fetchrow(
@@ -462,7 +464,7 @@ async def apply_batch(
         # checkpoint together with the rows, and the batch is replayed. So skip the WAL flush wait.
         await conn.execute("SET LOCAL synchronous_commit = off")
         fresh = await _claim(conn, event_ids)
-        await _write_rows(conn, build(fresh))
+        rejected = await _write_rows(conn, build(fresh))
         updated_at = await conn.fetchval(
             """UPDATE hybrid_pipeline_checkpoints SET position = $2::jsonb,
                    events_processed = events_processed + $3, updated_at = now()
@@ -471,7 +473,7 @@ async def apply_batch(
             _position(after),
             len(fresh),
         )
-    return BatchResult(applied=True, committed=after, fresh_events=len(fresh), updated_at=updated_at)
+    return BatchResult(applied=True, committed=after, fresh_events=len(fresh), updated_at=updated_at, rejected=rejected)
 
 
 async def _claim(conn: Connection, ids: Sequence[str]) -> set[str]:
@@ -486,15 +488,30 @@ async def _claim(conn: Connection, ids: Sequence[str]) -> set[str]:
     return {row["event_id"] for row in rows}
 
 
-async def _write_rows(conn: Connection, rows: BatchRows) -> None:
-    """One pipelined `executemany` per table."""
-    if rows.interactions:
-        await conn.executemany(
-            """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used,
-                   latency_ms, task_type, complexity, secret, outcome, user_feedback, outcome_at, value_score)
-               VALUES ($1, 'telemetry', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                       CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $13)
-               ON CONFLICT (id) DO NOTHING""",
+_INSERT_EVENT_INTERACTION: Final = """
+INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used, latency_ms,
+    task_type, complexity, secret, outcome, user_feedback, outcome_at, value_score)
+VALUES ($1, 'telemetry', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $13)
+ON CONFLICT (id) DO NOTHING
+"""
+_INSERT_EVENT_EXAMPLE: Final = """
+INSERT INTO hybrid_training_examples (content_hash, messages, interaction_id, event_id, value_score)
+VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (content_hash) DO NOTHING
+"""
+_ADD_TOOL_STATS: Final = """
+INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (server, tool) DO UPDATE SET calls = hybrid_tool_stats.calls + EXCLUDED.calls,
+    errors = hybrid_tool_stats.errors + EXCLUDED.errors,
+    duration_sum = hybrid_tool_stats.duration_sum + EXCLUDED.duration_sum
+"""
+
+
+def _statements(rows: BatchRows) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Each table's statement with its argument tuples (tables with no rows left out)."""
+    statements: list[tuple[str, list[tuple[Any, ...]]]] = [
+        (
+            _INSERT_EVENT_INTERACTION,
             [
                 (
                     i.id,
@@ -513,24 +530,46 @@ async def _write_rows(conn: Connection, rows: BatchRows) -> None:
                 )
                 for i in rows.interactions
             ],
-        )
-    if rows.examples:
-        await conn.executemany(
-            """INSERT INTO hybrid_training_examples (content_hash, messages, interaction_id, event_id, value_score)
-               VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (content_hash) DO NOTHING""",
+        ),
+        (
+            _INSERT_EVENT_EXAMPLE,
             [
                 (e.example.content_hash, e.example.messages_json, e.interaction_id, e.event_id, e.value_score)
                 for e in rows.examples
             ],
-        )
-    if rows.tool_stats:
-        await conn.executemany(
-            """INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (server, tool) DO UPDATE SET calls = hybrid_tool_stats.calls + EXCLUDED.calls,
-                   errors = hybrid_tool_stats.errors + EXCLUDED.errors,
-                   duration_sum = hybrid_tool_stats.duration_sum + EXCLUDED.duration_sum""",
-            [(s.server, s.tool, s.calls, s.errors, s.duration_sum) for s in rows.tool_stats],
-        )
+        ),
+        (_ADD_TOOL_STATS, [(s.server, s.tool, s.calls, s.errors, s.duration_sum) for s in rows.tool_stats]),
+    ]
+    return [(statement, arguments) for statement, arguments in statements if arguments]
+
+
+async def _write_rows(conn: Connection, rows: BatchRows) -> int:
+    """One pipelined `executemany` per table; returns how many rows were left out as unstorable."""
+    statements = _statements(rows)
+    try:
+        async with conn.transaction():  # a savepoint: only this attempt is undone if a value cannot be stored
+            for statement, arguments in statements:
+                await conn.executemany(statement, arguments)
+        return 0
+    except asyncpg.DataError:
+        pass
+    # A value PostgreSQL cannot store (NUL, an unpaired surrogate, a count past int32) in one event would fail
+    # the batch on every replay and stop learning for good: write row by row and leave such rows out.
+    rejected: set[uuid.UUID] = set()  # interactions left out: their examples are left out with them
+    count = 0
+    for statement, arguments in statements:
+        for argument in arguments:
+            if statement is _INSERT_EVENT_EXAMPLE and argument[2] in rejected:
+                count += 1
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(statement, *argument)
+            except asyncpg.DataError:
+                count += 1
+                if statement is _INSERT_EVENT_INTERACTION:
+                    rejected.add(argument[0])
+    return count
 
 
 # -- the training dataset's exports -------------------------------------------------------------------------------
