@@ -5,7 +5,8 @@ Functions take the `Database` (the harness lifespan owns it) and return domain o
 write are made by the pure modules (`learning`, `routing`, `pipeline`'s batch). A transaction that needs a
 decision made on rows it has just locked takes it as a plain function, called while the locks are held (no I/O
 in it). Connection failures become `DependencyUnavailable` in the pool; every insert that can meet an existing
-row says what happens then (`ON CONFLICT`), so no constraint error reaches a caller.
+row says what happens then (`ON CONFLICT`), so no constraint error reaches a caller. A telemetry row holding a
+value PostgreSQL cannot store (`asyncpg.DataError`) is left out of its batch instead of failing it forever.
 """
 
 import json
