@@ -27,8 +27,9 @@ import anyio
 import asyncpg
 
 from bench.overhead import postgres_dsn
+from mcp_servers.hybrid import store
 from mcp_servers.hybrid.pipeline import LearningPipeline
-from mcp_servers.hybrid.router import _RECORD_SUCCESS, Backend, Router
+from mcp_servers.hybrid.router import Backend, Router
 from mcp_servers.hybrid.routing import (
     RouteRequest,
     classify_task,
@@ -39,7 +40,7 @@ from mcp_servers.hybrid.routing import (
 )
 from mcp_servers.shared.config import BreakerSettings, HybridSettings, LlmBackendSettings, StackSettings, load_settings
 from mcp_servers.shared.llm.openai_compat import OpenAICompatibleChat
-from mcp_servers.shared.llm.port import ChatMessage
+from mcp_servers.shared.llm.port import ChatMessage, Completion
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.telemetry import TelemetryWriter
@@ -161,13 +162,13 @@ async def _routing(settings: StackSettings, breakers: BreakerRegistry, url: str,
         # What the router's own database work costs without an HTTP exchange just before it, and what one
         # `SELECT 1` costs right after one: on a 2-vCPU VM the PostgreSQL backend's wake-up dominates in-line.
         record: dict[str, list[float]] = {"durable": [], "async_commit": []}
+        decision = store.RouteDecision("general", "auto", "local_first", (), 0.2, 0.6, 30, False)
+        completion = Completion("ok", 20, 2, "m", 0.01)
         for _ in range(calls):
-            for mode, commit in (("durable", "on"), ("async_commit", "off")):
-                args = ("general", "auto", "local", "local", "local_first", "[]", 0.2, 0.6, 30, 20, 2, True, 0.0)
+            for mode, synchronous in (("durable", True), ("async_commit", False)):
+                answer = store.RoutedAnswer("local", "local", completion, True, 0.0, False, uuid.uuid4(), PROMPT)
                 started = time.perf_counter()
-                await database.fetchval(
-                    _RECORD_SUCCESS, *args, 0.01, False, False, uuid.uuid4(), True, PROMPT, "ok", "m", 22, 1.0, commit
-                )
+                await store.record_route_success(database, decision, answer, synchronous_commit=synchronous)
                 record[mode].append(time.perf_counter() - started)
         select_after_http = []
         first = backends[0].model

@@ -3,7 +3,7 @@
 PostgreSQL holds the examples (unique by content hash) and, per format, how many bytes of the file are
 committed. An export cuts any uncommitted tail (left by a crash between the append and the commit), appends
 the examples after the last exported id, fsyncs, and commits the new size in the same transaction that
-holds the format's advisory lock.
+holds the format's advisory lock (`store.dataset_export`).
 """
 
 import json
@@ -14,11 +14,10 @@ from typing import Any, Final
 
 import anyio.to_thread
 
+from mcp_servers.hybrid import store
 from mcp_servers.hybrid.models import TrainingDataResult, TrainingFormat
 from mcp_servers.shared.postgres.pool import Database
 
-_LOCK_BASE: Final = int.from_bytes(b"hybrdset", "big") & 0x7FFF_FFFF_FFFF_FF00
-_FORMAT_KEYS: Final = {"openai": 1, "sharegpt": 2}
 _BATCH: Final = 5000
 _SHAREGPT_ROLES: Final = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -71,45 +70,22 @@ async def export_training_data(database: Database, directory: Path, fmt: Trainin
     path = dataset_path(directory, fmt)
     appended = 0
     while True:
-        async with database.transaction() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_BASE + _FORMAT_KEYS[fmt])
-            await conn.execute("INSERT INTO hybrid_dataset_exports (format) VALUES ($1) ON CONFLICT DO NOTHING", fmt)
-            state = await conn.fetchrow(
-                "SELECT last_example_id, examples, bytes FROM hybrid_dataset_exports WHERE format = $1", fmt
-            )
-            assert state is not None
-            rows = await conn.fetch(
-                "SELECT id, messages FROM hybrid_training_examples WHERE id > $1 ORDER BY id LIMIT $2",
-                state["last_example_id"],
-                _BATCH,
-            )
-            lines = [render(_messages(row["messages"]), fmt) for row in rows]
-            size, reset = await anyio.to_thread.run_sync(_append, path, int(state["bytes"]), lines)
+        async with store.dataset_export(database, fmt) as export:
+            state = export.state
+            examples = await export.examples_after(state.last_example_id, _BATCH)
+            lines = [render(example.messages, fmt) for example in examples]
+            size, reset = await anyio.to_thread.run_sync(_append, path, state.bytes, lines)
             if reset:
                 # The file lost committed bytes (deleted or cut by hand): rebuild it from the first example.
                 await anyio.to_thread.run_sync(_truncate, path)
-                await conn.execute(
-                    "UPDATE hybrid_dataset_exports SET last_example_id = 0, examples = 0, bytes = 0 WHERE format = $1",
-                    fmt,
-                )
+                await export.reset()
                 appended = 0
                 continue
-            total = int(state["examples"]) + len(rows)
-            await conn.execute(
-                """UPDATE hybrid_dataset_exports SET last_example_id = $2, examples = $3, bytes = $4,
-                       updated_at = now() WHERE format = $1""",
-                fmt,
-                rows[-1]["id"] if rows else state["last_example_id"],
-                total,
-                size,
-            )
-        appended += len(rows)
-        if len(rows) < _BATCH:
+            total = state.examples + len(examples)
+            last_id = examples[-1].id if examples else state.last_example_id
+            await export.commit(store.ExportState(last_id, total, size))
+        appended += len(examples)
+        if len(examples) < _BATCH:
             return TrainingDataResult(
                 format=fmt, path=str(path), examples_total=total, examples_appended=appended, bytes=size
             )
-
-
-def _messages(value: Any) -> list[dict[str, str]]:
-    data = json.loads(value) if isinstance(value, str) else value
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in data]

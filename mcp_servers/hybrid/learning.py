@@ -1,4 +1,5 @@
-"""Interactions and their outcomes: tracking, the value score, training examples, threshold adaptation.
+"""Interactions and their outcomes as pure decisions: classification, the value score, training examples and
+threshold changes. `store.py` writes what these functions decide; nothing here does I/O.
 
 The value score weighs outcome 40 %, user feedback 20 %, reusability 20 %, complexity 10 % and novelty 10 %;
 interactions scoring at least `pattern_min_value` become (or strengthen) patterns. Training examples are
@@ -11,12 +12,18 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from mcp_servers.hybrid.routing import BackendKind, adapt_threshold, classify_task, detect_secret, estimate_complexity
+from mcp_servers.hybrid.models import TrackRequest
+from mcp_servers.hybrid.routing import (
+    BackendKind,
+    TaskType,
+    adapt_threshold,
+    classify_task,
+    detect_secret,
+    estimate_complexity,
+)
 from mcp_servers.shared.config import HybridSettings
-from mcp_servers.shared.errors import NotFound
-from mcp_servers.shared.postgres.pool import Connection, Database
 
 OutcomeName = Literal["success", "partial", "failure"]
 
@@ -74,183 +81,148 @@ def content_hash(messages: Sequence[dict[str, str]]) -> bytes:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode("utf-8")).digest()
 
 
-async def add_training_example(
-    conn: Connection,
-    *,
-    query: str,
-    response: str,
-    interaction_id: uuid.UUID | None,
-    event_id: str | None,
-    score: float | None,
-) -> bool:
-    """Insert one example unless an identical one exists; True when added. Call inside the caller's transaction."""
-    messages = example_messages(query, response)
-    added = await conn.fetchval(
-        """INSERT INTO hybrid_training_examples (content_hash, messages, interaction_id, event_id, value_score)
-           VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (content_hash) DO NOTHING RETURNING id""",
-        content_hash(messages),
-        json.dumps(messages),
-        interaction_id,
-        event_id,
-        score,
-    )
-    return added is not None
-
-
 def worth_training(outcome: str | None, feedback: float | None, secret: bool) -> bool:
     """Only successful, not disliked, non-secret interactions teach a model."""
     return outcome == "success" and (feedback is None or feedback >= 0) and not secret
 
 
 @dataclass(frozen=True, slots=True)
-class Tracked:
-    """A stored interaction's id and how it was classified."""
+class TrainingExample:
+    """A training example in chat form and its dedup key (`content_hash` of the messages)."""
+
+    messages: tuple[dict[str, str], ...]
+    content_hash: bytes
+
+    @property
+    def messages_json(self) -> str:
+        """The messages as the JSON array stored and exported."""
+        return json.dumps(list(self.messages))
+
+
+def training_example(query: str, response: str) -> TrainingExample:
+    """The example an interaction teaches."""
+    messages = example_messages(query, response)
+    return TrainingExample(tuple(messages), content_hash(messages))
+
+
+@dataclass(frozen=True, slots=True)
+class NewInteraction:
+    """An interaction reported through track_interaction, classified and ready to store."""
 
     id: uuid.UUID
-    task_type: str
+    query: str
+    response: str
+    agent_type: str
+    model_used: str
+    context_ids: tuple[str, ...]
+    tokens_used: int | None
+    latency_ms: float | None
+    task_type: TaskType
     complexity: float
     secret: bool
 
 
-async def track_interaction(
-    database: Database,
-    *,
-    query: str,
-    response: str,
-    agent_type: str,
-    model_used: str,
-    context_ids: Sequence[str] = (),
-    tokens_used: int | None = None,
-    latency_ms: float | None = None,
-    secret: bool = False,
-) -> Tracked:
-    """Store an interaction reported by an agent; its outcome comes later through `record_outcome`."""
-    interaction_id = uuid.uuid4()
-    task_type = classify_task(query)
-    complexity = estimate_complexity(query)
-    is_secret = secret or detect_secret(query + "\n" + response) is not None
-    await database.execute(
-        """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, context_ids,
-               tokens_used, latency_ms, task_type, complexity, secret)
-           VALUES ($1, 'track_interaction', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-        interaction_id,
-        query,
-        response,
-        agent_type,
-        model_used,
-        list(context_ids),
-        tokens_used,
-        latency_ms,
-        task_type,
-        complexity,
-        is_secret,
+def new_interaction(request: TrackRequest) -> NewInteraction:
+    """Classify a reported interaction; it is secret when flagged so or when a detector matches."""
+    return NewInteraction(
+        id=uuid.uuid4(),
+        query=request.query,
+        response=request.response,
+        agent_type=request.agent_type,
+        model_used=request.model_used,
+        context_ids=tuple(request.context_ids or ()),
+        tokens_used=request.tokens_used,
+        latency_ms=request.latency_ms,
+        task_type=classify_task(request.query),
+        complexity=estimate_complexity(request.query),
+        secret=request.contains_secrets or detect_secret(request.query + "\n" + request.response) is not None,
     )
-    return Tracked(interaction_id, task_type, complexity, is_secret)
 
 
 @dataclass(frozen=True, slots=True)
-class OutcomeRecorded:
-    """What `record_outcome` stored and what should happen next."""
+class InteractionRecord:
+    """A stored interaction as an outcome sees it, with the kind of backend that answered it if it was routed."""
 
-    interaction: dict[str, Any]
-    value_score: float
-    training_example_added: bool
-    threshold: float | None
+    id: uuid.UUID
+    query: str
+    response: str
+    task_type: str
+    complexity: float
+    secret: bool
+    outcome: str | None
+    pattern_id: uuid.UUID | None
     routed_kind: BackendKind | None
 
 
-async def record_outcome(
-    database: Database,
-    settings: HybridSettings,
+@dataclass(frozen=True, slots=True)
+class ThresholdChange:
+    """How one outcome moves its task type's routing threshold (`initial` when the task type has none yet)."""
+
+    task_type: str
+    initial: float
+    routed_kind: BackendKind
+    outcome: OutcomeName
+    complexity: float
+    step: float
+    low: float
+    high: float
+
+    def apply(self, current: float) -> float:
+        """The threshold after this outcome."""
+        return adapt_threshold(
+            current,
+            routed_kind=self.routed_kind,
+            outcome=self.outcome,
+            complexity=self.complexity,
+            step=self.step,
+            low=self.low,
+            high=self.high,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeAssessment:
+    """What recording an outcome writes: the outcome, its score, an example and a threshold change, if any."""
+
+    outcome: OutcomeName
+    feedback: float | None
+    value_score: float
+    example: TrainingExample | None
+    threshold: ThresholdChange | None
+
+
+def assess_outcome(
+    interaction: InteractionRecord,
     *,
-    interaction_id: uuid.UUID,
     outcome: OutcomeName,
     feedback: float | None,
     novelty: float,
-) -> OutcomeRecorded:
-    """Store the outcome, score the interaction, add a training example, adapt the routing threshold.
-
-    Idempotent: the example is deduplicated and only the first outcome adapts the threshold. All in one
-    transaction; the threshold row is locked so concurrent outcomes adapt it one after another.
-
-    Raises:
-        NotFound: no interaction has this id.
-    """
-    async with database.transaction() as conn:
-        row = await conn.fetchrow(
-            """SELECT i.*, d.backend_kind AS routed_kind FROM hybrid_interactions i
-               LEFT JOIN hybrid_routing_decisions d ON d.id = i.decision_id WHERE i.id = $1 FOR UPDATE OF i""",
-            interaction_id,
-        )
-        if row is None:
-            raise NotFound(f"no interaction {interaction_id}; use the id returned by track_interaction or route_query")
-        score = value_score(
-            outcome=outcome,
-            feedback=feedback,
-            reusability=reusability(row["query"], row["response"]),
-            complexity=float(row["complexity"]),
-            novelty=novelty,
-        )
-        await conn.execute(
-            """UPDATE hybrid_interactions SET outcome = $2, user_feedback = $3, outcome_at = now(), value_score = $4
-               WHERE id = $1""",
-            interaction_id,
-            outcome,
-            feedback,
-            score,
-        )
-        added = False
-        if worth_training(outcome, feedback, bool(row["secret"])):
-            added = await add_training_example(
-                conn,
-                query=row["query"],
-                response=row["response"],
-                interaction_id=interaction_id,
-                event_id=None,
-                score=score,
-            )
-        threshold: float | None = None
-        routed_kind: BackendKind | None = row["routed_kind"]
-        # Only the first outcome teaches the threshold: repeating update_outcome must not adapt it again.
-        if routed_kind is not None and row["outcome"] is None:
-            threshold = await _adapt(conn, settings, row["task_type"], routed_kind, outcome, float(row["complexity"]))
-    return OutcomeRecorded(dict(row), score, added, threshold, routed_kind)
-
-
-async def _adapt(
-    conn: Connection,
     settings: HybridSettings,
-    task_type: str,
-    routed_kind: BackendKind,
-    outcome: OutcomeName,
-    complexity: float,
-) -> float:
-    await conn.execute(
-        "INSERT INTO hybrid_thresholds (task_type, complexity_threshold) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        task_type,
-        settings.complexity_threshold,
-    )
-    current = await conn.fetchval(
-        "SELECT complexity_threshold FROM hybrid_thresholds WHERE task_type = $1 FOR UPDATE", task_type
-    )
-    updated = adapt_threshold(
-        float(current),
-        routed_kind=routed_kind,
+) -> OutcomeAssessment:
+    """Score an outcome; successes teach an example, and only the first outcome of a routed interaction moves
+    the threshold (repeating update_outcome must not adapt it again)."""
+    score = value_score(
         outcome=outcome,
-        complexity=complexity,
-        step=settings.threshold_step,
-        low=settings.complexity_threshold_min,
-        high=settings.complexity_threshold_max,
+        feedback=feedback,
+        reusability=reusability(interaction.query, interaction.response),
+        complexity=interaction.complexity,
+        novelty=novelty,
     )
-    await conn.execute(
-        """UPDATE hybrid_thresholds SET complexity_threshold = $2, samples = samples + 1, updated_at = now()
-           WHERE task_type = $1""",
-        task_type,
-        updated,
+    example = (
+        training_example(interaction.query, interaction.response)
+        if worth_training(outcome, feedback, interaction.secret)
+        else None
     )
-    return updated
-
-
-async def set_pattern(database: Database, interaction_id: uuid.UUID, pattern_id: uuid.UUID) -> None:
-    """Link an interaction to the pattern it produced or strengthened."""
-    await database.execute("UPDATE hybrid_interactions SET pattern_id = $2 WHERE id = $1", interaction_id, pattern_id)
+    threshold = None
+    if interaction.routed_kind is not None and interaction.outcome is None:
+        threshold = ThresholdChange(
+            task_type=interaction.task_type,
+            initial=settings.complexity_threshold,
+            routed_kind=interaction.routed_kind,
+            outcome=outcome,
+            complexity=interaction.complexity,
+            step=settings.threshold_step,
+            low=settings.complexity_threshold_min,
+            high=settings.complexity_threshold_max,
+        )
+    return OutcomeAssessment(outcome, feedback, score, example, threshold)

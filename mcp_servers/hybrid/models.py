@@ -1,13 +1,81 @@
-"""Hybrid tool inputs and outputs (module level, so the SDK can resolve them)."""
+"""Hybrid tool inputs and outputs (module level, so the SDK can resolve them).
 
+A tool's arguments reach its logic as one request object (`AugmentRequest`, ...): its fields are the tool's
+parameters, by the same names, already validated by the declaration in `server.py` (which defines the schema).
+"""
+
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from mcp_servers.hybrid.routing import Preference
 
 Collection = Literal["codebase-context", "skills-patterns", "error-solutions", "best-practices", "interaction-history"]
 AgentType = Literal["local", "remote"]
 Outcome = Literal["success", "partial", "failure"]
 TrainingFormat = Literal["openai", "sharegpt"]
+
+
+@dataclass(frozen=True, slots=True)
+class AugmentRequest:
+    """augment_query's arguments."""
+
+    query: str
+    agent_type: AgentType = "local"
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """search_context's arguments."""
+
+    query: str
+    collection: Collection
+    limit: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RouteQueryRequest:
+    """route_query's arguments."""
+
+    prompt: str
+    system: str | None = None
+    prefer: Preference = "auto"
+    max_tokens: int = 512
+    temperature: float = 0.2
+    json_schema: dict[str, Any] | None = None
+    contains_secrets: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRequest:
+    """track_interaction's arguments."""
+
+    query: str
+    response: str
+    agent_type: AgentType
+    model_used: str
+    context_ids: list[str] | None = None
+    tokens_used: int | None = None
+    latency_ms: float | None = None
+    contains_secrets: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRequest:
+    """update_outcome's arguments."""
+
+    interaction_id: str
+    outcome: Outcome
+    user_feedback: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingDataRequest:
+    """generate_training_data's arguments."""
+
+    format: TrainingFormat = "openai"
 
 
 class ContextItem(BaseModel):

@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from mcp_servers.hybrid import knowledge
+from mcp_servers.hybrid import knowledge, store
 from mcp_servers.hybrid.router import Router
 from mcp_servers.hybrid.routing import classify_task
 from mcp_servers.shared.embeddings.port import Embedder
@@ -155,41 +155,27 @@ async def store_pattern(
     hits = await knowledge.search_collection(
         vectors, embedder, "skills-patterns", extracted.text, limit=1, mode="dense", dense=dense
     )
+    pattern = store.NewPattern(
+        id=uuid.uuid4(),
+        problem_type=extracted.problem_type,
+        approach=extracted.approach,
+        skills=extracted.skills,
+        pattern=extracted.pattern,
+        extractor=extracted.extractor,
+        value_score=value,
+        interaction_id=interaction_id,
+    )
     if hits and hits[0].score >= merge_similarity:
         existing = uuid.UUID(hits[0].id.split(":", 1)[1])
-        merged = await database.fetchval(
-            """UPDATE hybrid_patterns SET support = support + 1, updated_at = now(),
-                   value_score = greatest(value_score, $2),
-                   skills = ARRAY(SELECT DISTINCT unnest(skills || $3::text[])),
-                   interaction_ids = CASE WHEN $4 = ANY(interaction_ids) THEN interaction_ids
-                                          ELSE interaction_ids || $4 END
-               WHERE id = $1 RETURNING id""",
-            existing,
-            value,
-            list(extracted.skills),
-            interaction_id,
-        )
-        if merged is not None:
+        if await store.merge_pattern(database, existing, pattern):
             return existing, True
-    pattern_id = uuid.uuid4()
-    await database.execute(
-        """INSERT INTO hybrid_patterns (id, problem_type, approach, skills, pattern, extractor, value_score,
-               interaction_ids) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        pattern_id,
-        extracted.problem_type,
-        extracted.approach,
-        list(extracted.skills),
-        extracted.pattern,
-        extracted.extractor,
-        value,
-        [interaction_id],
-    )
+    await store.insert_pattern(database, pattern)
     await knowledge.put_text(
         vectors,
         embedder,
         "skills-patterns",
-        str(pattern_id),
+        str(pattern.id),
         extracted.text,
         {"problem_type": extracted.problem_type, "skills": list(extracted.skills)},
     )
-    return pattern_id, False
+    return pattern.id, False

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -22,12 +22,13 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from mcp_servers.hybrid.learning import content_hash, example_messages, reusability, value_score, worth_training
+from mcp_servers.hybrid import store
+from mcp_servers.hybrid.learning import reusability, training_example, value_score, worth_training
 from mcp_servers.hybrid.routing import classify_task, detect_secret, estimate_complexity
 from mcp_servers.shared.config import HybridSettings
 from mcp_servers.shared.errors import StackError
 from mcp_servers.shared.files import write_atomically
-from mcp_servers.shared.postgres.pool import Connection, Database
+from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.telemetry import BACKPRESSURE_SIGNAL, Checkpoint, TelemetryEvent, TelemetryReader
 
 logger = logging.getLogger(__name__)
@@ -103,20 +104,9 @@ class LearningPipeline:
 
     async def load(self) -> Checkpoint:
         """Create the checkpoint row if absent and adopt the committed position."""
-        async with self._database.transaction() as conn:
-            await conn.execute(
-                """INSERT INTO hybrid_pipeline_checkpoints (consumer, position) VALUES ($1, $2::jsonb)
-                   ON CONFLICT (consumer) DO NOTHING""",
-                CONSUMER,
-                json.dumps({"seq": 0, "offset": 0}),
-            )
-            row = await conn.fetchrow(
-                "SELECT position, events_processed, updated_at FROM hybrid_pipeline_checkpoints WHERE consumer = $1",
-                CONSUMER,
-            )
-        assert row is not None
-        self.state.checkpoint = _checkpoint(row["position"])
-        self.state.checkpoint_updated_at = row["updated_at"].isoformat()
+        stored = await store.load_checkpoint(self._database, CONSUMER)
+        self.state.checkpoint = stored.position
+        self.state.checkpoint_updated_at = stored.updated_at.isoformat()
         self._loaded = True
         return self.state.checkpoint
 
@@ -165,42 +155,38 @@ class LearningPipeline:
         if after == start:
             return 0
         shed = self.state.backpressure
-        async with self._database.transaction() as conn:
-            row = await conn.fetchrow(
-                "SELECT position FROM hybrid_pipeline_checkpoints WHERE consumer = $1 FOR UPDATE", CONSUMER
-            )
-            committed = _checkpoint(row["position"]) if row is not None else Checkpoint()
-            if committed != start:
-                # Another pipeline moved on (or this one restarted): adopt its position, apply nothing.
-                self.state.checkpoint = committed
-                return 0
-            # Atomicity, not durability, gives exactly-once: a commit lost in a PostgreSQL crash loses the
-            # checkpoint together with the rows, and the batch is replayed. So skip the WAL flush wait.
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            fresh = await _claim(conn, [event.id for event in events])
-            batch = _Batch()
+        batch = _Batch()
+
+        def build(fresh: set[str]) -> store.BatchRows:
             for event in events:
                 if event.id in fresh:
                     batch.add(event, shed=shed)
-            await batch.write(conn)
-            shed_count = batch.shed
-            updated_at = await conn.fetchval(
-                """UPDATE hybrid_pipeline_checkpoints SET position = $2::jsonb,
-                       events_processed = events_processed + $3, updated_at = now()
-                   WHERE consumer = $1 RETURNING updated_at""",
-                CONSUMER,
-                json.dumps({"seq": after.seq, "offset": after.offset}),
-                len(fresh),
-            )
+            return batch.rows()
+
+        result = await store.apply_batch(
+            self._database,
+            CONSUMER,
+            start=start,
+            after=after,
+            event_ids=[event.id for event in events],
+            build=build,
+        )
+        if not result.applied:
+            # Another pipeline moved on (or this one restarted): adopt its position, apply nothing.
+            self.state.checkpoint = result.committed
+            return 0
+        if result.rejected:
+            logger.warning("telemetry rows left out: a value cannot be stored", extra={"rows": result.rejected})
         if after.seq > start.seq and self._settings.delete_consumed_telemetry:
             # Only after the commit: the files before the committed checkpoint can never be needed again.
             self.state.files_removed += await self.reader.remove_consumed(after)
+        assert result.updated_at is not None
         self.state.checkpoint = after
-        self.state.checkpoint_updated_at = updated_at.isoformat()
+        self.state.checkpoint_updated_at = result.updated_at.isoformat()
         self.state.checkpoints_written += 1
-        self.state.events_processed += len(fresh)
-        self.state.duplicates_skipped += len(events) - len(fresh)
-        self.state.shed_events += shed_count
+        self.state.events_processed += result.fresh_events
+        self.state.duplicates_skipped += len(events) - result.fresh_events
+        self.state.shed_events += batch.shed
         return len(events)
 
     async def run(self) -> None:
@@ -234,29 +220,12 @@ class LearningPipeline:
             total += read
 
 
-def _checkpoint(position: Any) -> Checkpoint:
-    data = json.loads(position) if isinstance(position, str) else position
-    return Checkpoint(int(data["seq"]), int(data["offset"]))
-
-
-async def _claim(conn: Connection, ids: Sequence[str]) -> set[str]:
-    """Record the event ids; return those never seen before (the persistent dedup)."""
-    if not ids:
-        return set()
-    rows = await conn.fetch(
-        """INSERT INTO hybrid_processed_events (event_id) SELECT DISTINCT unnest($1::text[])
-           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
-        list(ids),
-    )
-    return {row["event_id"] for row in rows}
-
-
 @dataclass(slots=True)
 class _Batch:
     """Rows one batch writes, gathered first so each table gets one pipelined `executemany`."""
 
-    interactions: list[tuple[Any, ...]] = field(default_factory=list)
-    examples: list[tuple[Any, ...]] = field(default_factory=list)
+    interactions: list[store.EventInteraction] = field(default_factory=list)
+    examples: list[store.EventExample] = field(default_factory=list)
     tool_stats: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     shed: int = 0
 
@@ -316,48 +285,34 @@ class _Batch:
         tokens = data.get("tokens_used")
         latency = data.get("latency_ms")
         self.interactions.append(
-            (
-                interaction_id,
-                query,
-                response,
-                str(data.get("agent_type") or event.source)[:50],
-                str(data.get("model_used") or "unknown")[:200],
-                tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-                float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None,
-                classify_task(query),
-                complexity,
-                secret,
-                outcome,
-                feedback,
-                score,
+            store.EventInteraction(
+                id=interaction_id,
+                query=query,
+                response=response,
+                agent_type=str(data.get("agent_type") or event.source)[:50],
+                model_used=str(data.get("model_used") or "unknown")[:200],
+                tokens_used=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
+                latency_ms=(
+                    float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None
+                ),
+                task_type=classify_task(query),
+                complexity=complexity,
+                secret=secret,
+                outcome=outcome,
+                feedback=feedback,
+                value_score=score,
             )
         )
         if worth_training(outcome, feedback, secret):
-            messages = example_messages(query, response)
-            self.examples.append((content_hash(messages), json.dumps(messages), interaction_id, event.id, score))
+            self.examples.append(store.EventExample(training_example(query, response), interaction_id, event.id, score))
 
-    async def write(self, conn: Connection) -> None:
-        """Insert every gathered row inside the caller's transaction."""
-        if self.interactions:
-            await conn.executemany(
-                """INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used,
-                       latency_ms, task_type, complexity, secret, outcome, user_feedback, outcome_at, value_score)
-                   VALUES ($1, 'telemetry', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                           CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $13)
-                   ON CONFLICT (id) DO NOTHING""",
-                self.interactions,
-            )
-        if self.examples:
-            await conn.executemany(
-                """INSERT INTO hybrid_training_examples (content_hash, messages, interaction_id, event_id, value_score)
-                   VALUES ($1, $2::jsonb, $3, $4, $5) ON CONFLICT (content_hash) DO NOTHING""",
-                self.examples,
-            )
-        if self.tool_stats:
-            await conn.executemany(
-                """INSERT INTO hybrid_tool_stats (server, tool, calls, errors, duration_sum) VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT (server, tool) DO UPDATE SET calls = hybrid_tool_stats.calls + EXCLUDED.calls,
-                       errors = hybrid_tool_stats.errors + EXCLUDED.errors,
-                       duration_sum = hybrid_tool_stats.duration_sum + EXCLUDED.duration_sum""",
-                [(server, tool, int(c), int(e), d) for (server, tool), (c, e, d) in self.tool_stats.items()],
-            )
+    def rows(self) -> store.BatchRows:
+        """The gathered rows, tool statistics summed per (server, tool)."""
+        return store.BatchRows(
+            self.interactions,
+            self.examples,
+            [
+                store.ToolStatsDelta(server, tool, int(calls), int(errors), duration)
+                for (server, tool), (calls, errors, duration) in self.tool_stats.items()
+            ],
+        )

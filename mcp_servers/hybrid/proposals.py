@@ -7,6 +7,7 @@ Each proposal (kind, subject) is recorded once in PostgreSQL; with no Ralph URL 
 import logging
 from dataclasses import dataclass
 
+from mcp_servers.hybrid import store
 from mcp_servers.hybrid.mcp_client import McpToolClient
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
 from mcp_servers.shared.postgres.pool import Database
@@ -32,43 +33,43 @@ class Proposal:
 async def find_proposals(database: Database) -> list[Proposal]:
     """Tools failing at least half the time or slow on average, and Ralph backends whose tasks often hit the
     iteration limit, each over at least MIN_CALLS calls or tasks."""
-    rows = await database.fetch(
-        """SELECT server, tool, calls, errors, duration_sum / greatest(calls, 1) AS mean_seconds
-           FROM hybrid_tool_stats WHERE calls >= $1 ORDER BY server, tool""",
-        MIN_CALLS,
-    )
+    return proposals_from(await store.tool_stats(database, min_calls=MIN_CALLS))
+
+
+def proposals_from(stats: list[store.ToolStats]) -> list[Proposal]:
+    """The proposals rolled-up tool statistics call for (pure; `find_proposals` reads the statistics)."""
     proposals: list[Proposal] = []
-    for row in rows:
-        subject = f"{row['server']}/{row['tool']}"
-        if row["server"] == "ralph" and row["tool"].startswith("task:"):
-            if row["errors"] / row["calls"] >= LIMIT_RATE:
+    for row in stats:
+        subject = f"{row.server}/{row.tool}"
+        if row.server == "ralph" and row.tool.startswith("task:"):
+            if row.errors / row.calls >= LIMIT_RATE:
                 proposals.append(
                     Proposal(
                         "ralph_iteration_limit",
                         subject,
-                        f"{row['errors']} of {row['calls']} Ralph tasks on backend {row['tool'][5:]} ended at their "
-                        f"iteration limit (mean {row['mean_seconds']:.1f} iterations). Review a sample and propose "
+                        f"{row.errors} of {row.calls} Ralph tasks on backend {row.tool[5:]} ended at their "
+                        f"iteration limit (mean {row.mean_seconds:.1f} iterations). Review a sample and propose "
                         "whether raising max_iterations or changing the prompts would let them complete; do not "
                         "change anything without approval.",
                     )
                 )
             continue
-        if row["errors"] / row["calls"] >= ERROR_RATE:
+        if row.errors / row.calls >= ERROR_RATE:
             proposals.append(
                 Proposal(
                     "tool_error_rate",
                     subject,
-                    f"The tool {subject} failed {row['errors']} of {row['calls']} calls. Find the cause in its "
+                    f"The tool {subject} failed {row.errors} of {row.calls} calls. Find the cause in its "
                     "recent calls and propose a fix (limits, timeouts or input validation); do not change "
                     "anything without approval.",
                 )
             )
-        elif row["mean_seconds"] >= SLOW_SECONDS:
+        elif row.mean_seconds >= SLOW_SECONDS:
             proposals.append(
                 Proposal(
                     "tool_latency",
                     subject,
-                    f"The tool {subject} takes {row['mean_seconds']:.1f} s on average over {row['calls']} calls. "
+                    f"The tool {subject} takes {row.mean_seconds:.1f} s on average over {row.calls} calls. "
                     "Propose how to make it faster or raise its timeout; do not change anything without approval.",
                 )
             )
@@ -79,12 +80,8 @@ async def submit_proposals(database: Database, ralph: McpToolClient | None, prop
     """Record new proposals and submit them to Ralph with require_approval=true; returns how many were new."""
     new = 0
     for proposal in proposals:
-        inserted = await database.fetchval(
-            """INSERT INTO hybrid_proposals (kind, subject, description, status) VALUES ($1, $2, $3, 'pending')
-               ON CONFLICT (kind, subject) DO NOTHING RETURNING id""",
-            proposal.kind,
-            proposal.subject,
-            proposal.description,
+        inserted = await store.insert_proposal(
+            database, kind=proposal.kind, subject=proposal.subject, description=proposal.description
         )
         if inserted is None:
             continue
@@ -106,7 +103,5 @@ async def submit_proposals(database: Database, ralph: McpToolClient | None, prop
             except (DependencyUnavailable, InvalidRequest) as exc:
                 logger.info("proposal not submitted to ralph", extra={"error_type": type(exc).__name__})
                 status = "failed"
-        await database.execute(
-            "UPDATE hybrid_proposals SET status = $2, ralph_task_id = $3 WHERE id = $1", inserted, status, task_id
-        )
+        await store.set_proposal_status(database, inserted, status, task_id)
     return new

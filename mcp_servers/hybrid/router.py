@@ -5,7 +5,6 @@ day's spend and, for route_query, the interaction it produced. No connection is 
 """
 
 import datetime as dt
-import json
 import logging
 import math
 import time
@@ -14,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mcp_servers.hybrid import store
 from mcp_servers.hybrid.routing import (
     TASK_TYPES,
+    Attempt,
     Preference,
     RouteRequest,
     TaskType,
@@ -43,15 +44,6 @@ class Backend:
     settings: LlmBackendSettings
     model: ChatModel
     breaker: CircuitBreaker
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One call the router made (or skipped) while serving a request."""
-
-    backend: str
-    outcome: str  # ok | error | skipped
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +99,7 @@ class Router:
 
     async def load_thresholds(self) -> None:
         """Read the adapted thresholds (missing task types use the configured initial value)."""
-        rows = await self._database.fetch("SELECT task_type, complexity_threshold FROM hybrid_thresholds")
-        self._thresholds = {row["task_type"]: float(row["complexity_threshold"]) for row in rows}
+        self._thresholds = await store.load_thresholds(self._database)
 
     def threshold(self, task_type: str) -> float:
         """The current escalation threshold of a task type."""
@@ -123,10 +114,7 @@ class Router:
         self._thresholds[task_type] = value
 
     async def _budget_left(self) -> float:
-        spent = await self._database.fetchval(
-            "SELECT coalesce(sum(spent), 0) FROM hybrid_budget WHERE day = (now() AT TIME ZONE 'utc')::date"
-        )
-        return self._settings.daily_budget - float(spent or 0)
+        return self._settings.daily_budget - await store.spent_today(self._database)
 
     async def route(
         self,
@@ -213,7 +201,7 @@ class Router:
                 llm_seconds,
                 record_interaction,
             )
-        await self._record_failure(request, plan.threshold, plan.reason, attempts, prefer)
+        await self._record_failure(request, plan.threshold, plan.reason, attempts)
         if self._observer is not None:
             self._observer.decision("none", plan.reason)
         raise self._no_backend_error(request, attempts, first_rejection)
@@ -271,32 +259,20 @@ class Router:
         )
         interaction_id = uuid.uuid4() if record_interaction else None
         query = "\n".join(message.content for message in messages if message.role == "user")
-        decision_id = await self._database.fetchval(
-            _RECORD_SUCCESS,
-            request.task_type,
-            request.prefer,
-            backend.settings.name,
-            backend.settings.kind,
-            reason,
-            _attempts_json(attempts),
-            request.complexity,
-            threshold,
-            request.prompt_tokens,
-            completion.prompt_tokens,
-            completion.completion_tokens,
-            usage_reported,
-            cost,
-            completion.latency_seconds,
-            request.secret,
-            cost > 0 or not usage_reported,
-            interaction_id or uuid.UUID(int=0),
-            interaction_id is not None,
-            query,
-            completion.text,
-            completion.model,
-            completion.total_tokens,
-            completion.latency_seconds * 1000,
-            "off" if self._settings.async_commit_records else "on",
+        decision_id = await store.record_route_success(
+            self._database,
+            _decision(request, threshold, reason, attempts),
+            store.RoutedAnswer(
+                backend=backend.settings.name,
+                backend_kind=backend.settings.kind,
+                completion=completion,
+                usage_reported=usage_reported,
+                cost=cost,
+                charged=cost > 0 or not usage_reported,
+                interaction_id=interaction_id,
+                query=query,
+            ),
+            synchronous_commit=not self._settings.async_commit_records,
         )
         if self._observer is not None:
             self._observer.decision(backend.settings.name, reason)
@@ -314,61 +290,28 @@ class Router:
             secret=request.secret,
             prompt_tokens_estimate=request.prompt_tokens,
             cost=cost,
-            decision_id=int(decision_id),
+            decision_id=decision_id,
             interaction_id=interaction_id,
             overhead_seconds=overhead,
         )
 
     async def _record_failure(
-        self, request: RouteRequest, threshold: float, reason: str, attempts: Sequence[Attempt], prefer: str
+        self, request: RouteRequest, threshold: float, reason: str, attempts: Sequence[Attempt]
     ) -> None:
-        await self._database.execute(
-            """INSERT INTO hybrid_routing_decisions (task_type, prefer, backend, backend_kind, reason, attempts,
-                   complexity, threshold, prompt_tokens_estimate, secret, ok)
-               VALUES ($1, $2, NULL, NULL, $3, $4::jsonb, $5, $6, $7, $8, false)""",
-            request.task_type,
-            prefer,
-            reason,
-            _attempts_json(attempts),
-            request.complexity,
-            threshold,
-            request.prompt_tokens,
-            request.secret,
-        )
+        await store.record_route_failure(self._database, _decision(request, threshold, reason, attempts))
 
 
-# The decision, the day's spend and the interaction in ONE statement: one round trip, atomic (one implicit
-# transaction). $24 sets synchronous_commit for this statement's transaction only: "on" (default) waits for the
-# WAL flush; "off" (hybrid.async_commit_records) saves that wait, and a PostgreSQL crash may then lose the last
-# fraction of a second of records, atomically.
-_RECORD_SUCCESS = """
-WITH commit_mode AS (SELECT set_config('synchronous_commit', $24::text, true)),
-decision AS (
-    INSERT INTO hybrid_routing_decisions (task_type, prefer, backend, backend_kind, reason, attempts, complexity,
-        threshold, prompt_tokens_estimate, prompt_tokens, completion_tokens, usage_reported, cost, latency_seconds,
-        secret, ok)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, true)
-    RETURNING id
-),
-spend AS (
-    INSERT INTO hybrid_budget (day, backend, spent, calls, unreported_calls)
-    SELECT (now() AT TIME ZONE 'utc')::date, $3, $13, 1, CASE WHEN $12::boolean THEN 0 ELSE 1 END
-    WHERE $16::boolean
-    ON CONFLICT (day, backend) DO UPDATE SET spent = hybrid_budget.spent + EXCLUDED.spent,
-        calls = hybrid_budget.calls + 1, unreported_calls = hybrid_budget.unreported_calls + EXCLUDED.unreported_calls
-),
-interaction AS (
-    INSERT INTO hybrid_interactions (id, source, query, response, agent_type, model_used, tokens_used, latency_ms,
-        task_type, complexity, secret, decision_id)
-    SELECT $17::uuid, 'route_query', $19, $20, $4, $21, $22, $23, $1, $7, $15, decision.id
-    FROM decision WHERE $18::boolean
-)
-SELECT decision.id FROM decision, commit_mode
-"""
-
-
-def _attempts_json(attempts: Sequence[Attempt]) -> str:
-    return json.dumps([{"backend": a.backend, "outcome": a.outcome, "reason": a.reason} for a in attempts])
+def _decision(request: RouteRequest, threshold: float, reason: str, attempts: Sequence[Attempt]) -> store.RouteDecision:
+    return store.RouteDecision(
+        task_type=request.task_type,
+        prefer=request.prefer,
+        reason=reason,
+        attempts=tuple(attempts),
+        complexity=request.complexity,
+        threshold=threshold,
+        prompt_tokens_estimate=request.prompt_tokens,
+        secret=request.secret,
+    )
 
 
 def _error_reason(exc: DependencyUnavailable) -> str:

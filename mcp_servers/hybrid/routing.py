@@ -169,6 +169,15 @@ class Skip:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call the router made (or skipped) while serving a request."""
+
+    backend: str
+    outcome: str  # ok | error | skipped
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RoutePlan:
     """Backends to try in order, the reason for the first choice, and what was left out."""
 

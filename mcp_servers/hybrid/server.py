@@ -22,14 +22,20 @@ from mcp_servers.hybrid import service
 from mcp_servers.hybrid.deps import HybridDeps, open_hybrid
 from mcp_servers.hybrid.models import (
     AgentType,
+    AugmentRequest,
     AugmentResult,
     Collection,
     LearningStats,
     Outcome,
+    OutcomeRequest,
     OutcomeResult,
+    RouteQueryRequest,
     RouteResult,
+    SearchRequest,
     SearchResult,
+    TrackRequest,
     TrackResult,
+    TrainingDataRequest,
     TrainingDataResult,
     TrainingFormat,
 )
@@ -79,9 +85,8 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
         """Retrieve context for a query from AIDB (knowledge base) and Hybrid's collections (patterns, error
         solutions, best practices, codebase) and return an augmented prompt, the context ids (pass them to
         track_interaction) and its token count. Works without AIDB (see `notes`). Next: route_query."""
-        return await service.augment(
-            ctx.request_context.lifespan_context, query=query, agent_type=agent_type, max_tokens=max_tokens
-        )
+        request = AugmentRequest(query=query, agent_type=agent_type, max_tokens=max_tokens)
+        return await service.augment(ctx.request_context.lifespan_context, request)
 
     @server.tool("search_context", annotations=READ_ONLY)
     async def search_context(
@@ -91,13 +96,8 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
         limit: Annotated[int, Field(description="hits to return", ge=1, le=50, strict=True)] = 5,
     ) -> SearchResult:
         """Hybrid (dense + BM25) search in one of Hybrid's collections; hits best first with their text."""
-        return await service.search_context(
-            ctx.request_context.lifespan_context,
-            query=query,
-            collection=collection,
-            limit=limit,
-            is_admin=_is_admin(ctx),
-        )
+        request = SearchRequest(query=query, collection=collection, limit=limit)
+        return await service.search_context(ctx.request_context.lifespan_context, request, is_admin=_is_admin(ctx))
 
     @server.tool("route_query", annotations=OPEN_WORLD)
     async def route_query(
@@ -119,16 +119,16 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
         """Answer a prompt with the best configured LLM: local first, remote when the prompt is too long or
         complex for local, local fails, or you prefer it; secrets never go remote. Returns the text, the backend,
         the reason, tokens, latency and an interaction_id: report how it went with update_outcome."""
-        return await service.route_query(
-            ctx.request_context.lifespan_context,
+        request = RouteQueryRequest(
             prompt=prompt,
             system=system,
             prefer=prefer,
             max_tokens=max_tokens,
             temperature=temperature,
             json_schema=json_schema,
-            secret=contains_secrets,
+            contains_secrets=contains_secrets,
         )
+        return await service.route_query(ctx.request_context.lifespan_context, request)
 
     @server.tool("track_interaction", annotations=WRITE)
     async def track_interaction(
@@ -143,17 +143,17 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
         contains_secrets: Annotated[bool, Field(description="never export or send remote", strict=True)] = False,
     ) -> TrackResult:
         """Record an interaction you ran yourself; returns its id for update_outcome."""
-        return await service.track(
-            ctx.request_context.lifespan_context,
+        request = TrackRequest(
             query=query,
             response=response,
             agent_type=agent_type,
             model_used=model_used,
-            context_ids=context_ids or [],
+            context_ids=context_ids,
             tokens_used=tokens_used,
             latency_ms=latency_ms,
-            secret=contains_secrets,
+            contains_secrets=contains_secrets,
         )
+        return await service.track(ctx.request_context.lifespan_context, request)
 
     @server.tool("update_outcome", annotations=IDEMPOTENT_WRITE)
     async def update_outcome(
@@ -164,12 +164,8 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
     ) -> OutcomeResult:
         """Record how an interaction turned out. Scores it; valuable ones become reusable patterns, successes
         become training examples, and routing thresholds adapt for its task type."""
-        return await service.update_outcome(
-            ctx.request_context.lifespan_context,
-            interaction_id=interaction_id,
-            outcome=outcome,
-            user_feedback=user_feedback,
-        )
+        request = OutcomeRequest(interaction_id=interaction_id, outcome=outcome, user_feedback=user_feedback)
+        return await service.update_outcome(ctx.request_context.lifespan_context, request)
 
     @server.tool("generate_training_data", annotations=IDEMPOTENT_WRITE, scope="admin")
     async def generate_training_data(
@@ -178,7 +174,9 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
     ) -> TrainingDataResult:
         """Append new training examples to the format's append-only dataset file (no duplicates); returns its
         path and size."""
-        return await service.generate_training_data(ctx.request_context.lifespan_context, fmt=format)
+        return await service.generate_training_data(
+            ctx.request_context.lifespan_context, TrainingDataRequest(format=format)
+        )
 
     @server.tool("learning_stats", annotations=READ_ONLY)
     async def learning_stats_tool(ctx: Context[HybridDeps, Any]) -> LearningStats:

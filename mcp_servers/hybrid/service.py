@@ -1,27 +1,31 @@
-"""What each Hybrid tool does, as plain async functions over HybridDeps (server.py only declares the tools)."""
+"""What each Hybrid tool does, as plain async functions over HybridDeps and the tool's request object (server.py
+only declares the tools)."""
 
+import functools
 import json
 import logging
 import uuid
 from typing import Any
 
-from mcp_servers.hybrid import knowledge, learning, patterns
+from mcp_servers.hybrid import knowledge, learning, patterns, store
 from mcp_servers.hybrid.augment import augment_query
 from mcp_servers.hybrid.dataset import export_training_data
 from mcp_servers.hybrid.deps import HybridDeps
 from mcp_servers.hybrid.models import (
-    AgentType,
     Attempt,
+    AugmentRequest,
     AugmentResult,
-    Collection,
+    OutcomeRequest,
     OutcomeResult,
+    RouteQueryRequest,
     RouteResult,
+    SearchRequest,
     SearchResult,
+    TrackRequest,
     TrackResult,
+    TrainingDataRequest,
     TrainingDataResult,
-    TrainingFormat,
 )
-from mcp_servers.hybrid.routing import Preference
 from mcp_servers.shared.errors import InvalidRequest, NotFound, PermissionDenied
 from mcp_servers.shared.llm.port import ChatMessage
 
@@ -31,29 +35,20 @@ _ERROR_HINTS = ("error", "exception", "traceback", "failed", "failure", "crash",
 BEST_PRACTICE_VALUE = 0.8
 
 
-async def route_query(
-    deps: HybridDeps,
-    *,
-    prompt: str,
-    system: str | None,
-    prefer: Preference,
-    max_tokens: int,
-    temperature: float,
-    json_schema: dict[str, Any] | None,
-    secret: bool,
-) -> RouteResult:
+async def route_query(deps: HybridDeps, request: RouteQueryRequest) -> RouteResult:
     """Route one prompt and return the answer with the decision that produced it."""
-    messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", prompt)]
+    system = request.system
+    messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", request.prompt)]
     outcome = await deps.router.route(
         messages,
-        prefer=prefer,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        json_schema=json_schema,
-        secret=secret,
+        prefer=request.prefer,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        json_schema=request.json_schema,
+        secret=request.contains_secrets,
     )
     parsed: Any = None
-    if json_schema is not None:
+    if request.json_schema is not None:
         try:
             parsed = json.loads(outcome.completion.text)
         except ValueError:
@@ -80,40 +75,22 @@ async def route_query(
     )
 
 
-async def track(
-    deps: HybridDeps,
-    *,
-    query: str,
-    response: str,
-    agent_type: AgentType,
-    model_used: str,
-    context_ids: list[str],
-    tokens_used: int | None,
-    latency_ms: float | None,
-    secret: bool,
-) -> TrackResult:
+async def track(deps: HybridDeps, request: TrackRequest) -> TrackResult:
     """Store an interaction and index it in the (admin-only) interaction history."""
-    tracked = await learning.track_interaction(
-        deps.database,
-        query=query,
-        response=response,
-        agent_type=agent_type,
-        model_used=model_used,
-        context_ids=context_ids,
-        tokens_used=tokens_used,
-        latency_ms=latency_ms,
-        secret=secret,
-    )
-    if not tracked.secret:  # secrets stay in PostgreSQL only, never in a searchable index
+    interaction = learning.new_interaction(request)
+    await store.insert_interaction(deps.database, interaction)
+    if not interaction.secret:  # secrets stay in PostgreSQL only, never in a searchable index
         await knowledge.put_text(
             deps.vectors,
             deps.embedder,
             "interaction-history",
-            str(tracked.id),
-            f"Q: {query}\nA: {response}",
-            {"agent_type": agent_type, "model": model_used},
+            str(interaction.id),
+            f"Q: {request.query}\nA: {request.response}",
+            {"agent_type": request.agent_type, "model": request.model_used},
         )
-    return TrackResult(interaction_id=str(tracked.id), task_type=tracked.task_type, complexity=tracked.complexity)
+    return TrackResult(
+        interaction_id=str(interaction.id), task_type=interaction.task_type, complexity=interaction.complexity
+    )
 
 
 def _parse_id(value: str) -> uuid.UUID:
@@ -123,35 +100,37 @@ def _parse_id(value: str) -> uuid.UUID:
         raise NotFound(f"no interaction {value!r}; use the id returned by track_interaction or route_query") from None
 
 
-async def update_outcome(
-    deps: HybridDeps, *, interaction_id: str, outcome: learning.OutcomeName, user_feedback: float | None
-) -> OutcomeResult:
+async def update_outcome(deps: HybridDeps, request: OutcomeRequest) -> OutcomeResult:
     """Record the outcome; valuable interactions become patterns, successes training examples."""
+    interaction_id, outcome = request.interaction_id, request.outcome
     identifier = _parse_id(interaction_id)
-    row = await deps.database.fetchrow("SELECT query FROM hybrid_interactions WHERE id = $1", identifier)
-    if row is None:
-        raise NotFound(f"no interaction {interaction_id}; use the id returned by track_interaction or route_query")
-    novelty = await patterns.novelty(deps.vectors, deps.embedder, row["query"])
-    recorded = await learning.record_outcome(
-        deps.database,
-        deps.settings.hybrid,
-        interaction_id=identifier,
-        outcome=outcome,
-        feedback=user_feedback,
-        novelty=novelty,
+    novelty = await patterns.novelty(
+        deps.vectors, deps.embedder, await store.interaction_query(deps.database, identifier)
     )
-    if recorded.threshold is not None:
-        deps.router.set_threshold(recorded.interaction["task_type"], recorded.threshold)
+    recorded = await store.record_outcome(
+        deps.database,
+        identifier,
+        functools.partial(
+            learning.assess_outcome,
+            outcome=outcome,
+            feedback=request.user_feedback,
+            novelty=novelty,
+            settings=deps.settings.hybrid,
+        ),
+    )
     interaction = recorded.interaction
-    pattern_id: uuid.UUID | None = interaction["pattern_id"]
+    value = recorded.assessment.value_score
+    if recorded.threshold is not None:
+        deps.router.set_threshold(interaction.task_type, recorded.threshold)
+    pattern_id = interaction.pattern_id
     merged = False
     if (
         outcome != "failure"
-        and interaction["pattern_id"] is None  # already taught: a repeated outcome must not count twice
-        and recorded.value_score >= deps.settings.hybrid.pattern_min_value
+        and interaction.pattern_id is None  # already taught: a repeated outcome must not count twice
+        and value >= deps.settings.hybrid.pattern_min_value
     ):
         extracted = await patterns.extract_pattern(
-            deps.router, interaction["query"], interaction["response"], secret=bool(interaction["secret"])
+            deps.router, interaction.query, interaction.response, secret=interaction.secret
         )
         pattern_id, merged = await patterns.store_pattern(
             deps.database,
@@ -159,11 +138,11 @@ async def update_outcome(
             deps.embedder,
             extracted,
             interaction_id=identifier,
-            value=recorded.value_score,
+            value=value,
             merge_similarity=deps.settings.hybrid.pattern_merge_similarity,
         )
-        await learning.set_pattern(deps.database, identifier, pattern_id)
-        if recorded.value_score >= BEST_PRACTICE_VALUE:
+        await store.link_pattern(deps.database, identifier, pattern_id)
+        if value >= BEST_PRACTICE_VALUE:
             await knowledge.put_text(
                 deps.vectors,
                 deps.embedder,
@@ -172,17 +151,17 @@ async def update_outcome(
                 extracted.text,
                 {"problem_type": extracted.problem_type},
             )
-    if outcome == "success" and not interaction["secret"] and _looks_like_error(interaction["query"]):
+    if outcome == "success" and not interaction.secret and _looks_like_error(interaction.query):
         await knowledge.put_text(
             deps.vectors,
             deps.embedder,
             "error-solutions",
             interaction_id,
-            f"Problem: {interaction['query']}\nSolution: {interaction['response']}",
+            f"Problem: {interaction.query}\nSolution: {interaction.response}",
         )
     return OutcomeResult(
         interaction_id=interaction_id,
-        value_score=recorded.value_score,
+        value_score=value,
         pattern_id=str(pattern_id) if pattern_id else None,
         pattern_merged=merged,
         training_example_added=recorded.training_example_added,
@@ -195,22 +174,23 @@ def _looks_like_error(text: str) -> bool:
     return any(hint in lowered for hint in _ERROR_HINTS)
 
 
-async def search_context(
-    deps: HybridDeps, *, query: str, collection: Collection, limit: int, is_admin: bool
-) -> SearchResult:
+async def search_context(deps: HybridDeps, request: SearchRequest, *, is_admin: bool) -> SearchResult:
     """Hybrid search in one collection; interaction history needs the admin scope."""
+    collection = request.collection
     if collection in knowledge.ADMIN_ONLY and not is_admin:
         raise PermissionDenied(f"collection {collection} needs the admin scope on hybrid", required_scope="admin")
-    hits = await knowledge.search_collection(deps.vectors, deps.embedder, collection, query, limit=limit)
+    hits = await knowledge.search_collection(
+        deps.vectors, deps.embedder, collection, request.query, limit=request.limit
+    )
     return SearchResult(collection=collection, hits=hits)
 
 
-async def augment(deps: HybridDeps, *, query: str, agent_type: AgentType, max_tokens: int | None) -> AugmentResult:
+async def augment(deps: HybridDeps, request: AugmentRequest) -> AugmentResult:
     """Context from AIDB and Hybrid's collections, assembled into a prompt."""
-    budget = max_tokens if max_tokens is not None else deps.settings.hybrid.context_max_tokens
+    budget = request.max_tokens if request.max_tokens is not None else deps.settings.hybrid.context_max_tokens
     return await augment_query(
-        query=query,
-        agent_type=agent_type,
+        query=request.query,
+        agent_type=request.agent_type,
         max_tokens=budget,
         aidb=deps.aidb,
         aidb_tool=deps.settings.hybrid.aidb_search_tool,
@@ -219,8 +199,9 @@ async def augment(deps: HybridDeps, *, query: str, agent_type: AgentType, max_to
     )
 
 
-async def generate_training_data(deps: HybridDeps, *, fmt: TrainingFormat) -> TrainingDataResult:
+async def generate_training_data(deps: HybridDeps, request: TrainingDataRequest) -> TrainingDataResult:
     """Bring the format's dataset file up to date (append-only)."""
+    fmt = request.format
     if fmt not in ("openai", "sharegpt"):
         raise InvalidRequest("format must be openai or sharegpt")
     return await export_training_data(deps.database, deps.dataset_dir, fmt)

@@ -250,3 +250,27 @@ async def test_ralph_tasks_hitting_their_limit_become_an_iteration_limit_proposa
     [proposal] = await find_proposals(database)
     assert (proposal.kind, proposal.subject) == ("ralph_iteration_limit", "ralph/task:hybrid")
     assert "12 of 25" in proposal.description
+
+
+async def test_an_event_postgresql_cannot_store_is_left_out_and_learning_goes_on(
+    database: Database, tmp_path: Path
+) -> None:
+    directory = tmp_path / "telemetry"
+    writer = TelemetryWriter(directory, 1024 * 1024, source="ralph")
+    await emit_interactions(writer, 2, prefix="before")
+    # Each of these once failed its whole batch on every replay, so the pipeline never moved past it.
+    await writer.emit("interaction", query="tokens past int32", response="a", outcome="success", tokens_used=2**40)
+    await writer.emit("interaction", query="a NUL \x00 inside", response="a", outcome="failure")
+    await writer.emit("tool_call", tool="search\ud800", outcome="ok", duration_seconds=0.5)
+    await emit_interactions(writer, 2, prefix="after")
+
+    pipeline = pipeline_for(database, directory, checkpoint_every_events=100)
+    with anyio.fail_after(30):
+        assert await pipeline.drain() == 7
+    # 7 events claimed; the 4 good interactions and their examples stored; the unstorable interactions, the
+    # example of the successful one and the tool statistics left out.
+    assert await counts(database) == (7, 4, 4)
+    assert await database.fetchval("SELECT count(*) FROM hybrid_tool_stats") == 0
+    await emit_interactions(writer, 1, prefix="later")
+    assert await pipeline.drain() == 1
+    assert await counts(database) == (8, 5, 5)
