@@ -434,6 +434,26 @@ def describe_validation_error(error: ValidationError) -> str:
     return f"invalid configuration: {variable}: {first['msg']}"
 
 
+def env_variable(path: str) -> str:
+    """The environment variable that sets a settings path: `aidb.peer_api_key` -> `MCP_STACK_AIDB__PEER_API_KEY`.
+
+    Raises:
+        ValueError: the path names no field of `StackSettings` (a typo fails where it is written, not later as
+            a variable that no process reads).
+    """
+    model: type[BaseModel] = StackSettings
+    parts = path.split(".")
+    for depth, part in enumerate(parts, start=1):
+        field = model.model_fields.get(part)
+        if field is None:
+            raise ValueError(f"{path!r} names no setting")
+        if depth < len(parts):
+            if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+                raise ValueError(f"{path!r} names no setting")
+            model = field.annotation
+    return ENV_PREFIX + "__".join(parts).upper()
+
+
 def load_settings(**overrides: Any) -> StackSettings:
     """Load and validate settings once; raises ConfigurationError with a one-line message."""
     try:
