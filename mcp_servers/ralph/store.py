@@ -34,11 +34,12 @@ from mcp_servers.ralph.domain import (
 )
 from mcp_servers.ralph.policy import LoopState
 from mcp_servers.shared.errors import Conflict, InvalidRequest, NotFound
+from mcp_servers.shared.postgres.notify import TASK_CHANGED_CHANNEL
 from mcp_servers.shared.postgres.pool import Connection, Database
 
 logger = logging.getLogger(__name__)
 
-CHANNEL: Final = "ralph_task_changed"
+CHANNEL: Final = TASK_CHANGED_CHANNEL
 
 _TASK_COLUMNS: Final = """
     t.id, t.prompt, t.backend, t.completion_promise, t.verify_command, t.max_iterations, t.max_seconds,

@@ -325,6 +325,12 @@ class DashboardSettings(_Section):
     sample_seconds: float = Field(default=2.0, ge=0.1, le=3600, description="how often server status is sampled")
     history_samples: int = Field(default=180, ge=2, le=100_000, description="samples kept for the charts")
     request_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
+    stream_fallback_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="live task pages refresh on Ralph's notifications; this re-read is only their safety net",
+    )
 
     @model_validator(mode="after")
     def _check_urls(self) -> "DashboardSettings":
