@@ -1,7 +1,8 @@
 """The dashboard's Starlette app: built from settings, opened by its lifespan, served by uvicorn.
 
 `create_app(settings)` builds without I/O; the lifespan opens PostgreSQL (users, sessions, live config, audit),
-one link per stack server and the status sampler, and closes them in reverse order.
+one link per stack server, the status sampler and the listener for Ralph's task changes, and closes them in
+reverse order. The state they make up is `state.py`; the pages are `pages/`.
 """
 
 import contextlib
@@ -9,11 +10,8 @@ import importlib
 import logging
 import mimetypes
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import jinja2
@@ -24,44 +22,28 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from mcp_servers import __version__
+from mcp_servers.dashboard import pages
 from mcp_servers.dashboard.auth import Authenticator, Passwords
-from mcp_servers.dashboard.routes import build_routes
 from mcp_servers.dashboard.sampler import Sampler
 from mcp_servers.dashboard.security import SecurityHeaders
-from mcp_servers.dashboard.servers import ServerLink, open_links
+from mcp_servers.dashboard.servers import open_links
+from mcp_servers.dashboard.state import STATE_ATTRIBUTE, DashboardState
 from mcp_servers.dashboard.store import DashboardStore
+from mcp_servers.shared.auth.keys import KeyStore
+from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import StackError
 from mcp_servers.shared.middleware.http import stack_error_handler
-from mcp_servers.shared.postgres.pool import Database, open_database
+from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.resilience.ratelimit import MemoryRateLimiter
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 STATIC_DIR = PACKAGE_DIR / "static"
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
-
-
-@dataclass
-class DashboardState:
-    """What the routes use; `database`, `links`, `sampler` and `auth` exist while the app runs."""
-
-    settings: StackSettings
-    templates: Jinja2Templates
-    breakers: BreakerRegistry
-    passwords: Passwords
-    started_at: float = field(default_factory=time.time)
-    database: Database | None = None
-    store: DashboardStore | None = None
-    auth: Authenticator | None = None
-    links: dict[str, ServerLink] = field(default_factory=dict)
-    sampler: Sampler | None = None
-
-    def running(self) -> tuple[Database, DashboardStore, Authenticator, Sampler]:
-        """The open pieces; only called by routes, which run after start-up."""
-        assert self.database and self.store and self.auth and self.sampler, "dashboard not started"
-        return self.database, self.store, self.auth, self.sampler
+_LISTEN_MIN_POOL = 2
 
 
 def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Starlette:
@@ -74,6 +56,9 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
         templates=Jinja2Templates(env=environment),
         breakers=BreakerRegistry(settings.breaker),
         passwords=Passwords(),
+        # /ready accepts the stack's API keys and limits each caller, as every server's /ready does.
+        verifier=StackTokenVerifier(lambda: KeyStore(state.database) if state.database else None, settings.auth),
+        limiter=MemoryRateLimiter(settings.rate_limit),
     )
     state.templates.env.globals["version"] = __version__
 
@@ -97,20 +82,23 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(state.sampler.run)
+                # Live task pages wake on Ralph's NOTIFY; a pool of one connection cannot lend one for good.
+                if settings.postgres.pool_max_size >= _LISTEN_MIN_POOL:
+                    tg.start_soon(state.tasks.run, state.database)
                 try:
                     yield
                 finally:
                     tg.cancel_scope.cancel()
             state.database = state.store = state.auth = state.sampler = None
 
-    routes = [*build_routes(state), Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")]
+    routes = [*pages.routes(), Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={StackError: stack_error_handler},
         middleware=[SecurityHeaders.middleware()],
     )
-    app.state.dashboard = state
+    setattr(app.state, STATE_ATTRIBUTE, state)
     return app
 
 
@@ -152,9 +140,3 @@ async def serve(settings: StackSettings, *, host: str | None = None, port: int |
         tg.start_soon(stop_on_signal)
         await http.serve()
         tg.cancel_scope.cancel()
-
-
-def app_state(app: Any) -> DashboardState:
-    """The dashboard state of an app built by `create_app` (for tests and the CLI)."""
-    state: DashboardState = app.state.dashboard
-    return state

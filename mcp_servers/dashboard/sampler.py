@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from prometheus_client.parser import text_string_to_metric_families
 
+from mcp_servers.dashboard.live import Changes
 from mcp_servers.dashboard.servers import ServerLink
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -83,8 +84,8 @@ class Sampler:
         self.series: dict[str, deque[tuple[float, float, float, float | None]]] = {
             name: deque(maxlen=history) for name in links
         }
-        self.version = 0
-        self._changed = anyio.Event()
+        self.changes = Changes()
+        """Moves after every sample (live status streams wait on it)."""
 
     async def run(self) -> None:
         """Sample every interval until cancelled."""
@@ -97,15 +98,7 @@ class Sampler:
         async with anyio.create_task_group() as tg:
             for name in self._links:
                 tg.start_soon(self._sample, name)
-        self.version += 1
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_changed(self, seen: int) -> int:
-        """Wait until a sample newer than `seen` exists; returns its version."""
-        while self.version <= seen:
-            await self._changed.wait()
-        return self.version
+        self.changes.notify()
 
     async def _sample(self, name: str) -> None:
         link = self._links[name]
@@ -161,7 +154,7 @@ class Sampler:
     def snapshot(self) -> dict[str, Any]:
         """Everything the live pages need, as JSON-ready data."""
         return {
-            "version": self.version,
+            "version": self.changes.version,
             "servers": {name: asdict(status) for name, status in self.status.items()},
             "dashboard_breakers": self._breakers.snapshot(),
             "series": {name: list(points) for name, points in self.series.items()},

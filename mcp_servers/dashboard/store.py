@@ -1,4 +1,8 @@
-"""The dashboard's SQL adapter: operator accounts, server-side sessions and service commands (migration 0005)."""
+"""The dashboard's SQL adapter: operator accounts, server-side sessions and service commands (migration 0005).
+
+`service_commands` is the queue between the dashboard (which requests) and the `mcp-stack up` supervisor (which
+carries out, `mcp_servers/ops/supervisor.py`); both go through `DashboardStore`, nobody else writes that table.
+"""
 
 import hashlib
 from dataclasses import dataclass
@@ -156,6 +160,20 @@ class DashboardStore:
         if row is None:
             raise NotFound(f"service command {command_id} not found")
         return ServiceCommand(**_record(row))
+
+    async def next_pending_command(self) -> ServiceCommand | None:
+        """The oldest command the supervisor has not carried out yet."""
+        row = await self._database.fetchrow(
+            "SELECT id, server, action, requested_by, requested_at, done_at, result FROM service_commands "
+            "WHERE done_at IS NULL ORDER BY id LIMIT 1"
+        )
+        return None if row is None else ServiceCommand(**_record(row))
+
+    async def finish_command(self, command_id: int, result: str) -> None:
+        """Record that the supervisor carried out a command, and how it went."""
+        await self._database.execute(
+            "UPDATE service_commands SET done_at = now(), result = $2 WHERE id = $1", command_id, result
+        )
 
 
 def _record(row: Any) -> dict[str, Any]:  # an asyncpg Record: the driver boundary

@@ -11,7 +11,6 @@ event-id dedup makes re-reading a few events after a restore harmless. A restore
 touches anything, and writes only into an empty database and empty vector/telemetry directories.
 """
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -35,7 +34,7 @@ from mcp_servers import __version__
 from mcp_servers.ops.pgtools import choose_tool, client_environment
 from mcp_servers.shared.config import CONFIG_FILE_VARIABLE, StackSettings
 from mcp_servers.shared.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidRequest
-from mcp_servers.shared.postgres.embedded import embedded_postgres
+from mcp_servers.shared.postgres.pool import database_dsn
 from mcp_servers.shared.telemetry import copy_for_backup
 
 __all__ = ["BackupManifest", "VectorMode", "create_backup", "describe", "read_manifest", "restore_backup"]
@@ -110,16 +109,6 @@ class BackupManifest:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"manifest field missing or malformed: {exc}") from None
-
-
-@contextlib.asynccontextmanager
-async def _database_dsn(settings: StackSettings) -> AsyncIterator[str]:
-    """The configured DSN, or the embedded server's (started here if no other process runs it)."""
-    if settings.postgres.dsn is not None:
-        yield settings.postgres.dsn.get_secret_value()
-        return
-    async with embedded_postgres(settings.data_dir) as dsn:
-        yield dsn
 
 
 async def _server_version(dsn: str, connect_timeout_seconds: float) -> tuple[int, str]:
@@ -271,7 +260,7 @@ async def create_backup(settings: StackSettings, archive: Path, *, vectors: Vect
         await anyio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix=".mcp-stack-backup-", dir=archive.parent))
     )
     try:
-        async with _database_dsn(settings) as dsn:
+        async with database_dsn(settings) as dsn:
             timeout = settings.postgres.connect_timeout_seconds
             major, server_version = await _server_version(dsn, timeout)
             tool = await anyio.to_thread.run_sync(partial(choose_tool, "pg_dump", exact=major, at_least=major))
@@ -396,7 +385,7 @@ async def restore_backup(settings: StackSettings, archive: Path) -> BackupManife
     )
     try:
         manifest = await anyio.to_thread.run_sync(_extract_verified, archive, scratch)
-        async with _database_dsn(settings) as dsn:
+        async with database_dsn(settings) as dsn:
             timeout = settings.postgres.connect_timeout_seconds
             if await _user_relations(dsn, timeout):
                 raise Conflict("the target database is not empty; restore needs an empty database")

@@ -1,5 +1,8 @@
-"""The operator subcommands of `mcp-stack`: backup, restore, doctor, client-config (cli.py only delegates here).
+"""The operator subcommands of `mcp-stack` (cli.py loads settings, configures logging and delegates here).
 
+mcp-stack up                                           every server over HTTP, supervised (ops/supervisor.py)
+mcp-stack keys create|list|revoke                      API keys for the HTTP transports
+mcp-stack dashboard-user create --username U           a dashboard account (password from stdin or a prompt)
 mcp-stack backup ARCHIVE [--vectors snapshot|skip]     one archive: database, vectors, telemetry, config
 mcp-stack restore ARCHIVE                              into an empty database and empty data directories
 mcp-stack doctor                                       check everything; non-zero exit on problems
@@ -7,24 +10,39 @@ mcp-stack client-config CLIENT [--server S] [--http]   a configuration snippet f
 """
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 from typing import Final
 
 import anyio
 
-from mcp_servers.ops import backup, client_config, doctor
-from mcp_servers.shared.config import StackSettings, load_settings
-from mcp_servers.shared.errors import ConfigurationError, StackError
-from mcp_servers.shared.observability.logging import configure_logging
+from mcp_servers.dashboard.store import Role
+from mcp_servers.ops import accounts, backup, client_config, supervisor
+from mcp_servers.shared.config import StackSettings
 
-__all__ = ["COMMANDS", "add_parsers", "main"]
+__all__ = ["COMMANDS", "add_parsers", "run"]
 
-COMMANDS: Final = ("backup", "restore", "doctor", "client-config")
+COMMANDS: Final = ("up", "keys", "dashboard-user", "backup", "restore", "doctor", "client-config")
 
 
 def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register the operator subcommands on `mcp-stack`'s subparsers."""
+    commands.add_parser("up", help="run every server over HTTP on embedded defaults")
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", default="read", help="comma-separated: read, write, admin, or aidb:write ...")
+    key_commands.add_parser("list")
+    revoke = key_commands.add_parser("revoke")
+    revoke.add_argument("key_id")
+    users = commands.add_parser("dashboard-user", help="manage dashboard accounts")
+    user_commands = users.add_subparsers(dest="user_command", required=True)
+    create_user = user_commands.add_parser("create")
+    create_user.add_argument("--username", required=True)
+    create_user.add_argument("--role", choices=["admin", "viewer"], default="admin")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     backup_parser = commands.add_parser("backup", help="write one archive: database, vectors, telemetry, config")
     backup_parser.add_argument("archive", type=Path)
     backup_parser.add_argument(
@@ -45,32 +63,43 @@ def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     clients.add_argument("--base-url", default=None, help="HTTP base, e.g. https://mcp.example.org (default: local)")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run one operator subcommand; returns the exit status (errors end in one line on stderr)."""
-    if args.command == "doctor":
-        # Doctor reports a bad configuration as a finding instead of stopping at it.
-        return doctor.main()
-    try:
-        settings = load_settings()
-    except ConfigurationError as exc:
-        print(f"mcp-stack: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.observability.log_level, settings.observability.log_format)
-    try:
-        if args.command == "client-config":
-            servers = tuple(args.server) if args.server else client_config.SERVERS
-            print(client_config.render(settings, args.client, servers, http=args.http, base_url=args.base_url))
-        elif args.command == "backup":
-            anyio.run(_backup, settings, args.archive, args.vectors)
-        else:
-            anyio.run(_restore, settings, args.archive)
-    except ConfigurationError as exc:
-        print(f"mcp-stack: {exc}", file=sys.stderr)
-        return 2
-    except StackError as exc:
-        print(f"mcp-stack: {exc}", file=sys.stderr)
-        return 1
-    return 0
+def run(args: argparse.Namespace, settings: StackSettings) -> None:
+    """Run one operator subcommand other than `doctor` (which checks the configuration itself: `doctor.main`).
+
+    Raises:
+        StackError: ConfigurationError and the domain errors, for the caller to print as one line.
+    """
+    if args.command == "up":
+        anyio.run(supervisor.up, settings)
+    elif args.command == "keys":
+        anyio.run(_keys, settings, args)
+    elif args.command == "dashboard-user":
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+        anyio.run(_create_dashboard_user, settings, args.username, args.role, password)
+    elif args.command == "client-config":
+        servers = tuple(args.server) if args.server else client_config.SERVERS
+        print(client_config.render(settings, args.client, servers, http=args.http, base_url=args.base_url))
+    elif args.command == "backup":
+        anyio.run(_backup, settings, args.archive, args.vectors)
+    else:
+        anyio.run(_restore, settings, args.archive)
+
+
+async def _keys(settings: StackSettings, args: argparse.Namespace) -> None:
+    if args.keys_command == "create":
+        issued = await accounts.create_key(settings, args.name, [scope.strip() for scope in args.scopes.split(",")])
+        print(f"key id: {issued.key.key_id}\nscopes: {','.join(issued.key.scopes)}\ntoken:  {issued.token}")
+    elif args.keys_command == "list":
+        for line in await accounts.list_keys(settings):
+            print(line)
+    else:
+        await accounts.revoke_key(settings, args.key_id)
+        print(f"revoked {args.key_id}")
+
+
+async def _create_dashboard_user(settings: StackSettings, username: str, role: Role, password: str) -> None:
+    await accounts.create_dashboard_user(settings, username, role, password)
+    print(f"created dashboard user {username} ({role})")
 
 
 async def _backup(settings: StackSettings, archive: Path, vectors: backup.VectorMode) -> None:

@@ -24,8 +24,8 @@ from mcp_servers.shared.embeddings.provision import invalid_files, model_dir_for
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.llm.factory import read_api_key
 from mcp_servers.shared.observability.logging import configure_logging
-from mcp_servers.shared.postgres.embedded import embedded_postgres
 from mcp_servers.shared.postgres.migrate import load_migrations
+from mcp_servers.shared.postgres.pool import database_dsn
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
 __all__ = ["Finding", "format_report", "main", "run_checks"]
@@ -92,14 +92,11 @@ async def _check_data_dir(settings: StackSettings, emit: Emit) -> None:
 
 @contextlib.asynccontextmanager
 async def _dsn(settings: StackSettings, emit: Emit) -> AsyncIterator[str | None]:
-    if settings.postgres.dsn is not None:
-        yield settings.postgres.dsn.get_secret_value()
-        return
-    if not await anyio.Path(settings.data_dir / "postgres").exists():
+    if settings.postgres.dsn is None and not await anyio.Path(settings.data_dir / "postgres").exists():
         emit("database", "warn", "embedded PostgreSQL is not initialised yet (created on first start)")
         yield None
         return
-    async with embedded_postgres(settings.data_dir) as dsn:
+    async with database_dsn(settings) as dsn:
         yield dsn
 
 

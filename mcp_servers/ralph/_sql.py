@@ -20,10 +20,11 @@ from mcp_servers.ralph.domain import (
     TaskSpec,
     TaskStatus,
 )
+from mcp_servers.shared.postgres.notify import TASK_CHANGED_CHANNEL
 from mcp_servers.shared.postgres.pool import Connection
 
 # Every change a client can see is announced here, with the task id as payload, in the transaction that makes it.
-CHANNEL: Final = "ralph_task_changed"
+CHANNEL: Final = TASK_CHANGED_CHANNEL
 
 TASK_COLUMNS: Final = """
     t.id, t.prompt, t.backend, t.completion_promise, t.verify_command, t.max_iterations, t.max_seconds,

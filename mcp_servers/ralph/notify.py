@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import asyncpg
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
@@ -24,13 +23,10 @@ from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestPar
 
 from mcp_servers.ralph._sql import CHANNEL
 from mcp_servers.ralph.models import iterations_uri, task_uri
-from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.postgres.notify import listen
 from mcp_servers.shared.postgres.pool import Database
 
 logger = logging.getLogger(__name__)
-
-_RECONNECT_SECONDS = 1.0
-_KEEPALIVE_SECONDS = 5.0
 
 
 def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
@@ -127,8 +123,7 @@ class TaskChanges:
         """Relay NOTIFY ralph_task_changed until cancelled; reconnects after database outages."""
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=10_000)
 
-        def on_notify(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
-            task_id = str(payload)
+        def on_payload(task_id: str) -> None:
             self._wake(task_id)  # at once: a waiter never queues behind slow resource subscribers
             if self._fanout is None:
                 return
@@ -145,19 +140,5 @@ class TaskChanges:
 
         async with anyio.create_task_group() as tg, send:
             tg.start_soon(relay)
-            while True:
-                try:
-                    async with database.held_connection() as conn:
-                        await conn.add_listener(CHANNEL, on_notify)
-                        # Changes committed while nobody listened were not delivered: watchers read again.
-                        self._wake_all()
-                        try:
-                            while True:
-                                await anyio.sleep(_KEEPALIVE_SECONDS)
-                                await conn.execute("SELECT 1")
-                        finally:
-                            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                                await conn.remove_listener(CHANNEL, on_notify)
-                except (DependencyUnavailable, asyncpg.PostgresError, OSError):
-                    logger.warning("ralph notification listener reconnecting")
-                    await anyio.sleep(_RECONNECT_SECONDS)
+            # Changes committed while nobody listened were not delivered: watchers read again.
+            await listen(database, CHANNEL, on_payload, on_listening=self._wake_all)

@@ -325,6 +325,12 @@ class DashboardSettings(_Section):
     sample_seconds: float = Field(default=2.0, ge=0.1, le=3600, description="how often server status is sampled")
     history_samples: int = Field(default=180, ge=2, le=100_000, description="samples kept for the charts")
     request_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
+    stream_fallback_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="live task pages refresh on Ralph's notifications; this re-read is only their safety net",
+    )
 
     @model_validator(mode="after")
     def _check_urls(self) -> "DashboardSettings":
@@ -432,6 +438,26 @@ def describe_validation_error(error: ValidationError) -> str:
     location = [str(part) for part in first["loc"] if not str(part).isdigit()]
     variable = ENV_PREFIX + "__".join(location).upper() if location else ENV_PREFIX + "*"
     return f"invalid configuration: {variable}: {first['msg']}"
+
+
+def env_variable(path: str) -> str:
+    """The environment variable that sets a settings path: `aidb.peer_api_key` -> `MCP_STACK_AIDB__PEER_API_KEY`.
+
+    Raises:
+        ValueError: the path names no field of `StackSettings` (a typo fails where it is written, not later as
+            a variable that no process reads).
+    """
+    model: type[BaseModel] = StackSettings
+    parts = path.split(".")
+    for depth, part in enumerate(parts, start=1):
+        field = model.model_fields.get(part)
+        if field is None:
+            raise ValueError(f"{path!r} names no setting")
+        if depth < len(parts):
+            if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+                raise ValueError(f"{path!r} names no setting")
+            model = field.annotation
+    return ENV_PREFIX + "__".join(parts).upper()
 
 
 def load_settings(**overrides: Any) -> StackSettings:

@@ -56,6 +56,7 @@ D = TypeVar("D")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ReadinessCheck = Callable[[], Awaitable[object]]
+READINESS_TIMEOUT_SECONDS = 5.0
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -93,6 +94,37 @@ def build_core(server: ServerName, settings: StackSettings) -> Core:
     configure_tracing(f"mcp-stack-{server}", settings.observability.otlp_endpoint)
     runtime = RuntimeConfig(settings, limiter)
     return Core(server, settings, metrics, breakers, limiter, telemetry, time.time(), runtime)
+
+
+async def readiness_report(
+    server: ServerName, checks: Mapping[str, ReadinessCheck], breakers: BreakerRegistry, started_at: float
+) -> tuple[bool, dict[str, Any]]:
+    """The `/ready` answer of every HTTP process of the stack: each check run at once with a timeout (a failure
+    is reported, never raised), the breaker states, version and uptime; ready when there are checks and all pass."""
+    results: dict[str, str] = {}
+
+    async def run(name: str, check: ReadinessCheck) -> None:
+        try:
+            with anyio.fail_after(READINESS_TIMEOUT_SECONDS):
+                await check()
+            results[name] = "ok"
+        except TimeoutError:
+            results[name] = "timeout"
+        except Exception as exc:  # a readiness probe reports every failure, it never raises
+            results[name] = f"error: {type(exc).__name__}"
+
+    async with anyio.create_task_group() as tg:
+        for name, check in checks.items():
+            tg.start_soon(run, name, check)
+    ready = bool(checks) and all(value == "ok" for value in results.values())
+    return ready, {
+        "status": "ready" if ready else "not_ready",
+        "server": server,
+        "version": package_version(),
+        "uptime_seconds": round(time.time() - started_at, 1),
+        "checks": dict(sorted(results.items())),
+        "breakers": breakers.snapshot(),
+    }
 
 
 class HasReadiness(Protocol):
@@ -320,30 +352,7 @@ class StackServer(Generic[D]):
         deps = self._shared.deps
         if deps is not None and hasattr(deps, "readiness_checks"):
             checks.update(deps.readiness_checks())
-        results: dict[str, str] = {}
-
-        async def run(name: str, check: ReadinessCheck) -> None:
-            try:
-                with anyio.fail_after(5):
-                    await check()
-                results[name] = "ok"
-            except TimeoutError:
-                results[name] = "timeout"
-            except Exception as exc:  # a readiness probe reports every failure, it never raises
-                results[name] = f"error: {type(exc).__name__}"
-
-        async with anyio.create_task_group() as tg:
-            for name, check in checks.items():
-                tg.start_soon(run, name, check)
-        ready = bool(checks) and all(value == "ok" for value in results.values())
-        return ready, {
-            "status": "ready" if ready else "not_ready",
-            "server": self.core.server,
-            "version": package_version(),
-            "uptime_seconds": round(time.time() - self.core.started_at, 1),
-            "checks": dict(sorted(results.items())),
-            "breakers": self.core.breakers.snapshot(),
-        }
+        return await readiness_report(self.core.server, checks, self.core.breakers, self.core.started_at)
 
     def _routes(self) -> list[BaseRoute]:
         core = self.core

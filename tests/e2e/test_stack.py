@@ -16,7 +16,7 @@ import pytest
 from mcp import Client, MCPError
 from pydantic import BaseModel, Field
 
-from mcp_servers.cli import SERVERS, UP_ORDER
+from mcp_servers.ops.supervisor import UP_ORDER
 from mcp_servers.shared.annotations import READ_ONLY
 from mcp_servers.shared.config import StackSettings, load_settings
 from mcp_servers.shared.harness import Core, ReadinessCheck, StackServer, build_core
@@ -32,7 +32,7 @@ ADMIN_KEY = re.compile(r"^\s+(mcps_[0-9a-f]+_\S+)$")
 
 
 async def test_up_runs_every_server_on_embedded_defaults(data_dir: Path) -> None:
-    names = [name for name in UP_ORDER if name in SERVERS]
+    names = list(UP_ORDER)
     ports = {name: free_port() for name in names}
     env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_STACK_")}
     env |= {f"MCP_STACK_HTTP__{name.upper()}_PORT": str(port) for name, port in ports.items()}

@@ -8,7 +8,14 @@ from mcp_servers.shared.postgres.migrate import (
     load_migrations,
     migrate,
 )
-from mcp_servers.shared.postgres.pool import Connection, Database, IsolationLevel, PoolStats, open_database
+from mcp_servers.shared.postgres.pool import (
+    Connection,
+    Database,
+    IsolationLevel,
+    PoolStats,
+    database_dsn,
+    open_database,
+)
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
@@ -19,6 +26,7 @@ __all__ = [
     "Migration",
     "PoolStats",
     "apply_migrations",
+    "database_dsn",
     "embedded_postgres",
     "load_migrations",
     "migrate",

@@ -261,6 +261,23 @@ async def _wait_for_server(dsn: str, settings: PostgresSettings, deadline_second
 
 
 @asynccontextmanager
+async def database_dsn(settings: StackSettings) -> AsyncIterator[str]:
+    """The DSN of the system of record for the block: the configured one, else the embedded server's.
+
+    The embedded server in `<data_dir>/postgres` is started (or joined, when another process of the stack runs
+    it) on entry and released on exit; a configured DSN is yielded as it is, without connecting.
+
+    Raises:
+        ConfigurationError: the embedded server cannot be initialised or started.
+    """
+    if settings.postgres.dsn is not None:
+        yield settings.postgres.dsn.get_secret_value()
+        return
+    async with embedded_postgres(settings.data_dir) as dsn:
+        yield dsn
+
+
+@asynccontextmanager
 async def open_database(
     settings: StackSettings,
     breakers: BreakerRegistry,
@@ -279,10 +296,8 @@ async def open_database(
         DependencyUnavailable: the server stayed unreachable for `startup_timeout_seconds`.
     """
     async with AsyncExitStack() as stack:
-        if settings.postgres.dsn is None:
-            dsn = await stack.enter_async_context(embedded_postgres(settings.data_dir))
-        else:
-            dsn = settings.postgres.dsn.get_secret_value()
+        dsn = await stack.enter_async_context(database_dsn(settings))
+        if settings.postgres.dsn is not None:
             await _wait_for_server(dsn, settings.postgres, startup_timeout_seconds)
         await migrate(dsn, migrations, connect_timeout_seconds=settings.postgres.connect_timeout_seconds)
         database = await Database.open(dsn, settings.postgres, breakers, application_name=application_name)

@@ -118,6 +118,8 @@ async def live_stack(stack_settings: StackSettings, tmp_path: Path) -> AsyncIter
             "aidb_url": f"http://127.0.0.1:{free_port()}",  # not running: shown as down
             "hybrid_url": f"http://127.0.0.1:{free_port()}",
             "sample_seconds": 0.5,
+            # Live task pages must move on Ralph's notifications alone: the safety-net re-read never comes.
+            "stream_fallback_seconds": 600,
         },
     )
     stack = LiveStack(settings, ralph_port, client_token=client_token)

@@ -4,7 +4,7 @@ import pytest
 from starlette.requests import Request
 
 from mcp_servers.dashboard.auth import Passwords, same_origin
-from mcp_servers.dashboard.routes import _safe_next
+from mcp_servers.dashboard.pages.auth import safe_next
 from mcp_servers.dashboard.sampler import parse_counters
 
 EXPOSITION = """\
@@ -50,7 +50,7 @@ def _request(path: str, headers: dict[str, str] | None = None) -> Request:
     [("/tasks", "/tasks"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("https://evil.example", "/")],
 )
 def test_login_returns_only_to_local_paths(target: str, expected: str) -> None:
-    assert _safe_next(_request("/login"), target) == expected
+    assert safe_next(_request("/login"), target) == expected
 
 
 def test_same_origin_compares_origin_then_referer() -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_servers.shared.config import CONFIG_FILE_VARIABLE, load_settings
+from mcp_servers.shared.config import CONFIG_FILE_VARIABLE, env_variable, load_settings
 from mcp_servers.shared.errors import ConfigurationError
 
 
@@ -68,3 +68,17 @@ def test_missing_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("MCP_STACK_POSTGRES__DSN_FILE", str(tmp_path / "absent"))
     with pytest.raises(ConfigurationError, match="MCP_STACK_POSTGRES__DSN_FILE"):
         load_settings()
+
+
+def test_env_variable_names_the_variable_that_load_settings_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    variable = env_variable("aidb.search_limit")
+    assert variable == "MCP_STACK_AIDB__SEARCH_LIMIT"
+    monkeypatch.setenv(variable, "11")
+    assert load_settings().aidb.search_limit == 11
+    assert env_variable("data_dir") == "MCP_STACK_DATA_DIR"
+
+
+@pytest.mark.parametrize("path", ["aidb.no_such_field", "nosection.x", "data_dir.x", ""])
+def test_env_variable_refuses_a_path_that_names_no_setting(path: str) -> None:
+    with pytest.raises(ValueError):
+        env_variable(path)

@@ -1,0 +1,146 @@
+"""Ralph's tasks: the list, submitting, one task with its iterations, stop and approve, and both followed live.
+
+Every call goes to Ralph over MCP (its tools and resources); the live streams re-read when Ralph's store announces
+a change on PostgreSQL (`TaskChanges`), not on a timer.
+"""
+
+import contextlib
+import json
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from mcp_servers.dashboard.pages._live import stream_for
+from mcp_servers.dashboard.pages._page import done, page, parse_form, render
+from mcp_servers.dashboard.servers import ServerLink
+from mcp_servers.dashboard.state import state_of
+from mcp_servers.dashboard.store import Session
+from mcp_servers.shared.errors import NotFound, StackError
+
+LIST_LIMIT: Final = 50
+_MAX_TASK_ID_CHARS: Final = 64
+
+
+class SubmitTaskForm(BaseModel):
+    """The task form; bounds mirror Ralph's submit_task (Ralph validates again)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=100_000)
+    backend: str = Field(default="command", min_length=1, max_length=100)
+    max_iterations: int = Field(default=10, ge=1, le=10_000)
+    completion_promise: str | None = Field(default=None, max_length=500)
+    require_approval: bool = False
+
+
+class ApproveForm(BaseModel):
+    """Approve or reject a parked task."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    approved: Literal["true", "false"]
+    note: str | None = Field(default=None, max_length=2000)
+
+
+def _ralph(request: Request) -> ServerLink:
+    return state_of(request).links["ralph"]
+
+
+async def _list(ralph: ServerLink) -> dict[str, Any]:
+    return await ralph.call_tool("list_tasks", {"limit": LIST_LIMIT})
+
+
+async def _task_with_iterations(ralph: ServerLink, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if not task_id or len(task_id) > _MAX_TASK_ID_CHARS:
+        raise NotFound("unknown task")
+    task = await ralph.call_tool("task_status", {"task_id": task_id})
+    try:
+        listing = json.loads(await ralph.read_resource(f"ralph://tasks/{task_id}/iterations"))
+        iterations = listing.get("iterations", []) if isinstance(listing, dict) else []
+    except (StackError, ValueError):
+        iterations = []
+    return task, iterations
+
+
+async def tasks_page(request: Request, session: Session) -> Response:
+    error = None
+    listing: list[dict[str, Any]] = []
+    try:
+        listing = (await _list(_ralph(request))).get("tasks", [])
+    except StackError as exc:
+        error = str(exc)
+    return render(request, "tasks.html", session, tasks=listing, error=error)
+
+
+async def submit_task(request: Request, session: Session) -> Response:
+    form = await parse_form(request, SubmitTaskForm)
+    arguments: dict[str, Any] = {
+        "prompt": form.prompt,
+        "backend": form.backend,
+        "max_iterations": form.max_iterations,
+        "require_approval": form.require_approval,
+        "origin": "dashboard",
+    }
+    if form.completion_promise:
+        arguments["completion_promise"] = form.completion_promise
+    result = await _ralph(request).call_tool("submit_task", arguments)
+    return done(request, result, f"/tasks/{result.get('task_id', '')}")
+
+
+async def task_detail(request: Request, session: Session) -> Response:
+    task, iterations = await _task_with_iterations(_ralph(request), request.path_params["task_id"])
+    return render(request, "task.html", session, task=task, iterations=iterations)
+
+
+async def stop_task(request: Request, session: Session) -> Response:
+    task_id = request.path_params["task_id"]
+    result = await _ralph(request).call_tool("stop_task", {"task_id": task_id})
+    return done(request, result, f"/tasks/{task_id}")
+
+
+async def approve_task(request: Request, session: Session) -> Response:
+    task_id = request.path_params["task_id"]
+    form = await parse_form(request, ApproveForm)
+    arguments: dict[str, Any] = {"task_id": task_id, "approved": form.approved == "true"}
+    if form.note:
+        arguments["note"] = form.note
+    result = await _ralph(request).call_tool("approve_task", arguments)
+    return done(request, result, f"/tasks/{task_id}")
+
+
+async def task_events(request: Request, session: Session) -> Response:
+    """The task list, again whenever any task changes."""
+    ralph = _ralph(request)
+
+    async def read() -> dict[str, Any]:
+        return await _list(ralph)
+
+    changes = state_of(request).tasks.any
+    return stream_for(request, event="tasks", read=read, changes=contextlib.nullcontext(changes))
+
+
+async def task_detail_events(request: Request, session: Session) -> Response:
+    """One task and its iterations, again whenever that task changes."""
+    ralph = _ralph(request)
+    task_id = request.path_params["task_id"]
+
+    async def read() -> dict[str, Any]:
+        task, iterations = await _task_with_iterations(ralph, task_id)
+        return {"task": task, "iterations": iterations}
+
+    changes = state_of(request).tasks.watch(task_id)
+    return stream_for(request, event="task", read=read, changes=changes)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/tasks", page(tasks_page), methods=["GET"]),
+    Route("/tasks", page(submit_task), methods=["POST"]),
+    Route("/tasks/{task_id}", page(task_detail), methods=["GET"]),
+    Route("/tasks/{task_id}/stop", page(stop_task), methods=["POST"]),
+    Route("/tasks/{task_id}/approve", page(approve_task), methods=["POST"]),
+    Route("/events/tasks", page(task_events), methods=["GET"]),
+    Route("/events/tasks/{task_id}", page(task_detail_events), methods=["GET"]),
+]

@@ -1,0 +1,97 @@
+"""Who may use the stack: API keys (`mcp-stack keys`), dashboard accounts (`mcp-stack dashboard-user`), and the
+keys and first account that `mcp-stack up` creates for its own processes and its operator.
+
+Every function opens the system of record for its own duration (the embedded server when no DSN is set).
+"""
+
+import secrets
+from typing import Final
+
+from mcp_servers.dashboard.auth import Passwords
+from mcp_servers.dashboard.store import DashboardStore, Role
+from mcp_servers.shared.auth.keys import IssuedKey, KeyStore
+from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.postgres.pool import open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+
+__all__ = [
+    "MIN_PASSWORD_CHARS",
+    "create_dashboard_user",
+    "create_key",
+    "ensure_admin_key",
+    "ensure_dashboard_admin",
+    "list_keys",
+    "reissue_key",
+    "revoke_key",
+]
+
+MIN_PASSWORD_CHARS: Final = 8
+_FIRST_ADMIN: Final = "admin"
+
+
+async def create_key(settings: StackSettings, name: str, scopes: list[str]) -> IssuedKey:
+    """A new API key; its token is returned once and only its digest is stored."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        return await KeyStore(database).create(name, scopes)
+
+
+async def list_keys(settings: StackSettings) -> list[str]:
+    """One line per key: id, state, scopes, name (never a token)."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        keys = await KeyStore(database).list()
+    return [
+        f"{key.key_id}  {'revoked' if key.revoked_at else 'active':<8} {','.join(key.scopes):<20} {key.name}"
+        for key in keys
+    ]
+
+
+async def revoke_key(settings: StackSettings, key_id: str) -> None:
+    """Revoke a key now; raises NotFound for an unknown id."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        await KeyStore(database).revoke(key_id)
+
+
+async def ensure_admin_key(settings: StackSettings) -> str | None:
+    """Create an admin key when none is active; return its token (shown once) or None."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        keys = KeyStore(database)
+        if any(key.revoked_at is None and "admin" in key.scopes for key in await keys.list()):
+            return None
+        return (await keys.create("admin (created by mcp-stack up)", ["admin"])).token
+
+
+async def reissue_key(settings: StackSettings, name: str, scope: str) -> str:
+    """A fresh key named `name` for calls between the stack's processes; earlier active ones of that name are
+    revoked (each `up` hands its children new keys)."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        keys = KeyStore(database)
+        for key in await keys.list():
+            if key.name == name and key.revoked_at is None:
+                await keys.revoke(key.key_id)
+        return (await keys.create(name, [scope])).token
+
+
+async def ensure_dashboard_admin(settings: StackSettings) -> tuple[str, str] | None:
+    """Create the first dashboard admin when there is no account; return (username, password) to print once."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        store = DashboardStore(database)
+        if await store.count_users() > 0:
+            return None
+        password = secrets.token_urlsafe(18)
+        await store.create_user(_FIRST_ADMIN, await Passwords().hash(password), "admin")
+        return _FIRST_ADMIN, password
+
+
+async def create_dashboard_user(settings: StackSettings, username: str, role: Role, password: str) -> None:
+    """Add a dashboard account.
+
+    Raises:
+        ConfigurationError: the password is shorter than `MIN_PASSWORD_CHARS`.
+        Conflict: the username is taken or malformed.
+    """
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ConfigurationError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        password_hash = await Passwords().hash(password)
+        await DashboardStore(database).create_user(username, password_hash, role)
