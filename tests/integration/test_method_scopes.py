@@ -106,10 +106,12 @@ async def test_a_key_for_another_server_cannot_even_probe_tool_names(
     stack_settings: StackSettings, transport: str
 ) -> None:
     _, foreign = await issue_key(stack_settings, ["ralph:admin"])
-    async with serve_app(build_echo_server(stack_settings).http_app()) as url:
-        async with connect(url, foreign, transport) as client:
-            known = await outcome(lambda c: c.call_tool("echo", {"text": "x"}), client)
-            unknown = await outcome(lambda c: c.call_tool("no_such_tool", {}), client)
+    async with (
+        serve_app(build_echo_server(stack_settings).http_app()) as url,
+        connect(url, foreign, transport) as client,
+    ):
+        known = await outcome(lambda c: c.call_tool("echo", {"text": "x"}), client)
+        unknown = await outcome(lambda c: c.call_tool("no_such_tool", {}), client)
     assert known == unknown == PERMISSION_DENIED
 
 
