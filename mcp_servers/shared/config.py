@@ -111,7 +111,7 @@ class AuthSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    """Token bucket per principal and tool."""
+    """One budget per principal and tool (`tools/call`), per principal and method, and for opening sessions."""
 
     enabled: bool = True
     calls_per_minute: float = Field(default=600.0, gt=0, le=1_000_000)
