@@ -6,7 +6,8 @@ import re
 
 import httpx
 import pytest
-from mcp import MCPError
+from mcp import Client, MCPError
+from mcp.client.sse import sse_client
 
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.verifier import MAX_TOKEN_CHARS
@@ -153,3 +154,15 @@ async def test_an_overlong_token_is_refused_unread_and_every_refusal_is_counted(
     assert counter(metrics, "missing") == 1
     assert counter(metrics, "invalid") == 1
     assert counter(metrics, "revoked") == 2
+
+
+async def test_open_sse_streams_count_against_the_session_cap(stack_settings: StackSettings) -> None:
+    settings = with_http(stack_settings, max_sessions_per_principal=1)
+    _, token = await issue_key(settings, ["read"])
+    auth = {"Authorization": f"Bearer {token}"}
+    async with serve_app(build_echo_server(settings).http_app()) as url, httpx.AsyncClient(timeout=30) as raw:
+        async with Client(sse_client(f"{url}/sse", headers=auth), mode="legacy") as client:
+            assert not (await client.call_tool("echo", {"text": "x"})).is_error
+            async with raw.stream("GET", f"{url}/sse", headers=auth) as second:
+                assert second.status_code == 429
+            assert (await raw.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **auth})).status_code == 429

@@ -288,7 +288,7 @@ class StackMiddleware:
             required = METHOD_SCOPES.get(method)
             if principal.scopes is not None and method not in HANDSHAKE_METHODS:
                 if required is None:
-                    self._deny(f"method {method!r} is not available to API keys on {self._server}", "admin")
+                    self._deny(f"method {method!r} is not available over HTTP on {self._server}", None)
                 if not grants(principal.scopes, server=self._server, required=required):
                     self._deny(f"{method} needs the {required!r} scope on {self._server}", required)
             bucket = method if required is not None or method in HANDSHAKE_METHODS else _OTHER_METHODS
@@ -307,7 +307,8 @@ class StackMiddleware:
 
     def _deny(self, message: str, required: Scope | None) -> NoReturn:
         self._metrics.auth_failures.labels(self._server, "insufficient_scope").inc()
-        raise to_mcp_error(PermissionDenied(message, required_scope=required or "admin"))
+        # No scope opens a method without a rule: say so rather than name one that would not help.
+        raise to_mcp_error(PermissionDenied(message, required_scope=required or "none"))
 
     def _rejections_for(self, bucket: str) -> Any:
         counter = self._method_rejections.get(bucket)
