@@ -160,9 +160,12 @@ async def test_open_sse_streams_count_against_the_session_cap(stack_settings: St
     settings = with_http(stack_settings, max_sessions_per_principal=1)
     _, token = await issue_key(settings, ["read"])
     auth = {"Authorization": f"Bearer {token}"}
-    async with serve_app(build_echo_server(settings).http_app()) as url, httpx.AsyncClient(timeout=30) as raw:
-        async with Client(sse_client(f"{url}/sse", headers=auth), mode="legacy") as client:
-            assert not (await client.call_tool("echo", {"text": "x"})).is_error
-            async with raw.stream("GET", f"{url}/sse", headers=auth) as second:
-                assert second.status_code == 429
-            assert (await raw.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **auth})).status_code == 429
+    async with (
+        serve_app(build_echo_server(settings).http_app()) as url,
+        httpx.AsyncClient(timeout=30) as raw,
+        Client(sse_client(f"{url}/sse", headers=auth), mode="legacy") as client,
+    ):
+        assert not (await client.call_tool("echo", {"text": "x"})).is_error
+        async with raw.stream("GET", f"{url}/sse", headers=auth) as second:
+            assert second.status_code == 429
+        assert (await raw.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **auth})).status_code == 429
