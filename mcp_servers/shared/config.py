@@ -111,7 +111,7 @@ class AuthSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    """Token bucket per principal and tool."""
+    """One budget per principal and tool (`tools/call`), per principal and method, and for opening sessions."""
 
     enabled: bool = True
     calls_per_minute: float = Field(default=600.0, gt=0, le=1_000_000)
@@ -137,6 +137,12 @@ class HttpSettings(_Section):
     dashboard_port: int = Field(default=8800, ge=0, le=65535)
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers to accept")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
+    max_sessions: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="open 2025-11-25 Streamable HTTP sessions, all callers"
+    )
+    max_sessions_per_principal: int = Field(
+        default=100, ge=1, le=1_000_000, description="open sessions (Streamable HTTP and SSE) one key may hold"
+    )
 
 
 class ObservabilitySettings(_Section):

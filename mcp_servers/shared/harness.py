@@ -35,7 +35,7 @@ from mcp_servers.shared.auth.scopes import Scope
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import ServerName, StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable
-from mcp_servers.shared.middleware.http import bearer_protected
+from mcp_servers.shared.middleware.http import AuthFailureCounter, SessionAdmission, bearer_protected
 from mcp_servers.shared.middleware.mcp import (
     StackMiddleware,
     translate_errors,
@@ -391,14 +391,39 @@ class StackServer(Generic[D]):
             transport_security=security,
             stateless_http=stateless,
             max_request_body_size=http.max_request_bytes,
+            max_sessions=http.max_sessions,
             host=http.host,
         )
         sse = self.mcp.sse_app(transport_security=security, max_request_body_size=http.max_request_bytes)
         # The SSE routes are already wrapped in RequireAuthMiddleware; the streamable app's authentication
         # middleware (same verifier) fills in the user for them.
         app.router.routes.extend(route for route in sse.routes if getattr(route, "path", "") in ("/sse", "/messages"))
+        admission = SessionAdmission(
+            server=self.core.server,
+            limiter=self.core.limiter,
+            max_per_principal=http.max_sessions_per_principal,
+            streamable_owners=self._session_owners,
+            on_refused=self.core.metrics.rate_limit_rejections.labels(self.core.server, "session/open").inc,
+        )
+        for route in app.router.routes:
+            # Route.app is the endpoint (RequireAuthMiddleware around the transport); admission runs after the
+            # app-wide authentication middleware has named the user.
+            if isinstance(route, Route) and route.path == "/mcp" and not stateless:
+                route.app = admission.streamable(route.app)
+            elif isinstance(route, Route) and route.path == "/sse":
+                route.app = admission.sse(route.app)
         app.router.routes.extend(self._routes())
+        server = self.core.server
+        failures = self.core.metrics.auth_failures
+        # Outermost (add_middleware inserts first), so it sees the 401s of every layer below it.
+        app.add_middleware(AuthFailureCounter, count=lambda reason: failures.labels(server, reason).inc())
         return app
+
+    def _session_owners(self) -> Iterator[str]:
+        # The SDK's session manager records who opened each session (to refuse other credentials) but offers no
+        # public view of it; read the mapping, never change it.
+        for owner in self.mcp.session_manager._session_owners.values():
+            yield owner["client_id"]
 
 
 def _url_host(host: str) -> str:

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from mcp_servers.shared.auth.scopes import parse_scope
 from mcp_servers.shared.errors import InvalidRequest, NotFound
@@ -21,6 +21,8 @@ _ID_BYTES = 6
 _SECRET_BYTES = 32
 # Compared against when the key id is unknown, so both paths cost one digest comparison.
 _DUMMY_DIGEST = hashlib.sha256(b"unknown key").digest()
+# Issued tokens are 61 characters (`mcps_` + 12 hex + `_` + 43); anything much longer is not one of ours.
+MAX_API_KEY_CHARS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,9 @@ def _digest(secret: str) -> bytes:
 
 
 def split_token(token: str) -> tuple[str, str] | None:
-    """(key id, secret) of a well-formed token, else None."""
+    """(key id, secret) of a well-formed token, else None (also for tokens longer than any issued key)."""
+    if len(token) > MAX_API_KEY_CHARS:
+        return None
     parts = token.split("_")
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
         return None
@@ -101,9 +105,17 @@ class KeyStore:
 
     async def verify(self, token: str) -> ApiKey | None:
         """The active key this token proves, or None (unknown, malformed, revoked or wrong secret)."""
+        verdict = await self.check(token)
+        return verdict if isinstance(verdict, ApiKey) else None
+
+    async def check(self, token: str) -> ApiKey | Literal["invalid", "revoked"]:
+        """The active key this token proves, or why not: "revoked", or "invalid" (unknown, malformed, wrong secret).
+
+        The reason is for the operator's metrics only; a client is told the same 401 either way.
+        """
         parts = split_token(token)
         if parts is None:
-            return None
+            return "invalid"
         key_id, secret = parts
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
@@ -112,8 +124,10 @@ class KeyStore:
             )
         stored = bytes(row["key_hash"]) if row is not None else _DUMMY_DIGEST
         matches = hmac.compare_digest(_digest(secret), stored)
-        if row is None or not matches or row["revoked_at"] is not None:
-            return None
+        if row is None or not matches:
+            return "invalid"
+        if row["revoked_at"] is not None:
+            return "revoked"
         return _to_key(row)
 
 

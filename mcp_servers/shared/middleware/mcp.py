@@ -1,7 +1,8 @@
 """MCP-side cross-cutting concerns, applied by the harness to every server.
 
-- `StackMiddleware` (a `ServerMiddleware`): request ids, unknown tool/prompt -> JSON-RPC -32602, scope checks,
-  rate limits (-32002 with `retry_after_seconds`), call metrics.
+- `StackMiddleware` (a `ServerMiddleware`): request ids, unknown tool/prompt -> JSON-RPC -32602, a scope check
+  on every request method (`METHOD_SCOPES`; tools by their own scope; unlisted methods refused), rate limits per
+  principal and method or tool (-32002 with `retry_after_seconds`), call metrics.
 - `translate_errors`: wraps each tool so domain `StackError`s become `ToolError` (the model reads them) or
   `MCPError` (the host sees them). This is the one place domain errors meet MCP.
 """
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -47,6 +48,29 @@ DEPENDENCY_UNAVAILABLE = -32003
 
 # Callers on stdio or in-process share the parent's trust; HTTP callers are named by their key id.
 TRUSTED_PRINCIPAL = "local"
+
+# The scope each request method needs on the server, for HTTP principals (stdio and in-process are trusted).
+# `tools/call` needs the called tool's own scope. Handshake methods need only an authenticated caller. A request
+# method in neither table is refused (PERMISSION_DENIED), so a handler the SDK or a server adds later stays
+# closed until it is given a rule here; notifications carry no reply and pass.
+HANDSHAKE_METHODS: frozenset[str] = frozenset({"initialize", "ping", "server/discover"})
+METHOD_SCOPES: Mapping[str, Scope] = {
+    "tools/list": "read",
+    "resources/list": "read",
+    "resources/templates/list": "read",
+    "resources/read": "read",
+    "resources/subscribe": "read",
+    "resources/unsubscribe": "read",
+    "subscriptions/listen": "read",
+    "prompts/list": "read",
+    "prompts/get": "read",
+    "completion/complete": "read",
+    "logging/setLevel": "read",
+}
+TOOL_CALL = "tools/call"
+# Rate-limit bucket of request methods with no rule (they are refused or unknown): one bucket, so a caller cannot
+# mint limiter keys by inventing method names.
+_OTHER_METHODS = "other"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -232,6 +256,7 @@ class StackMiddleware:
         self._tool_scopes = tool_scopes
         self._prompt_names = prompt_names
         self._meters: dict[str, _ToolMeters] = {}
+        self._method_rejections: dict[str, Any] = {}
         # Request ids: a per-process random prefix and a counter (cheaper than a uuid per call, still unique).
         self._id_prefix = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
@@ -254,9 +279,25 @@ class StackMiddleware:
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         token = request_id_var.set(f"{self._id_prefix}-{next(self._ids):x}")
         try:
-            if ctx.method == "tools/call":
+            method = ctx.method
+            if method.startswith("notifications/"):
+                return await call_next(ctx)
+            if method == TOOL_CALL:
                 return await self._call_tool(ctx, call_next)
-            if ctx.method == "prompts/get":
+            principal = principal_of(ctx)
+            required = METHOD_SCOPES.get(method)
+            if principal.scopes is not None and method not in HANDSHAKE_METHODS:
+                if required is None:
+                    self._deny(f"method {method!r} is not available over HTTP on {self._server}", None)
+                if not grants(principal.scopes, server=self._server, required=required):
+                    self._deny(f"{method} needs the {required!r} scope on {self._server}", required)
+            bucket = method if required is not None or method in HANDSHAKE_METHODS else _OTHER_METHODS
+            try:
+                await self._limiter.acquire(f"{self._server}:{principal.name}:{bucket}")
+            except RateLimited as exc:
+                self._rejections_for(bucket).inc()
+                raise to_mcp_error(exc) from None
+            if method == "prompts/get":
                 name = (ctx.params or {}).get("name")
                 if name not in self._prompt_names():
                     raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name!r}")
@@ -264,8 +305,23 @@ class StackMiddleware:
         finally:
             request_id_var.reset(token)
 
+    def _deny(self, message: str, required: Scope | None) -> NoReturn:
+        self._metrics.auth_failures.labels(self._server, "insufficient_scope").inc()
+        # No scope opens a method without a rule: say so rather than name one that would not help.
+        raise to_mcp_error(PermissionDenied(message, required_scope=required or "none"))
+
+    def _rejections_for(self, bucket: str) -> Any:
+        counter = self._method_rejections.get(bucket)
+        if counter is None:
+            counter = self._method_rejections[bucket] = self._metrics.rate_limit_rejections.labels(self._server, bucket)
+        return counter
+
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         name = (ctx.params or {}).get("name")
+        principal = principal_of(ctx)
+        # A caller without even read on this server learns nothing, not even which tool names exist.
+        if principal.scopes is not None and not grants(principal.scopes, server=self._server, required="read"):
+            self._deny(f"{TOOL_CALL} needs at least the 'read' scope on {self._server}", "read")
         # The SDK answers an unknown tool with isError; the spec wants -32602 (python-sdk#3659).
         # Remove once the SDK raises it itself.
         required = self._tool_scopes.get(name) if isinstance(name, str) else None
@@ -281,12 +337,9 @@ class StackMiddleware:
                 f"argument {unstorable} of {name} contains a NUL character or an unpaired surrogate, which no text "
                 "can store: remove it (or send binary data base64-encoded)",
             )
-        principal = principal_of(ctx)
         if principal.scopes is not None and not grants(principal.scopes, server=self._server, required=required):
             meters.protocol_error.inc()
-            raise to_mcp_error(
-                PermissionDenied(f"tool {name} needs the {required!r} scope on {self._server}", required_scope=required)
-            )
+            self._deny(f"tool {name} needs the {required!r} scope on {self._server}", required)
         try:
             await self._limiter.acquire(f"{self._server}:{principal.name}:{name}")
         except RateLimited as exc:
