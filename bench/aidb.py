@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 
 from bench.aidb_support import DATA, aidb_client, bulk_fill, load_jsonl, write_result
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 
 
 def memory() -> dict[str, int]:

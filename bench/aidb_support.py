@@ -24,7 +24,7 @@ from mcp import Client
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.deps import AidbDeps
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 from mcp_servers.aidb.server import create_server
 from mcp_servers.shared.config import load_settings
 from mcp_servers.shared.errors import DependencyUnavailable

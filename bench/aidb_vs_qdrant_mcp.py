@@ -32,7 +32,7 @@ from mcp import Client, StdioServerParameters
 
 from bench.aidb_support import DATA, aidb_client, bulk_fill, load_jsonl, write_result
 from mcp_servers.aidb.content import normalize_content
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 from mcp_servers.shared.config import EmbedderSettings
 from mcp_servers.shared.embeddings.provision import DYNAMIC_INT8_MODEL, model_dir_for, provision
 

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from bench.aidb_support import DATA, aidb_client, load_jsonl, write_result
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 from mcp_servers.aidb.store import chunks_by_point
 from mcp_servers.shared.vectors.bm25 import query_vector
 

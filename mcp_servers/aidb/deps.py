@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from mcp_servers.aidb.cache import GenerationCache
 from mcp_servers.aidb.discovery import register_server
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION, TOOLS_COLLECTION, Indexer
+from mcp_servers.aidb.indexer import Indexer
+from mcp_servers.aidb.points import CHUNKS_COLLECTION, TOOLS_COLLECTION
 from mcp_servers.aidb.search import Ranking, Searcher
 from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import AidbSettings, StackSettings
@@ -58,11 +59,8 @@ class AidbDeps:
         return {"vectors": self.vectors.ping, "embedder": embedder_answers}
 
 
-def _cache_counter(registry: CollectorRegistry) -> Counter:
-    # The deps may be reopened in one process (legacy SSE); the registry keeps the first registration.
-    existing = getattr(registry, "_names_to_collectors", {}).get("mcpstack_query_cache_requests_total")
-    if isinstance(existing, Counter):
-        return existing
+def cache_counter(registry: CollectorRegistry) -> Counter:
+    """The search ranking cache's hit/miss counter, registered on the server's registry (once per server)."""
     return Counter(
         "mcpstack_query_cache_requests_total",
         "Search ranking cache lookups",
@@ -104,8 +102,11 @@ async def _register_peers(deps: AidbDeps) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_aidb(core: Core, database: Database) -> AsyncIterator[AidbDeps]:
-    """Open the vector index and the embedder, check dimensions, start the indexer; close all on exit."""
+async def open_aidb(core: Core, database: Database, *, cache_requests: Counter) -> AsyncIterator[AidbDeps]:
+    """Open the vector index and the embedder, check dimensions, start the indexer; close all on exit.
+
+    `cache_requests` (from `cache_counter`) counts ranking-cache lookups.
+    """
     settings = core.settings
     dimension = settings.embedder.dimension
     embedder = create_embedder(settings, core.breakers)
@@ -116,11 +117,10 @@ async def open_aidb(core: Core, database: Database) -> AsyncIterator[AidbDeps]:
         try:
             await vectors.ensure_collection(CHUNKS_COLLECTION, dimension)
             await vectors.ensure_collection(TOOLS_COLLECTION, dimension)
-            counter = _cache_counter(core.metrics.registry)
             cache: GenerationCache[Ranking] = GenerationCache(
                 settings.aidb.cache_ttl_seconds,
                 settings.aidb.cache_max_entries,
-                on_result=lambda hit: counter.labels("hit" if hit else "miss").inc(),
+                on_result=lambda hit: cache_requests.labels("hit" if hit else "miss").inc(),
             )
             indexer = Indexer(
                 database, vectors, batch=settings.aidb.indexer_batch, poll_seconds=settings.aidb.indexer_poll_seconds

@@ -18,14 +18,13 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_servers.aidb import store
-from mcp_servers.aidb.indexer import TOOLS_COLLECTION, tool_point, tool_text
+from mcp_servers.aidb.inputs import check_query
 from mcp_servers.aidb.models import FindToolsResult, RegisteredServer, ToolMatch
-from mcp_servers.aidb.search import check_query
+from mcp_servers.aidb.points import TOOLS_COLLECTION, tool_filters, tool_point, tool_point_id, tool_text
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest, NotFound
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.bm25 import query_vector
-from mcp_servers.shared.vectors.ids import point_id
 from mcp_servers.shared.vectors.port import SearchMode, VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ async def register_server(
             title=tool.get("title"),
             description=str(tool.get("description") or ""),
             input_schema=dict(tool.get("inputSchema") or {}),
-            point_id=point_id("tool", name, str(tool["name"])),
+            point_id=tool_point_id(name, str(tool["name"])),
             embedding=store.pack_vector(vector),
         )
         for tool, vector in zip(listed, embeddings, strict=True)
@@ -149,7 +148,7 @@ async def find_tools(
         sparse=sparse if sparse.indices else None,
         mode=mode,
         limit=limit,
-        filters={"server": server} if server else None,
+        filters=tool_filters(server) or None,
     )
     known = await store.tools_by_point(database, [hit.id for hit in hits])
     matches = [

@@ -5,7 +5,7 @@ the index is unavailable the background indexer catches up (the result says `ind
 """
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -15,26 +15,17 @@ import anyio
 from mcp_servers.aidb import store
 from mcp_servers.aidb.chunking import Chunk, ChunkStrategy, choose_strategy, chunk_document
 from mcp_servers.aidb.content import content_hash, guess_title, normalize_content
-from mcp_servers.aidb.indexer import Indexer, index_text
-from mcp_servers.aidb.models import (
-    DeleteResult,
-    Document,
-    DocumentList,
-    Kind,
-    MetadataValue,
-    StoreResult,
-)
-from mcp_servers.aidb.search import METADATA_KEY
+from mcp_servers.aidb.indexer import Indexer
+from mcp_servers.aidb.inputs import check_metadata
+from mcp_servers.aidb.models import DeleteResult, Document, DocumentList, ListRequest, StoreRequest, StoreResult
+from mcp_servers.aidb.points import chunk_point_id, index_text
 from mcp_servers.shared.config import AidbSettings
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 from mcp_servers.shared.postgres.pool import Database
-from mcp_servers.shared.vectors.ids import point_id
 
 DEFAULT_PROJECT = "default"
-MAX_METADATA_KEYS = 32
-MAX_METADATA_STRING = 1000
 
 # Normalising and chunking a multi-megabyte document is pure CPU; keep it off the event loop, two at a time.
 _CHUNKING_LIMITER = anyio.CapacityLimiter(2)
@@ -54,19 +45,6 @@ class DocumentDeps(Protocol):
 
     @property
     def aidb(self) -> AidbSettings: ...
-
-
-def check_metadata(metadata: Mapping[str, MetadataValue] | None) -> dict[str, MetadataValue]:
-    """Metadata as a plain dict; InvalidRequest for bad keys, too many keys or over-long strings."""
-    result = dict(metadata or {})
-    if len(result) > MAX_METADATA_KEYS:
-        raise InvalidRequest(f"metadata has {len(result)} keys; at most {MAX_METADATA_KEYS} are allowed")
-    for key, value in result.items():
-        if not METADATA_KEY.fullmatch(key):
-            raise InvalidRequest(f"metadata key {key[:70]!r} is invalid: use 1-64 letters, digits or '_'")
-        if isinstance(value, str) and len(value) > MAX_METADATA_STRING:
-            raise InvalidRequest(f"metadata {key!r} is longer than {MAX_METADATA_STRING} characters")
-    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +68,11 @@ class ChunkedDocument:
         return [index_text(self.document.title, chunk.text) for chunk in self.chunks]
 
     def new_chunks(self, vectors: Sequence[Sequence[float]]) -> list[store.NewChunk]:
-        """The chunks with their embeddings and point ids.
-
-        Point ids depend only on (project, content, position): content is unique per project, so ids never clash,
-        and storing the same content again (even after a delete) yields the same ids.
-        """
+        """The chunks with their embeddings and (deterministic) point ids."""
         doc = self.document
         return [
             store.NewChunk(
-                point_id=point_id(doc.project, doc.content_hash, chunk.index),
+                point_id=chunk_point_id(doc.project, doc.content_hash, chunk.index),
                 index=chunk.index,
                 heading=chunk.heading,
                 start_line=chunk.start_line,
@@ -109,26 +83,18 @@ class ChunkedDocument:
         ]
 
 
-async def prepare_document(
-    deps: DocumentDeps,
-    content: str,
-    *,
-    title: str | None = None,
-    project: str | None = None,
-    kind: Kind = "doc",
-    source: str | None = None,
-    metadata: Mapping[str, MetadataValue] | None = None,
-) -> PreparedDocument:
+async def prepare_document(deps: DocumentDeps, request: StoreRequest) -> PreparedDocument:
     """Validate and normalise the content; InvalidRequest for what cannot be stored."""
-    meta = check_metadata(metadata)
+    meta = check_metadata(request.metadata)
     normalized, digest = await anyio.to_thread.run_sync(
-        _normalized, content, deps.aidb.max_document_bytes, limiter=_CHUNKING_LIMITER
+        _normalized, request.content, deps.aidb.max_document_bytes, limiter=_CHUNKING_LIMITER
     )
-    doc_title = (title or "").strip()[:500] or guess_title(normalized, fallback=source or "untitled")
+    source = request.source
+    doc_title = (request.title or "").strip()[:500] or guess_title(normalized, fallback=source or "untitled")
     document = store.NewDocument(
         id=str(uuid.uuid4()),
-        project=project or DEFAULT_PROJECT,
-        kind=kind,
+        project=request.project or DEFAULT_PROJECT,
+        kind=request.kind,
         title=doc_title,
         source=source,
         content=normalized,
@@ -136,7 +102,7 @@ async def prepare_document(
         metadata=meta,
         embedder=deps.embedder.name,
     )
-    return PreparedDocument(document, choose_strategy(kind, source, normalized))
+    return PreparedDocument(document, choose_strategy(request.kind, source, normalized))
 
 
 def _normalized(content: str, max_bytes: int) -> tuple[str, str]:
@@ -167,20 +133,9 @@ async def chunk_prepared(settings: AidbSettings, prepared: PreparedDocument) -> 
     return ChunkedDocument(prepared.document, chunks)
 
 
-async def store_document(
-    deps: DocumentDeps,
-    content: str,
-    *,
-    title: str | None = None,
-    project: str | None = None,
-    kind: Kind = "doc",
-    source: str | None = None,
-    metadata: Mapping[str, MetadataValue] | None = None,
-) -> StoreResult:
+async def store_document(deps: DocumentDeps, request: StoreRequest) -> StoreResult:
     """Store a document (or find its duplicate, or update the one with the same source) and index it."""
-    prepared = await prepare_document(
-        deps, content, title=title, project=project, kind=kind, source=source, metadata=metadata
-    )
+    prepared = await prepare_document(deps, request)
     doc = prepared.document
     duplicate = await store.find_duplicate(deps.database, doc.project, doc.content_hash)
     if duplicate is not None:
@@ -263,14 +218,13 @@ async def get_document(database: Database, document_id: str) -> Document:
     return document
 
 
-async def list_documents(
-    database: Database, *, project: str | None, kind: str | None, limit: int, cursor: str | None
-) -> DocumentList:
+async def list_documents(database: Database, request: ListRequest) -> DocumentList:
     """A page of documents, newest first."""
+    project, kind, limit = request.project, request.kind, request.limit
     key = fingerprint(project, kind)
     after: tuple[datetime, uuid.UUID] | None = None
-    if cursor:
-        position = decode_cursor(cursor, "list", key)
+    if request.cursor:
+        position = decode_cursor(request.cursor, "list", key)
         try:
             after = (datetime.fromisoformat(str(position["c"])), uuid.UUID(str(position["i"])))
         except (KeyError, ValueError):

@@ -9,67 +9,19 @@ A row is deleted in the same transaction that applied it, so a crash at any poin
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import anyio
 
 from mcp_servers.aidb import store
-from mcp_servers.aidb.store import ChunkRecord, ToolRecord
+from mcp_servers.aidb.points import CHUNKS_COLLECTION, TOOLS_COLLECTION, chunk_point, project_filter, tool_point
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.postgres.pool import Database
-from mcp_servers.shared.vectors.bm25 import document_vector
-from mcp_servers.shared.vectors.port import VectorIndex, VectorPoint
+from mcp_servers.shared.vectors.port import VectorIndex
 
 logger = logging.getLogger(__name__)
 
-CHUNKS_COLLECTION = "aidb_chunks"
-TOOLS_COLLECTION = "aidb_tools"
-META_PREFIX = "meta__"
 _REBUILD_PAGE = 1000
-
-
-def index_text(title: str, text: str) -> str:
-    """What is embedded and BM25-weighted for a chunk: its text, led by the document title if not already there."""
-    return text if not title or text.startswith(title) else f"{title}\n{text}"
-
-
-def chunk_payload(chunk: ChunkRecord) -> dict[str, Any]:
-    """Payload stored with a chunk's point: the fields searches filter on."""
-    payload: dict[str, Any] = {
-        "document_id": chunk.document_id,
-        "project": chunk.project,
-        "kind": chunk.kind,
-        "chunk_index": chunk.chunk_index,
-    }
-    for key, value in chunk.metadata.items():
-        payload[META_PREFIX + key] = value
-    return payload
-
-
-def chunk_point(chunk: ChunkRecord) -> VectorPoint:
-    """The vector point of a stored chunk (dense from the stored embedding, BM25 from its text)."""
-    return VectorPoint(
-        id=chunk.point_id,
-        dense=store.unpack_vector(chunk.embedding),
-        sparse=document_vector(index_text(chunk.title, chunk.text)),
-        payload=chunk_payload(chunk),
-    )
-
-
-def tool_text(server: str, name: str, title: str | None, description: str) -> str:
-    """What is embedded and BM25-weighted for a tool."""
-    return "\n".join(part for part in (name.replace("_", " "), title or "", description, f"server {server}") if part)
-
-
-def tool_point(tool: ToolRecord) -> VectorPoint:
-    """The vector point of a registered tool."""
-    return VectorPoint(
-        id=tool.point_id,
-        dense=store.unpack_vector(tool.embedding),
-        sparse=document_vector(tool_text(tool.server, tool.name, tool.title, tool.description)),
-        payload={"server": tool.server, "name": tool.name},
-    )
 
 
 class Indexer:
@@ -168,7 +120,7 @@ async def rebuild(
         await vectors.drop(CHUNKS_COLLECTION)
         await vectors.drop(TOOLS_COLLECTION)
     else:
-        await vectors.delete_where(CHUNKS_COLLECTION, {"project": project})
+        await vectors.delete_where(CHUNKS_COLLECTION, project_filter(project))
     await vectors.ensure_collection(CHUNKS_COLLECTION, dimension)
     await vectors.ensure_collection(TOOLS_COLLECTION, dimension)
     chunks = 0
@@ -188,17 +140,3 @@ async def rebuild(
     cleared = await store.clear_outbox(database, pending) if pending else 0
     await store.bump_generation(database)
     return len(documents), chunks, tools, cleared
-
-
-def payload_filters(
-    project: str | None, kind: str | None, metadata: Mapping[str, str | int | bool | list[str]] | None
-) -> dict[str, str | int | bool | list[str]]:
-    """Vector-index payload filters for a search."""
-    filters: dict[str, str | int | bool | list[str]] = {}
-    if project is not None:
-        filters["project"] = project
-    if kind is not None:
-        filters["kind"] = kind
-    for key, value in (metadata or {}).items():
-        filters[META_PREFIX + key] = value
-    return filters

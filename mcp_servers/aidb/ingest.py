@@ -11,7 +11,7 @@ import anyio
 
 from mcp_servers.aidb import paths
 from mcp_servers.aidb.documents import DocumentDeps, PreparedDocument, prepare_document, store_documents
-from mcp_servers.aidb.models import IngestResult, Kind, SkippedFile
+from mcp_servers.aidb.models import IngestRequest, IngestResult, Kind, SkippedFile, StoreRequest
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +37,14 @@ def kind_for(name: str) -> Kind:
 
 
 async def ingest_path(
-    deps: DocumentDeps,
-    raw_path: str,
-    *,
-    glob: str,
-    project: str | None,
-    progress: ProgressCallback | None = None,
+    deps: DocumentDeps, request: IngestRequest, progress: ProgressCallback | None = None
 ) -> IngestResult:
-    """Store the files under `raw_path` that match `glob`; report progress after each batch of files."""
+    """Store the files under `request.path` that match its glob; report progress after each batch of files."""
     settings = deps.aidb
     roots = settings.allowed_roots
-    target, _ = await anyio.to_thread.run_sync(paths.resolve_target, raw_path, roots, limiter=_FS_LIMITER)
+    target, _ = await anyio.to_thread.run_sync(paths.resolve_target, request.path, roots, limiter=_FS_LIMITER)
     candidates, refused = await anyio.to_thread.run_sync(
-        paths.walk, target, roots, glob, settings.max_ingest_files, limiter=_FS_LIMITER
+        paths.walk, target, roots, request.glob, settings.max_ingest_files, limiter=_FS_LIMITER
     )
     skipped = [SkippedFile(path=s.relative, reason=s.reason) for s in refused]
     counts = {"created": 0, "updated": 0, "duplicate": 0}
@@ -83,14 +78,14 @@ async def ingest_path(
         elif not loaded.text.strip():
             skipped.append(SkippedFile(path=candidate.relative, reason="empty file"))
         else:
-            document = await prepare_document(
-                deps,
+            file = StoreRequest(
                 loaded.text,
                 title=candidate.relative,
-                project=project,
+                project=request.project,
                 kind=kind_for(candidate.path.name),
                 source=str(candidate.path),
             )
+            document = await prepare_document(deps, file)
             batch.append((candidate, document))
             batch_bytes += loaded.size_bytes
         if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES or done == total:

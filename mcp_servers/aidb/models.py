@@ -1,5 +1,11 @@
-"""AIDB tool inputs and outputs (module level, so the SDK can resolve them)."""
+"""AIDB tool inputs and outputs (module level, so the SDK can resolve them).
 
+A tool hands its validated arguments to the logic as one request object (`StoreRequest`, `SearchRequest`, ...),
+so the logic's signature never re-spells the tool's parameter list.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -10,6 +16,51 @@ Mode = Literal["hybrid", "dense", "lexical"]
 MetadataValue = str | int | float | bool
 FilterValue = str | int | bool | list[str]
 StoreStatus = Literal["created", "updated", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """A document to store: the arguments of store_document (ingest_path builds one per file)."""
+
+    content: str
+    title: str | None = None
+    project: str | None = None
+    kind: Kind = "doc"
+    source: str | None = None
+    metadata: Mapping[str, MetadataValue] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """The files to store: the arguments of ingest_path."""
+
+    path: str
+    glob: str = "*"
+    project: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """A search: the arguments of the search tool, with the page size resolved."""
+
+    query: str
+    mode: Mode
+    limit: int
+    project: str | None = None
+    kind: str | None = None
+    filters: Mapping[str, FilterValue] | None = None
+    min_score: float | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """A page of documents: the arguments of list_documents."""
+
+    limit: int
+    project: str | None = None
+    kind: str | None = None
+    cursor: str | None = None
 
 
 class StoreResult(BaseModel):

@@ -1,8 +1,8 @@
 """Resource bodies and prompt texts: documents and projects as JSON, and a question answered with cited sources."""
 
 from mcp_servers.aidb import documents, store
-from mcp_servers.aidb.models import ProjectList
-from mcp_servers.aidb.search import Searcher, SearchRequest
+from mcp_servers.aidb.models import ProjectList, SearchRequest
+from mcp_servers.aidb.search import Searcher
 from mcp_servers.shared.postgres.pool import Database
 
 CITED_SOURCES = 5

@@ -9,7 +9,7 @@ the index from the tables.
 from collections.abc import Awaitable, Callable
 
 from mcp_servers.aidb import store
-from mcp_servers.aidb.indexer import index_text, tool_text
+from mcp_servers.aidb.points import index_text, tool_text
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.postgres.pool import Database
 

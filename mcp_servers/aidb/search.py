@@ -10,7 +10,6 @@ skip a hit even when documents change in between; hits deleted since are dropped
 (another replica, a restart), the cursor's last (score, document id) continues a fresh ranking.
 """
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import anyio
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.cache import GenerationCache, LruCache
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION, payload_filters
-from mcp_servers.aidb.models import FilterValue, Mode, Provenance, SearchHit, SearchResult
+from mcp_servers.aidb.inputs import check_filters, check_query
+from mcp_servers.aidb.models import Provenance, SearchHit, SearchRequest, SearchResult
+from mcp_servers.aidb.points import CHUNKS_COLLECTION, chunk_filters
 from mcp_servers.aidb.store import ChunkRecord
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
@@ -30,26 +30,10 @@ from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.bm25 import query_vector
 from mcp_servers.shared.vectors.port import ScoredPoint, SearchMode, SparseVector, VectorIndex
 
-METADATA_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
-MAX_QUERY_CHARS = 2000
 SNAPSHOT_TTL_SECONDS = 900.0
 HYBRID_DEPTH = 100
 DEFAULT_DENSE_WEIGHT = 0.6
 SNAPSHOT_MAX = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class SearchRequest:
-    """A validated search."""
-
-    query: str
-    mode: Mode
-    limit: int
-    project: str | None = None
-    kind: str | None = None
-    filters: Mapping[str, FilterValue] | None = None
-    min_score: float | None = None
-    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,23 +51,6 @@ class Ranking:
     items: tuple[Ranked, ...]
     complete: bool
     generation: int
-
-
-def check_query(query: str) -> str:
-    """The stripped query; InvalidRequest if it is blank or longer than MAX_QUERY_CHARS."""
-    stripped = query.strip()
-    if not stripped:
-        raise InvalidRequest("query is empty; pass the words or question to search for")
-    if len(stripped) > MAX_QUERY_CHARS:
-        raise InvalidRequest(f"query is {len(stripped)} characters; shorten it to at most {MAX_QUERY_CHARS}")
-    return stripped
-
-
-def check_filters(filters: Mapping[str, FilterValue] | None) -> None:
-    """Metadata filter keys are 1-64 letters, digits or underscores."""
-    for key in filters or {}:
-        if not METADATA_KEY.fullmatch(key):
-            raise InvalidRequest(f"filter key {key[:70]!r} is invalid: use 1-64 letters, digits or '_'")
 
 
 def _order_key(item: Ranked) -> tuple[float, str]:
@@ -232,7 +199,7 @@ class Searcher:
                 raise InvalidRequest("query has no searchable words for lexical search (only stop words or symbols)")
             # Nothing for BM25 to match: hybrid degrades to its dense half rather than failing.
             mode, sparse = "dense", None
-        filters = payload_filters(request.project, request.kind, request.filters) or None
+        filters = chunk_filters(request.project, request.kind, request.filters) or None
         # Hybrid normalises each side's scores over its candidates, so it looks at a fixed minimum depth.
         floor = HYBRID_DEPTH if mode == "hybrid" else 30
         chunk_limit = min(self._max_candidates, max(need * 3, floor))

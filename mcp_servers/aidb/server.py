@@ -8,32 +8,37 @@ id, duplicate, path outside the roots, oversized document, dependency down: retr
 errors; unknown tools, missing scopes and rate limits are JSON-RPC errors.
 """
 
+import functools
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from mcp_servers.aidb import discovery, documents, indexer, prompts
-from mcp_servers.aidb.deps import AidbDeps, open_aidb
+from mcp_servers.aidb.deps import AidbDeps, cache_counter, open_aidb
 from mcp_servers.aidb.ingest import ingest_path as ingest_files
+from mcp_servers.aidb.inputs import MAX_QUERY_CHARS
 from mcp_servers.aidb.models import (
     DeleteResult,
     Document,
     DocumentList,
     FilterValue,
     FindToolsResult,
+    IngestRequest,
     IngestResult,
     Kind,
+    ListRequest,
     MetadataValue,
     Mode,
     RegisteredServer,
     ReindexResult,
+    SearchRequest,
     SearchResult,
     StatsResult,
+    StoreRequest,
     StoreResult,
 )
 from mcp_servers.aidb.reembed import reembed as embed_again
-from mcp_servers.aidb.search import MAX_QUERY_CHARS, SearchRequest
 from mcp_servers.aidb.stats import collect_stats
 from mcp_servers.shared.annotations import DESTRUCTIVE, IDEMPOTENT_WRITE, OPEN_WORLD, READ_ONLY
 from mcp_servers.shared.harness import Core, StackServer
@@ -57,7 +62,9 @@ def _deps(ctx: Context[AidbDeps, Any]) -> AidbDeps:
 
 def create_server(core: Core) -> StackServer[AidbDeps]:
     """Build the AIDB server; nothing is opened until a transport starts it."""
-    server = StackServer(core, instructions=INSTRUCTIONS, open_deps=open_aidb, title="AIDB knowledge base")
+    # The counter outlives each opening of the dependencies (legacy SSE may reopen them in one process).
+    open_deps = functools.partial(open_aidb, cache_requests=cache_counter(core.metrics.registry))
+    server = StackServer(core, instructions=INSTRUCTIONS, open_deps=open_deps, title="AIDB knowledge base")
 
     @server.tool("store_document", annotations=IDEMPOTENT_WRITE)
     async def store_document(
@@ -81,9 +88,8 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Store a document: chunked, embedded and indexed for search. Identical content in the same project is
         not stored twice (status `duplicate`); new content for a known `source` updates it (status `updated`).
         Returns the document id. Searchable as soon as this returns."""
-        return await documents.store_document(
-            _deps(ctx), content, title=title, project=project, kind=kind, source=source, metadata=metadata
-        )
+        request = StoreRequest(content, title, project, kind, source, metadata)
+        return await documents.store_document(_deps(ctx), request)
 
     @server.tool("ingest_path", annotations=IDEMPOTENT_WRITE)
     async def ingest_path(
@@ -97,7 +103,7 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Store every matching text file under a directory of the configured allowed roots. Changed files update
         their document, unchanged ones are skipped; binary, oversized and symlinked-out files are listed with the
         reason. Sends progress notifications. Refuses paths outside the roots."""
-        return await ingest_files(_deps(ctx), path, glob=glob, project=project, progress=ctx.report_progress)
+        return await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
 
     @server.tool("search", annotations=READ_ONLY)
     async def search(
@@ -140,9 +146,7 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page", max_length=2000)] = None,
     ) -> DocumentList:
         """Stored documents, newest first, without content; pass next_cursor back for the next page."""
-        return await documents.list_documents(
-            _deps(ctx).database, project=project, kind=kind, limit=limit, cursor=cursor
-        )
+        return await documents.list_documents(_deps(ctx).database, ListRequest(limit, project, kind, cursor))
 
     @server.tool("delete_document", annotations=DESTRUCTIVE)
     async def delete_document(document_id: DocId, ctx: Context[AidbDeps, Any]) -> DeleteResult:

@@ -2,8 +2,8 @@
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.deps import AidbDeps
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
 from mcp_servers.aidb.models import StatsResult
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 
 
 async def collect_stats(deps: AidbDeps) -> StatsResult:

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
     # `ctx.session` is a per-request proxy; its connection lives as long as the client stays connected.
-    # The SDK offers no public accessor from a lowlevel handler's context.
+    # The SDK offers no public accessor from a lowlevel handler's context (mcp 2.3; no upstream issue):
+    # pinned by tests/unit/ralph/test_notify.py.
     connection: Connection = ctx.session._connection
     return connection
 
@@ -41,10 +42,13 @@ class ResourceFanout:
 
     def __init__(self, mcp: MCPServer[Any]) -> None:
         # The SDK exposes no public handle on its bus outside a request; the attribute is the documented seam
-        # (`MCPServer(subscriptions=...)`), read here instead of replacing it.
+        # (`MCPServer(subscriptions=...)`), read here instead of replacing it (mcp 2.3; no upstream issue):
+        # pinned by tests/unit/ralph/test_notify.py.
         self._bus: SubscriptionBus = mcp._subscriptions
         # Per-connection (not per-request) handles, held weakly: a closed connection drops out by itself.
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
+        # MCPServer has no public way to serve resources/subscribe (mcp 2.3; no upstream issue): its lowlevel
+        # server's public add_request_handler does. Pinned by tests/unit/ralph/test_notify.py.
         lowlevel = mcp._lowlevel_server
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)

@@ -1,1 +1,3 @@
 """shared."""
+
+__all__: list[str] = []

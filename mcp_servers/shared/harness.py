@@ -223,6 +223,7 @@ class StackServer(Generic[D]):
         self._shared = _SharedDeps(core, open_deps)
         self._tool_scopes: dict[str, Scope] = {}
         self._extra_routes: list[BaseRoute] = []
+        self._prompts: set[str] = set()
         settings = core.settings
         self.base_url = f"http://{_url_host(settings.http.host)}:{self.port}"
         self.verifier = StackTokenVerifier(self._keys, settings.auth)
@@ -266,7 +267,9 @@ class StackServer(Generic[D]):
         return KeyStore(self._shared.database) if self._shared.database is not None else None
 
     def _prompt_names(self) -> frozenset[str]:
-        return frozenset(prompt.name for prompt in self.mcp._prompt_manager.list_prompts())
+        # The names `prompt` registered: MCPServer lists its prompts publicly only through the async
+        # `list_prompts()`, and the middleware asks synchronously.
+        return frozenset(self._prompts)
 
     @property
     def database(self) -> Database:
@@ -300,6 +303,7 @@ class StackServer(Generic[D]):
 
         def decorator(fn: F) -> F:
             self.mcp.prompt(name=name, description=description)(translate_prompt_errors(fn))
+            self._prompts.add(name)
             return fn
 
         return decorator

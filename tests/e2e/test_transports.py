@@ -13,6 +13,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import StackSettings
@@ -96,11 +97,20 @@ async def test_console_script_serves_stdio(stack_settings: StackSettings) -> Non
         assert "stats" in {tool.name for tool in (await client.list_tools()).tools}
 
 
-@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
-async def test_streamable_http_in_both_eras(served: Served, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "era"),
+    [
+        ("legacy", LATEST_HANDSHAKE_VERSION),  # the version the server answered initialize with
+        ("2026-07-28", "2026-07-28"),
+        ("auto", "2026-07-28"),  # the client adopts what the server's server/discover offers
+    ],
+)
+async def test_streamable_http_in_both_eras(served: Served, mode: str, era: str) -> None:
     async with http_client(served.url, served.token, mode=mode) as client:
         stats = stats_of(await client.call_tool("stats", {}))
-    assert stats["embedder"]
+        used = client.protocol_version
+    assert used == era
+    assert stats["dimension"] == 384
 
 
 async def test_legacy_sse_transport(served: Served) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from mcp_servers.shared.annotations import READ_ONLY, WRITE
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import AuthSettings, StackSettings
-from mcp_servers.shared.errors import InvalidRequest, NotFound
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest, NotFound
 from mcp_servers.shared.harness import Core, ReadinessCheck, StackServer, build_core
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED, RATE_LIMITED
 from mcp_servers.shared.postgres.pool import Database, open_database
@@ -109,16 +109,25 @@ async def test_domain_error_in_a_prompt_is_a_json_rpc_error_with_its_message(sta
 
 
 @pytest.mark.parametrize(
-    "arguments", [{"text": "x" * 101}, {"text": "x", "repeat": 6}, {"text": "x", "repeat": "2"}, {}]
+    ("arguments", "field", "error_type"),
+    [
+        ({"text": "x" * 101}, "text", "string_too_long"),
+        ({"text": "x", "repeat": 6}, "repeat", "less_than_equal"),
+        ({"text": "x", "repeat": "2"}, "repeat", "int_type"),  # strict: no string-to-int coercion
+        ({}, "text", "missing"),
+    ],
 )
 async def test_bad_arguments_get_a_validation_error_naming_the_field(
-    stack_settings: StackSettings, arguments: dict[str, Any]
+    stack_settings: StackSettings, arguments: dict[str, Any], field: str, error_type: str
 ) -> None:
     async with Client(build_echo_server(stack_settings).mcp) as client:
         result = await client.call_tool("echo", arguments)
     assert result.is_error
     message = result.content[0].text  # type: ignore[union-attr]
-    assert "text" in message or "repeat" in message
+    # One pydantic error: the field on its own line, then the error's type code.
+    assert "1 validation error" in message
+    assert f"\n{field}\n" in message
+    assert f"[type={error_type}," in message
     assert "Traceback" not in message
 
 
@@ -223,8 +232,9 @@ async def test_dependencies_open_once_for_many_connections(stack_settings: Stack
         await first.call_tool("echo", {"text": "a"})
         await second.call_tool("echo", {"text": "b"})
         assert server.database is database
-    with pytest.raises(Exception):  # noqa: B017 - any access after the last user left must fail
+    with pytest.raises(DependencyUnavailable) as closed:  # the last user left: the database is closed
         _ = server.database
+    assert closed.value.dependency == "postgres"
     await anyio.lowlevel.checkpoint()
 
 

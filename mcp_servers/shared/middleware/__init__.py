@@ -1,1 +1,3 @@
 """shared/middleware."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Logging, metrics and tracing for every server."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """shared/resilience."""
+
+__all__: list[str] = []

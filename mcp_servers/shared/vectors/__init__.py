@@ -1,1 +1,3 @@
 """shared/vectors."""
+
+__all__: list[str] = []

@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from mcp_servers.aidb.deps import AidbDeps
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import StackServer
 from tests.integration.aidb.conftest import structured

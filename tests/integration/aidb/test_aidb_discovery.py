@@ -94,9 +94,9 @@ async def test_registering_an_unreachable_or_invalid_server_is_a_tool_error(aidb
         down = await client.call_tool("register_mcp_server", {"name": "down", "url": "http://127.0.0.1:9/mcp"})
         assert down.is_error and "unavailable" in down.content[0].text  # type: ignore[union-attr]
         both = await client.call_tool("register_mcp_server", {"name": "x", "url": "http://a/mcp", "command": "ls"})
-        assert both.is_error
+        assert both.is_error and "either url" in both.content[0].text  # type: ignore[union-attr]
         scheme = await client.call_tool("register_mcp_server", {"name": "x", "url": "file:///etc/passwd"})
-        assert scheme.is_error
+        assert scheme.is_error and "http:// or https://" in scheme.content[0].text  # type: ignore[union-attr]
         unknown = await client.call_tool("register_mcp_server", {"name": "never-registered"})
         assert unknown.is_error and "no registered server" in unknown.content[0].text  # type: ignore[union-attr]
         assert structured(await client.call_tool("find_tools", {"query": "anything"}))["tools"] == []

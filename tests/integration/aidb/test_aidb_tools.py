@@ -14,7 +14,8 @@ from mcp_types import INVALID_PARAMS
 
 from mcp_servers.aidb import documents
 from mcp_servers.aidb.deps import AidbDeps
-from mcp_servers.aidb.indexer import CHUNKS_COLLECTION
+from mcp_servers.aidb.models import StoreRequest
+from mcp_servers.aidb.points import CHUNKS_COLLECTION
 from mcp_servers.aidb.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import StackServer, build_core
@@ -236,8 +237,8 @@ async def test_min_score_drops_weak_hits(aidb_server: StackServer[AidbDeps]) -> 
 async def test_bad_queries_cursors_and_documents_are_refused_clearly(aidb_server: StackServer[AidbDeps]) -> None:
     async with Client(aidb_server.mcp) as client:
         assert "empty" in error_text(await client.call_tool("search", {"query": "   "}))
-        huge = await client.call_tool("search", {"query": "x" * 5000})
-        assert huge.is_error and "query" in error_text(huge)
+        huge = error_text(await client.call_tool("search", {"query": "x" * 5000}))
+        assert "\nquery\n" in huge and "[type=string_too_long," in huge  # refused by the declared max_length
         assert "no searchable words" in error_text(
             await client.call_tool("search", {"query": "the and of", "mode": "lexical"})
         )
@@ -412,9 +413,9 @@ async def test_a_conflict_in_a_batch_costs_only_that_document(aidb_server: Stack
     async with Client(aidb_server.mcp) as client:
         stored = await store(client, FOX)
         deps = aidb_server.deps
-        fresh = await documents.prepare_document(deps, PYTHON)
+        fresh = await documents.prepare_document(deps, StoreRequest(PYTHON))
         # Same id as the stored document, other content: its INSERT finds the row taken, as a concurrent write would.
-        clash = await documents.prepare_document(deps, "# Clash\nAnother text entirely.")
+        clash = await documents.prepare_document(deps, StoreRequest("# Clash\nAnother text entirely."))
         clash = replace(clash, document=replace(clash.document, id=stored["document_id"]))
         results = await documents.store_documents(deps, [fresh, clash])
         assert results[1] is None

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from anyio import to_thread
 
-from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable
 from mcp_servers.shared.postgres import MIGRATION_LOCK_KEY, Migration, load_migrations, migrate
 from tests.support import wait_until
 
@@ -153,9 +153,33 @@ async def test_migrating_again_applies_nothing_and_keeps_the_schema(pg_empty_dsn
     assert await _recorded(pg_empty_dsn) == recorded
 
 
-async def test_template_fixture_database_is_already_migrated(pg_dsn: str) -> None:
-    assert await migrate(pg_dsn) == ()
-    assert (await _recorded(pg_dsn))[0][1] == "foundation"
+async def test_upgrading_release_by_release_yields_the_schema_of_a_fresh_install(
+    pg_empty_dsn: str, pg_dsn: str
+) -> None:
+    packaged = await to_thread.run_sync(load_migrations)
+    assert len(packaged) > 1
+    for release in range(1, len(packaged) + 1):
+        # Each release starts on the database the previous one left and applies only its own new file.
+        assert await migrate(pg_empty_dsn, packaged[:release]) == packaged[release - 1 : release]
+
+    # pg_dsn was migrated in one go (the session's template database).
+    assert await _schema(pg_empty_dsn) == await _schema(pg_dsn)
+    assert [(v, n, c) for v, n, c in await _recorded(pg_empty_dsn)] == [
+        (m.version, m.name, m.checksum) for m in packaged
+    ]
+
+
+async def test_migration_lock_held_too_long_is_a_dependency_unavailable_with_retry_after(pg_empty_dsn: str) -> None:
+    blocker = await asyncpg.connect(pg_empty_dsn)
+    try:
+        await blocker.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        with pytest.raises(DependencyUnavailable) as busy:
+            await migrate(pg_empty_dsn, lock_timeout_seconds=0.2)
+    finally:
+        await blocker.close()
+    assert busy.value.dependency == "postgres"
+    assert busy.value.retry_after_seconds == 0.2
+    assert "schema_migrations" not in (await _schema(pg_empty_dsn)).tables
 
 
 async def test_two_tasks_migrating_together_apply_each_file_once(pg_empty_dsn: str) -> None:

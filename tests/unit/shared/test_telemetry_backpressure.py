@@ -42,12 +42,20 @@ async def test_backpressure_follows_the_signal_file_within_the_check_interval(tm
 async def test_the_signal_is_looked_at_no_more_than_once_per_interval(tmp_path: Path) -> None:
     directory = tmp_path / "telemetry"
     directory.mkdir()
-    writer = TelemetryWriter(directory, 1024 * 1024, source="ralph", signal_check_seconds=3600)
-    assert not await writer.check_backpressure()
-    await anyio.Path(directory / BACKPRESSURE_SIGNAL).write_text("{}\n", encoding="utf-8")
-    await writer.emit("tick")
-    # Within the interval neither a check nor an append looks again: the state is the cached one.
-    assert not await writer.check_backpressure() and not writer.backpressure
+    signal = directory / BACKPRESSURE_SIGNAL
+    await anyio.Path(signal).write_text("{}\n", encoding="utf-8")
+    slow = TelemetryWriter(directory, 1024 * 1024, source="ralph", signal_check_seconds=3600)
+    looks_every_time = TelemetryWriter(directory, 1024 * 1024, source="aidb", signal_check_seconds=0)
+    # The first look happens at once, whatever the interval.
+    assert await slow.check_backpressure() and await looks_every_time.check_backpressure()
+
+    await anyio.Path(signal).unlink()
+    await slow.emit("tick")
+    # The signal is gone, as a writer that looks sees; within its interval neither a check nor an append of the
+    # slow writer looks again, so it keeps the state of its last look.
+    assert not await looks_every_time.check_backpressure()
+    assert await slow.check_backpressure() and slow.backpressure
+    assert slow.events_under_backpressure == 1
 
 
 async def test_events_are_written_and_counted_while_backpressure_is_signalled(tmp_path: Path) -> None:

@@ -3,3 +3,5 @@
 Numbering: 0001 foundation (keys, runtime config, audit), 0002 aidb, 0003 hybrid, 0004 ralph, 0005 dashboard;
 later changes take the next free number. Never edit an applied file: its checksum is verified at start-up.
 """
+
+__all__: list[str] = []

@@ -1,5 +1,7 @@
 """retry_idempotent: which errors are retried, how often, and how long the waits are."""
 
+import random
+
 import pytest
 
 from mcp_servers.shared.config import BreakerSettings
@@ -58,8 +60,11 @@ async def test_errors_outside_retry_on_are_raised_at_once() -> None:
     assert sleep.delays == []
 
 
-@pytest.mark.anyio
-async def test_waits_grow_exponentially_with_jitter_and_are_capped() -> None:
+# Seven retries from 0.1 s, capped at 1 s: each wait is drawn below a ceiling that doubles up to the cap.
+CEILINGS = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+
+
+async def _seven_retries() -> list[float]:
     fn, sleep = Flaky(*[OSError() for _ in range(7)]), SleepRecorder()
     await retry_idempotent(
         fn,
@@ -70,9 +75,23 @@ async def test_waits_grow_exponentially_with_jitter_and_are_capped() -> None:
         max_total_seconds=100.0,
         sleep=sleep,
     )
-    assert len(sleep.delays) == 7
-    for attempt, delay in enumerate(sleep.delays, start=1):
-        assert 0 <= delay <= min(1.0, 0.1 * 2**attempt)
+    return sleep.delays
+
+
+@pytest.mark.anyio
+async def test_wait_ceilings_double_from_the_initial_delay_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Full jitter draws each wait uniformly from [0, ceiling]; drawing the ceiling itself exposes the schedule.
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    assert await _seven_retries() == pytest.approx(CEILINGS)
+
+
+@pytest.mark.anyio
+async def test_waits_are_jittered_below_their_ceilings() -> None:
+    delays = await _seven_retries()
+    assert len(delays) == len(CEILINGS)
+    assert all(0 <= delay <= ceiling for delay, ceiling in zip(delays, CEILINGS, strict=True))
+    # Without jitter the three capped waits would all be exactly 1 s.
+    assert len(set(delays[4:])) == 3
 
 
 @pytest.mark.anyio
