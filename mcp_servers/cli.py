@@ -31,6 +31,7 @@ from mcp_servers.ops import commands as ops_commands
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import ServerName, StackSettings, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
+from mcp_servers.shared.files import PRIVATE_UMASK
 from mcp_servers.shared.harness import StackServer, build_core, serve_http, serve_stdio
 from mcp_servers.shared.observability.logging import configure_logging
 from mcp_servers.shared.postgres.embedded import embedded_postgres
@@ -329,6 +330,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `mcp-stack`; configuration and domain errors end in one line on stderr."""
+    os.umask(PRIVATE_UMASK)  # nothing we or our engines create is readable by other local users
     args = _parser().parse_args(argv)
     if args.command in ops_commands.COMMANDS:
         raise SystemExit(ops_commands.main(args))

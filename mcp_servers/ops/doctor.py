@@ -24,7 +24,7 @@ from mcp_servers.shared.embeddings.provision import invalid_files, model_dir_for
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.llm.factory import read_api_key
 from mcp_servers.shared.observability.logging import configure_logging
-from mcp_servers.shared.postgres.embedded import embedded_postgres
+from mcp_servers.shared.postgres.embedded import cluster_dir, embedded_postgres
 from mcp_servers.shared.postgres.migrate import load_migrations
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
@@ -95,7 +95,7 @@ async def _dsn(settings: StackSettings, emit: Emit) -> AsyncIterator[str | None]
     if settings.postgres.dsn is not None:
         yield settings.postgres.dsn.get_secret_value()
         return
-    if not await anyio.Path(settings.data_dir / "postgres").exists():
+    if not await anyio.Path(cluster_dir(settings.data_dir)).exists():
         emit("database", "warn", "embedded PostgreSQL is not initialised yet (created on first start)")
         yield None
         return
