@@ -72,6 +72,9 @@ def tighten_dir(path: Path) -> None:
 
 
 def make_state_dir(path: Path) -> None:
-    """A directory holding only the stack's state (data dir, vector store, telemetry): created or tightened to 0700."""
+    """A directory only the stack uses (vector store, telemetry, task workspaces, datasets): created or made 0700.
+
+    Not for the data dir itself, which may be an operator's mount point: it is created 0700 but never changed.
+    """
     make_private_dir(path)
     tighten_dir(path)

