@@ -31,7 +31,7 @@ from mcp_servers.ops import commands as ops_commands
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import ServerName, StackSettings, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
-from mcp_servers.shared.files import PRIVATE_UMASK
+from mcp_servers.shared.files import PRIVATE_UMASK, make_data_dir
 from mcp_servers.shared.harness import StackServer, build_core, serve_http, serve_stdio
 from mcp_servers.shared.observability.logging import configure_logging
 from mcp_servers.shared.postgres.embedded import embedded_postgres
@@ -340,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"mcp-stack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.observability.log_level, settings.observability.log_format)
+    try:
+        make_data_dir(settings.data_dir)
+    except OSError as exc:  # a read-only data dir works with a DSN and a Qdrant server; each store reports its own
+        logger.warning("data dir not prepared", extra={"path": str(settings.data_dir), "error": exc.strerror})
     try:
         if args.command == "up":
             anyio.run(_up, settings)

@@ -8,6 +8,7 @@ embedded PostgreSQL that is not running is started for the check and stopped aga
 import contextlib
 import json
 import socket
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -87,7 +88,11 @@ async def _check_data_dir(settings: StackSettings, emit: Emit) -> None:
     except OSError as exc:
         emit("data dir", "fail", f"{settings.data_dir} is not writable ({exc.strerror}); fix its owner or permissions")
         return
-    emit("data dir", "ok", f"{settings.data_dir} is writable")
+    mode = stat.S_IMODE((await path.stat()).st_mode)
+    if mode & 0o077:
+        emit("data dir", "warn", f"{settings.data_dir} is mode {mode:04o}: other users may enter it; chmod 700 it")
+        return
+    emit("data dir", "ok", f"{settings.data_dir} is writable and private")
 
 
 @contextlib.asynccontextmanager

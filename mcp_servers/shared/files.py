@@ -78,3 +78,18 @@ def make_state_dir(path: Path) -> None:
     """
     make_private_dir(path)
     tighten_dir(path)
+
+
+STATE_ENTRIES: Final = frozenset({"postgres", "postgres.lock", "vectors", "telemetry", "ralph", "hybrid"})
+"""Names the stack creates in its data dir: one of them present means the stack has been using that dir."""
+
+
+def make_data_dir(path: Path) -> None:
+    """Create the data dir 0700, or make an existing one private when it already holds the stack's state (blocking).
+
+    Earlier versions created it with the umask's 0755. A dir holding none of our state yet is the operator's (a
+    mount point, a shared dir) and keeps its mode; `mcp-stack doctor` warns when others may enter it.
+    """
+    make_private_dir(path)
+    if any((path / name).exists() for name in STATE_ENTRIES):
+        tighten_dir(path)
