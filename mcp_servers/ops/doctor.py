@@ -100,8 +100,10 @@ async def _dsn(settings: StackSettings, emit: Emit) -> AsyncIterator[str | None]
     if settings.postgres.dsn is not None:
         yield settings.postgres.dsn.get_secret_value()
         return
-    if not await anyio.Path(cluster_dir(settings.data_dir)).exists():
-        emit("database", "warn", "embedded PostgreSQL is not initialised yet (created on first start)")
+    cluster = cluster_dir(settings.data_dir)
+    # A cluster an earlier version kept in the data dir is moved to `cluster` when it starts.
+    if not any([await anyio.Path(path).exists() for path in (cluster, settings.data_dir / "postgres")]):
+        emit("database", "warn", f"embedded PostgreSQL is not initialised yet (created in {cluster} on first start)")
         yield None
         return
     async with embedded_postgres(settings.data_dir) as dsn:

@@ -183,7 +183,8 @@ async def test_nothing_the_stack_writes_is_readable_by_another_user_and_no_mode_
     assert await to_thread.run_sync(_modes, watched) == before
     loose = {str(path): oct(mode) for path, mode in (await to_thread.run_sync(_modes, files)).items() if mode & 0o027}
     assert loose == {}
-    assert stat.S_IMODE((await anyio.Path(data_dir).stat()).st_mode) == 0o700
+    for created in (data_dir, home / ".local", home / ".local" / "share"):
+        assert stat.S_IMODE((await anyio.Path(created).stat()).st_mode) == 0o700
     relative = ["."] + [str(path.relative_to(data_dir)) for path in files if path.is_relative_to(data_dir)]
     absolute = [str(ROOT_CLUSTERS_DIR)] + [str(path) for path in files if path.is_relative_to(cluster)]
     assert await to_thread.run_sync(_probe_as_nobody, data_dir, relative + absolute) == []
