@@ -3,8 +3,10 @@
 The stack runs as root here (as on this machine and in CI) with the embedded defaults, as `make run` starts it.
 The user `nobody` then tries to read every file it wrote; it is handed a descriptor of the data dir, as if some
 ancestor were searchable (the home dir that earlier versions made 0701), so what is tested is our own modes.
+Root's writes into the cluster dir, which the database user owns, must not follow links that user planted.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -54,7 +56,7 @@ print(json.dumps(opened))
 @pytest.fixture
 async def home() -> AsyncIterator[Path]:
     """A home dir like root's (0700) inside a dir others may search; removed with the cluster kept for it."""
-    base = Path(await to_thread.run_sync(partial_mkdtemp))
+    base = Path(await to_thread.run_sync(functools.partial(tempfile.mkdtemp, prefix="mcpstack-users-")))
     home = base / "home"
     try:
         await to_thread.run_sync(os.chmod, base, 0o755)
@@ -65,10 +67,6 @@ async def home() -> AsyncIterator[Path]:
         with anyio.CancelScope(shield=True):
             await to_thread.run_sync(shutil.rmtree, cluster_dir(_data_dir(home)), True)
             await to_thread.run_sync(shutil.rmtree, base, True)
-
-
-def partial_mkdtemp() -> str:
-    return tempfile.mkdtemp(prefix="mcpstack-users-")
 
 
 def _data_dir(home: Path) -> Path:
