@@ -8,6 +8,8 @@ mcp-stack up|keys|dashboard-user|backup|restore|doctor|client-config
 """
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -23,8 +25,11 @@ from mcp_servers.ralph.server import create_server as create_ralph
 from mcp_servers.ralph.standalone import run_workers as run_ralph_workers
 from mcp_servers.shared.config import ServerName, StackSettings, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
+from mcp_servers.shared.files import PRIVATE_UMASK, make_data_dir
 from mcp_servers.shared.harness import Core, StackServer, build_core, serve_http, serve_stdio
 from mcp_servers.shared.observability.logging import configure_logging
+
+logger = logging.getLogger(__name__)
 
 SERVERS: Final[dict[ServerName, Callable[[Core], StackServer[Any]]]] = {
     "aidb": create_aidb,
@@ -70,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `mcp-stack`; configuration and domain errors end in one line on stderr."""
+    os.umask(PRIVATE_UMASK)  # nothing we or our engines create is readable by other local users
     args = _parser().parse_args(argv)
     if args.command == "doctor":
         # Doctor reports a bad configuration as a finding instead of stopping at it.
@@ -80,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"mcp-stack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.observability.log_level, settings.observability.log_format)
+    try:
+        make_data_dir(settings.data_dir)
+    except OSError as exc:  # a read-only data dir works with a DSN and a Qdrant server; each store reports its own
+        logger.warning("data dir not prepared", extra={"path": str(settings.data_dir), "error": exc.strerror})
     try:
         if args.command == "serve":
             anyio.run(_serve, args.server, args.transport, settings, args.host, args.port)

@@ -20,6 +20,7 @@ import asyncpg
 from anyio import to_thread
 
 from mcp_servers.shared.postgres import embedded_postgres, migrate
+from mcp_servers.shared.postgres.embedded import cluster_dir
 
 TEST_DSN_VARIABLE = "MCP_STACK_TEST_DSN"
 _ADMIN_TIMEOUT_SECONDS = 30.0
@@ -51,17 +52,23 @@ async def _drop(server_dsn: str, name: str) -> None:
 
 @asynccontextmanager
 async def scratch_dir() -> AsyncIterator[Path]:
-    """A temporary data dir for an embedded server, removed afterwards.
-
-    Not under pytest's basetemp: as root the server runs as another user, who needs search permission on every
-    ancestor, and each pytest session resets /tmp/pytest-of-root to 0700 (concurrent sessions would lock it out).
-    """
+    """A temporary data dir for an embedded server, removed afterwards with its clusters (elsewhere as root)."""
     path = Path(await to_thread.run_sync(partial(tempfile.mkdtemp, prefix="mcpstack-pgtest-")))
     try:
         yield path
     finally:
         with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(partial(shutil.rmtree, path, ignore_errors=True))
+            await to_thread.run_sync(_remove_with_clusters, path)
+
+
+def _remove_with_clusters(path: Path) -> None:
+    # As root a cluster lives outside its data dir (cluster_dir); tests also use sub-dirs of `path` as data dirs.
+    data_dirs = [path, *(child for child in path.glob("*") if child.is_dir())]
+    data_dirs += [grandchild for child in data_dirs[1:] for grandchild in child.glob("*") if grandchild.is_dir()]
+    for data_dir in data_dirs:
+        if cluster_dir(data_dir) != data_dir / "postgres":
+            shutil.rmtree(cluster_dir(data_dir), ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @asynccontextmanager

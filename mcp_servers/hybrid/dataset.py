@@ -16,6 +16,7 @@ import anyio.to_thread
 
 from mcp_servers.hybrid import store
 from mcp_servers.hybrid.models import TrainingDataResult, TrainingFormat
+from mcp_servers.shared.files import make_state_dir
 from mcp_servers.shared.postgres.pool import Database
 
 _BATCH: Final = 5000
@@ -39,7 +40,7 @@ def render(messages: Sequence[dict[str, str]], fmt: TrainingFormat) -> str:
 
 def _append(path: Path, committed_bytes: int, lines: Sequence[str]) -> tuple[int, bool]:
     """Cut the file to `committed_bytes`, append `lines`, fsync; returns (size, reset) — reset if it was short."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_state_dir(path.parent)  # interaction text: private, also when an earlier version made the dir 0755
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
     try:
         size = os.fstat(fd).st_size
@@ -60,9 +61,8 @@ def _append(path: Path, committed_bytes: int, lines: Sequence[str]) -> tuple[int
 
 
 def _truncate(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8"):
-        pass
+    make_state_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640))
 
 
 async def export_training_data(database: Database, directory: Path, fmt: TrainingFormat) -> TrainingDataResult:

@@ -34,6 +34,7 @@ from mcp_servers import __version__
 from mcp_servers.ops.pgtools import choose_tool, client_environment
 from mcp_servers.shared.config import CONFIG_FILE_VARIABLE, StackSettings
 from mcp_servers.shared.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.files import make_private_dir
 from mcp_servers.shared.postgres.pool import database_dsn
 from mcp_servers.shared.telemetry import copy_for_backup
 
@@ -255,7 +256,7 @@ async def create_backup(settings: StackSettings, archive: Path, *, vectors: Vect
         ConfigurationError: no suitable pg_dump is installed.
     """
     archive = Path(await anyio.Path(archive).absolute())
-    await anyio.to_thread.run_sync(partial(archive.parent.mkdir, parents=True, exist_ok=True))
+    await anyio.to_thread.run_sync(make_private_dir, archive.parent)
     staging = Path(
         await anyio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix=".mcp-stack-backup-", dir=archive.parent))
     )
@@ -358,7 +359,7 @@ def _check_empty(path: Path, what: str) -> None:
 def _restore_files(source: Path, target: Path) -> None:
     if not source.is_dir():
         return
-    target.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target)
     shutil.copytree(source, target, dirs_exist_ok=True)
 
 
@@ -379,7 +380,7 @@ async def restore_backup(settings: StackSettings, archive: Path) -> BackupManife
     await anyio.to_thread.run_sync(_check_empty, settings.vector_path, "vector directory")
     await anyio.to_thread.run_sync(_check_empty, settings.telemetry_path, "telemetry directory")
     scratch_parent = settings.data_dir.parent if embedded else archive.parent
-    await anyio.to_thread.run_sync(partial(scratch_parent.mkdir, parents=True, exist_ok=True))
+    await anyio.to_thread.run_sync(make_private_dir, scratch_parent)
     scratch = Path(
         await anyio.to_thread.run_sync(partial(tempfile.mkdtemp, prefix=".mcp-stack-restore-", dir=scratch_parent))
     )

@@ -8,6 +8,7 @@ embedded PostgreSQL that is not running is started for the check and stopped aga
 import contextlib
 import json
 import socket
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from mcp_servers.shared.embeddings.provision import invalid_files, model_dir_for
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.llm.factory import read_api_key
 from mcp_servers.shared.observability.logging import configure_logging
+from mcp_servers.shared.postgres.embedded import cluster_dir
 from mcp_servers.shared.postgres.migrate import load_migrations
 from mcp_servers.shared.postgres.pool import database_dsn
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -87,13 +89,20 @@ async def _check_data_dir(settings: StackSettings, emit: Emit) -> None:
     except OSError as exc:
         emit("data dir", "fail", f"{settings.data_dir} is not writable ({exc.strerror}); fix its owner or permissions")
         return
-    emit("data dir", "ok", f"{settings.data_dir} is writable")
+    mode = stat.S_IMODE((await path.stat()).st_mode)
+    if mode & 0o077:
+        emit("data dir", "warn", f"{settings.data_dir} is mode {mode:04o}: other users may enter it; chmod 700 it")
+        return
+    emit("data dir", "ok", f"{settings.data_dir} is writable and private")
 
 
 @contextlib.asynccontextmanager
 async def _dsn(settings: StackSettings, emit: Emit) -> AsyncIterator[str | None]:
-    if settings.postgres.dsn is None and not await anyio.Path(settings.data_dir / "postgres").exists():
-        emit("database", "warn", "embedded PostgreSQL is not initialised yet (created on first start)")
+    cluster = cluster_dir(settings.data_dir)
+    # A cluster an earlier version kept in the data dir is moved to `cluster` when it starts.
+    paths = (cluster, settings.data_dir / "postgres")
+    if settings.postgres.dsn is None and not any([await anyio.Path(path).exists() for path in paths]):
+        emit("database", "warn", f"embedded PostgreSQL is not initialised yet (created in {cluster} on first start)")
         yield None
         return
     async with database_dsn(settings) as dsn:

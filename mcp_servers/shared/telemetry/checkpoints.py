@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from mcp_servers.shared.files import write_atomically
+from mcp_servers.shared.files import make_private_dir, write_atomically
 from mcp_servers.shared.telemetry.events import Checkpoint
 
 
@@ -19,7 +19,7 @@ async def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     text = json.dumps({"seq": checkpoint.seq, "offset": checkpoint.offset}) + "\n"
 
     def write() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         write_atomically(path, text)
 
     await anyio.to_thread.run_sync(write)

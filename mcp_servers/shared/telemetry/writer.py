@@ -25,6 +25,7 @@ from filelock import FileLock, Timeout
 
 from mcp_servers.shared.config import TelemetrySettings
 from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.files import make_state_dir
 from mcp_servers.shared.telemetry.events import DEPENDENCY
 from mcp_servers.shared.telemetry.files import (
     BACKPRESSURE_SIGNAL,
@@ -329,7 +330,7 @@ class TelemetryWriter:
     def _append(self, lines: list[bytes]) -> bool:
         """Append `lines`; True if the live file was rotated (maintenance is then due)."""
         if not self._directory_ready:
-            self._directory.mkdir(parents=True, exist_ok=True)
+            make_state_dir(self._directory)
             self._directory_ready = True
         self._check_signal()
         if self._backpressure:

@@ -15,6 +15,7 @@ from pathlib import Path
 import filelock
 
 from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.files import make_private_dir, make_state_dir
 
 META_FILE = "collection.json"
 SHARD_DIR = "shard"
@@ -50,7 +51,7 @@ def parse_meta(text: str, collection: str) -> int:
 
 def lock_root(root: Path) -> filelock.BaseFileLock:
     """Create and lock the store directory (filelock.Timeout if another process holds it); clear scratch."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_state_dir(root)  # the shards hold every payload: 0700, whatever the engine's file modes are
     lock = filelock.FileLock(root / LOCK_FILE, timeout=0)
     lock.acquire()
     # Leftovers of a create/restore/drop interrupted by a crash; nobody else can be using them now.
@@ -91,14 +92,15 @@ def swap_in(root: Path, staging: Path, target: Path) -> None:
 
 def write_archive(collection_dir: Path, dest_dir: Path, collection: str) -> Path:
     """Archive a flushed collection directory as `<dest_dir>/<collection>-<UTC time>.tar.gz`; return its path."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(dest_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = dest_dir / f"{collection}-{stamp}.tar.gz"
     partial_path = final.with_name(final.name + ".partial")
     try:
         # The engine preallocates its WAL and storage pages (~160 MB of zeros for an empty collection); the
         # fastest gzip level squeezes those out at disk speed.
-        with tarfile.open(partial_path, "w:gz", compresslevel=1) as archive:
+        fd = os.open(partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the payloads, as the shards
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as archive:
             archive.add(collection_dir / META_FILE, arcname=META_FILE)
             archive.add(collection_dir / SHARD_DIR, arcname=SHARD_DIR)
         os.replace(partial_path, final)

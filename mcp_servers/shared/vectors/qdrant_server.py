@@ -21,6 +21,7 @@ from qdrant_client.common.client_exceptions import QdrantException
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable, InvalidRequest, NotFound
+from mcp_servers.shared.files import make_state_dir
 from mcp_servers.shared.resilience.breaker import CircuitBreaker
 from mcp_servers.shared.vectors._common import (
     DENSE,
@@ -357,7 +358,7 @@ class QdrantServerIndex:
 def _local_client(path: Path | None, location: str | None) -> QdrantClient:
     """A local-mode client; runs in a worker thread, which is why SQLite's same-thread check is off."""
     if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
+        make_state_dir(path)
         return QdrantClient(path=str(path), force_disable_check_same_thread=True)
     return QdrantClient(location=location, force_disable_check_same_thread=True)
 

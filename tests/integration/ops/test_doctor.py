@@ -57,7 +57,7 @@ async def test_a_healthy_stack_passes_every_check(stack_settings: StackSettings,
                 ]
             },
         )
-        (tmp_path / "data").mkdir()
+        (tmp_path / "data").mkdir(mode=0o700)
         findings = await run_checks(settings)
     report = format_report(findings)
     assert [f for f in findings if f.status != "ok"] == [], report

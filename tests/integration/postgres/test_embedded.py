@@ -165,7 +165,7 @@ async def _start_both(data_dir: Path) -> list[tuple[Process, str]]:
 
 async def test_server_left_by_a_killed_holder_is_joined_and_stopped_by_the_next(data_dir: Path) -> None:
     process, dsn = await _start_holder(data_dir)
-    postmaster = await to_thread.run_sync(_postmaster_pid, data_dir / "postgres")
+    postmaster = await to_thread.run_sync(_postmaster_pid, EmbeddedPostgres(data_dir).pgdata)
     process.kill()
     await process.wait()
     await process.aclose()

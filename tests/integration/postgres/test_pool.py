@@ -59,7 +59,7 @@ async def test_open_database_without_dsn_runs_the_embedded_server_in_the_data_di
 
     async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
         assert await database.fetchval("SELECT count(*) FROM schema_migrations") >= 1
-        assert await to_thread.run_sync((data_dir / "postgres" / "PG_VERSION").is_file)
+        assert await to_thread.run_sync((EmbeddedPostgres(data_dir).pgdata / "PG_VERSION").is_file)
 
     assert not await EmbeddedPostgres(data_dir).is_running()
 
