@@ -5,7 +5,6 @@ one link per stack server and the status sampler, and closes them in reverse ord
 """
 
 import contextlib
-import importlib
 import logging
 import mimetypes
 import signal
@@ -28,11 +27,12 @@ from mcp_servers.dashboard.auth import Authenticator, Passwords
 from mcp_servers.dashboard.routes import build_routes
 from mcp_servers.dashboard.sampler import Sampler
 from mcp_servers.dashboard.security import SecurityHeaders
-from mcp_servers.dashboard.servers import ServerLink, open_links
+from mcp_servers.dashboard.servers import open_links
 from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import StackError
 from mcp_servers.shared.middleware.http import stack_error_handler
+from mcp_servers.shared.peers import Peer
 from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
@@ -55,7 +55,7 @@ class DashboardState:
     database: Database | None = None
     store: DashboardStore | None = None
     auth: Authenticator | None = None
-    links: dict[str, ServerLink] = field(default_factory=dict)
+    links: dict[str, Peer] = field(default_factory=dict)
     sampler: Sampler | None = None
 
     def running(self) -> tuple[Database, DashboardStore, Authenticator, Sampler]:
@@ -86,9 +86,7 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
             )
             state.store = DashboardStore(state.database)
             state.auth = Authenticator(state.store, settings.dashboard, state.passwords, secure_cookies)
-            state.links = await open_links(settings, state.breakers)
-            for link in state.links.values():
-                stack.push_async_callback(link.aclose)
+            state.links = await stack.enter_async_context(open_links(settings, state.breakers))
             state.sampler = Sampler(
                 state.links,
                 state.breakers,
@@ -116,8 +114,6 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
 
 def _read_templates() -> dict[str, str]:
     mimetypes.init()  # reads the system's type maps once; StaticFiles would otherwise do it on the event loop
-    # The MCP client imports jsonschema lazily on its first tool result; that import lists directories.
-    importlib.import_module("jsonschema")
     return {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES_DIR.glob("*.html")}
 
 

@@ -24,7 +24,7 @@ from mcp_servers.dashboard.store import Session
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.scopes import grants
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
-from mcp_servers.shared.errors import InvalidRequest, NotFound, RateLimited, StackError
+from mcp_servers.shared.errors import InvalidRequest, NotFound, RateLimited, StackError, retry_after_whole_seconds
 from mcp_servers.shared.middleware.http import error_response
 from mcp_servers.shared.runtime_config import RUNTIME_KEYS, RuntimeConfigStore, apply_overrides
 
@@ -204,9 +204,9 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
                 status_code=429,
                 login_token=token,
                 next=_safe_next(request),
-                error=f"Too many login attempts; try again in {max(1, round(exc.retry_after_seconds))} s.",
+                error=f"Too many login attempts; try again in {retry_after_whole_seconds(exc.retry_after_seconds)} s.",
             )
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after_seconds + 0.499)))
+            response.headers["Retry-After"] = str(retry_after_whole_seconds(exc.retry_after_seconds))
             return response
         value = await auth.login(username, password)
         if value is None:
@@ -254,7 +254,7 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
         error = None
         listing: list[dict[str, Any]] = []
         try:
-            listing = (await state.links["ralph"].call_tool("list_tasks", {"limit": 50})).get("tasks", [])
+            listing = (await state.links["ralph"].call_tool("list_tasks", {"limit": 50})).data().get("tasks", [])
         except StackError as exc:
             error = str(exc)
         return render(request, "tasks.html", session, tasks=listing, error=error)
@@ -273,7 +273,7 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
         }
         if form.completion_promise:
             arguments["completion_promise"] = form.completion_promise
-        result = await state.links["ralph"].call_tool("submit_task", arguments)
+        result = (await state.links["ralph"].call_tool("submit_task", arguments)).data()
         return done(request, result, f"/tasks/{result.get('task_id', '')}")
 
     async def task_detail(request: Request, session: Session) -> Response:
@@ -283,7 +283,7 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
 
     async def stop_task(request: Request, session: Session) -> Response:
         task_id = request.path_params["task_id"]
-        result = await state.links["ralph"].call_tool("stop_task", {"task_id": task_id})
+        result = (await state.links["ralph"].call_tool("stop_task", {"task_id": task_id})).data()
         return done(request, result, f"/tasks/{task_id}")
 
     async def approve_task(request: Request, session: Session) -> Response:
@@ -295,14 +295,14 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
         arguments: dict[str, Any] = {"task_id": task_id, "approved": form.approved == "true"}
         if form.note:
             arguments["note"] = form.note
-        result = await state.links["ralph"].call_tool("approve_task", arguments)
+        result = (await state.links["ralph"].call_tool("approve_task", arguments)).data()
         return done(request, result, f"/tasks/{task_id}")
 
     async def _task_with_iterations(task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if not task_id or len(task_id) > 64:
             raise NotFound("unknown task")
         ralph = state.links["ralph"]
-        task = await ralph.call_tool("task_status", {"task_id": task_id})
+        task = (await ralph.call_tool("task_status", {"task_id": task_id})).data()
         try:
             listing = json.loads(await ralph.read_resource(f"ralph://tasks/{task_id}/iterations"))
             iterations = listing.get("iterations", []) if isinstance(listing, dict) else []
@@ -320,7 +320,7 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
             if project:
                 arguments["project"] = project
             try:
-                hits = (await state.links["aidb"].call_tool("search", arguments)).get("hits", [])
+                hits = (await state.links["aidb"].call_tool("search", arguments)).data().get("hits", [])
             except StackError as exc:
                 error = str(exc)
         return render(request, "search.html", session, query=query, project=project or "", hits=hits, error=error)
@@ -416,7 +416,7 @@ def build_routes(state: "DashboardState") -> list[BaseRoute]:
             checked, last = [time.monotonic()], None
             while await still_signed_in(request, checked):
                 try:
-                    data = json.dumps(await ralph.call_tool("list_tasks", {"limit": 50}))
+                    data = json.dumps((await ralph.call_tool("list_tasks", {"limit": 50})).data())
                 except StackError as exc:
                     data = json.dumps({"error": str(exc)})
                 if data != last:
