@@ -64,6 +64,8 @@ _DEFAULT_RETRY_SECONDS: Final = 5.0
 _MAX_RETRY_SECONDS: Final = 3600.0
 # The SDK transports raise these (often inside their task group's ExceptionGroup) when a peer is unreachable.
 _TRANSPORT_ERRORS: Final = (httpx2.HTTPError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+# Checked first: the builtin TimeoutError is an OSError, and httpx2's timeouts are HTTPErrors.
+_TIMEOUTS: Final = (TimeoutError, httpx2.TimeoutException)
 
 
 class _TransportFailure(Exception):
@@ -201,8 +203,13 @@ async def _session(connect: Callable[[], Client], operation: Callable[[Client], 
         with anyio.fail_after(seconds):
             async with connect() as client:
                 return await operation(client)
+    except _TIMEOUTS as exc:
+        raise TimeoutError from exc
     except ExceptionGroup as group:
-        # The SDK's (nested) task groups wrap what went wrong; unwrap what means "unreachable" or "refused".
+        # The SDK's (nested) task groups wrap what went wrong; unwrap what means "too slow", "unreachable" or
+        # "refused".
+        if group.subgroup(_TIMEOUTS) is not None:
+            raise TimeoutError from group
         failure = group.subgroup(_TRANSPORT_ERRORS)
         if failure is not None:
             raise _TransportFailure(type(_first_leaf(failure)).__name__) from group
@@ -310,6 +317,8 @@ class Peer:
                 try:
                     with anyio.fail_after(self.timeout_seconds):
                         response = await self._http.get(f"{self.base_url}{path}")
+                except _TIMEOUTS as exc:
+                    raise TimeoutError from exc
                 except _TRANSPORT_ERRORS as exc:
                     raise _TransportFailure(type(exc).__name__) from exc
         try:
