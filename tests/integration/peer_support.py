@@ -21,6 +21,10 @@ class Echo(BaseModel):
     text: str
 
 
+class Hits(BaseModel):
+    hits: list[dict[str, str]]
+
+
 @dataclass(frozen=True)
 class PeerDeps:
     database: Database
@@ -35,7 +39,7 @@ async def _open(core: Core, database: Database) -> AsyncIterator[PeerDeps]:
 
 
 def build_peer_server(settings: StackSettings, release: anyio.Event) -> StackServer[PeerDeps]:
-    """Tools: `echo`; `refuse` and `route_query` answer isError; `hang` waits until `release` is set."""
+    """Tools: `echo`, `search`; `refuse` and `route_query` answer isError; `hang` waits until `release` is set."""
     server = StackServer(build_core("hybrid", settings), instructions="scripted peer", open_deps=_open)
 
     @server.tool("echo", annotations=READ_ONLY)
@@ -43,8 +47,17 @@ def build_peer_server(settings: StackSettings, release: anyio.Event) -> StackSer
         """Echo text back."""
         return Echo(text=text)
 
+    @server.tool("search", annotations=READ_ONLY)
+    async def search(query: Annotated[str, Field(max_length=10_000)], limit: int = 5) -> Hits:
+        """AIDB's search, with one hit."""
+        return Hits(hits=[{"chunk_id": "c1", "text": f"about {query}"}])
+
     @server.tool("refuse", annotations=READ_ONLY)
-    async def refuse(text: Annotated[str, Field(max_length=100)]) -> Echo:
+    async def refuse(
+        text: Annotated[str, Field(max_length=100)] = "",
+        query: Annotated[str, Field(max_length=10_000)] = "",
+        limit: int = 5,
+    ) -> Echo:
         """Always a tool error."""
         raise InvalidRequest(REFUSAL)
 

@@ -127,7 +127,7 @@ async def test_listing_tools_follows_pages_up_to_the_limit(stack_settings: Stack
     async with serve_app(server.http_app()) as url, _link(url, token, mode="auto") as peer:
         every = await peer.list_tools(max_tools=100)
         first = await peer.list_tools(max_tools=1)
-    assert {tool["name"] for tool in every} == {"echo", "refuse", "route_query", "hang"}
+    assert {tool["name"] for tool in every} == {"echo", "search", "refuse", "route_query", "hang"}
     assert len(first) == 1 and "inputSchema" in first[0]
 
 
