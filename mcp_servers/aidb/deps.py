@@ -23,7 +23,7 @@ from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import AidbSettings, StackSettings
 from mcp_servers.shared.embeddings.factory import check_dimension, create_embedder
 from mcp_servers.shared.embeddings.port import Embedder
-from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.errors import DependencyUnavailable, RateLimited
 from mcp_servers.shared.harness import Core, ReadinessCheck
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.factory import create_vector_index
@@ -93,7 +93,7 @@ async def _register_peers(deps: AidbDeps) -> None:
                 )
                 logger.info("peer server registered", extra={"server_name": name})
                 break
-            except DependencyUnavailable:
+            except (DependencyUnavailable, RateLimited):
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _PEER_RETRY_MAX_SECONDS)
             except Exception:  # a bad peer entry must not take the knowledge base down

@@ -1,28 +1,25 @@
 """Tool discovery: index the tools of other MCP servers and find the best ones for a task.
 
-`register_server` connects with the SDK client (Streamable HTTP URL or a stdio command), lists the tools, embeds
+`register_server` connects through `shared.peers` (Streamable HTTP URL or a stdio command), lists the tools, embeds
 "name, title, description" of each and stores them in PostgreSQL and the tools collection. Registering a name
 again re-indexes it. `find_tools` runs a hybrid search over every registered server's tools.
 """
 
-import contextlib
 import logging
 import shlex
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-import anyio
-import httpx2
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.inputs import check_query
 from mcp_servers.aidb.models import FindToolsResult, RegisteredServer, ToolMatch
 from mcp_servers.aidb.points import TOOLS_COLLECTION, tool_filters, tool_point, tool_point_id, tool_text
 from mcp_servers.shared.embeddings.port import Embedder
-from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest, NotFound
+from mcp_servers.shared.errors import InvalidRequest, NotFound
+from mcp_servers.shared.peers import PeerSpec, list_stdio_tools, open_peer
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.bm25 import query_vector
 from mcp_servers.shared.vectors.port import SearchMode, VectorIndex
@@ -33,40 +30,29 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 MAX_TOOLS = 1000
 
 
-def _http_client(bearer: str | None) -> httpx2.AsyncClient:
-    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(CONNECT_TIMEOUT_SECONDS), follow_redirects=False)
-
-
 async def list_server_tools(
     url: str | None, command: Sequence[str] | None, name: str, *, bearer: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every tool the server lists (all pages), as plain dicts; DependencyUnavailable if it cannot be reached."""
-    tools: list[dict[str, Any]] = []
-    try:
-        with anyio.fail_after(CONNECT_TIMEOUT_SECONDS):
-            async with contextlib.AsyncExitStack() as stack:
-                if url is not None:
-                    # Building an HTTP client reads certificate files: do it off the event loop.
-                    http = await stack.enter_async_context(await anyio.to_thread.run_sync(_http_client, bearer))
-                    client = Client(streamable_http_client(url, http_client=http))
-                else:
-                    assert command
-                    client = Client(StdioServerParameters(command=command[0], args=list(command[1:])), mode="legacy")
-                await stack.enter_async_context(client)
-                cursor: str | None = None
-                while True:
-                    page = await client.list_tools(cursor=cursor)
-                    tools.extend(tool.model_dump(by_alias=True, exclude_none=True) for tool in page.tools)
-                    cursor = page.next_cursor
-                    if not cursor or len(tools) >= MAX_TOOLS:
-                        break
-    except TimeoutError:
-        raise DependencyUnavailable(f"MCP server {name!r}", reason="no answer in time") from None
-    except Exception as exc:  # the SDK client surfaces transport failures as many types, incl. ExceptionGroup
-        logger.info("mcp server unreachable", extra={"server_name": name, "error_type": type(exc).__name__})
-        raise DependencyUnavailable(f"MCP server {name!r}", reason="cannot connect or list its tools") from None
-    return tools[:MAX_TOOLS]
+    """Every tool the server lists (all pages), as plain dicts.
+
+    Raises:
+        DependencyUnavailable: the server cannot be reached, started, or will not list its tools.
+        RateLimited: the server's rate limit refused the listing.
+    """
+    peer = f"MCP server {name!r}"
+    if url is None:
+        assert command
+        return await list_stdio_tools(command, name=peer, timeout_seconds=CONNECT_TIMEOUT_SECONDS, max_tools=MAX_TOOLS)
+    # A one-off peer without a breaker: registering is a rare admin act and targets are arbitrary names.
+    spec = PeerSpec(
+        name=peer,
+        url=url,
+        api_key=SecretStr(bearer) if bearer else None,
+        timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+        mode="auto",
+    )
+    async with open_peer(spec, breakers=None) as server:
+        return await server.list_tools(max_tools=MAX_TOOLS)
 
 
 def parse_target(url: str | None, command: str | None) -> tuple[str | None, list[str] | None]:

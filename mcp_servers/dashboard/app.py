@@ -6,7 +6,6 @@ reverse order. The state they make up is `state.py`; the pages are `pages/`.
 """
 
 import contextlib
-import importlib
 import logging
 import mimetypes
 import signal
@@ -71,9 +70,7 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
             )
             state.store = DashboardStore(state.database)
             state.auth = Authenticator(state.store, settings.dashboard, state.passwords, secure_cookies)
-            state.links = await open_links(settings, state.breakers)
-            for link in state.links.values():
-                stack.push_async_callback(link.aclose)
+            state.links = await stack.enter_async_context(open_links(settings, state.breakers))
             state.sampler = Sampler(
                 state.links,
                 state.breakers,
@@ -104,8 +101,6 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
 
 def _read_templates() -> dict[str, str]:
     mimetypes.init()  # reads the system's type maps once; StaticFiles would otherwise do it on the event loop
-    # The MCP client imports jsonschema lazily on its first tool result; that import lists directories.
-    importlib.import_module("jsonschema")
     return {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES_DIR.glob("*.html")}
 
 

@@ -15,8 +15,8 @@ import anyio
 from prometheus_client.parser import text_string_to_metric_families
 
 from mcp_servers.dashboard.live import Changes
-from mcp_servers.dashboard.servers import ServerLink
 from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.peers import Peer
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
 logger = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ def parse_counters(text: str) -> Counters:
 class Sampler:
     """Latest status and series of every server; `run()` refreshes them until cancelled."""
 
-    def __init__(
-        self, links: Mapping[str, ServerLink], breakers: BreakerRegistry, *, interval: float, history: int
-    ) -> None:
+    def __init__(self, links: Mapping[str, Peer], breakers: BreakerRegistry, *, interval: float, history: int) -> None:
         self._links = links
         self._breakers = breakers
         self._interval = interval

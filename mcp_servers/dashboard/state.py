@@ -14,10 +14,10 @@ from starlette.templating import Jinja2Templates
 from mcp_servers.dashboard.auth import Authenticator, Passwords
 from mcp_servers.dashboard.live import TaskChanges
 from mcp_servers.dashboard.sampler import Sampler
-from mcp_servers.dashboard.servers import ServerLink
 from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.peers import Peer
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.resilience.ratelimit import MemoryRateLimiter
@@ -55,7 +55,7 @@ class DashboardState:
     database: Database | None = None
     store: DashboardStore | None = None
     auth: Authenticator | None = None
-    links: dict[str, ServerLink] = field(default_factory=dict)
+    links: dict[str, Peer] = field(default_factory=dict)
     sampler: Sampler | None = None
 
     def running(self) -> Running:

@@ -5,11 +5,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_servers.hybrid import knowledge
-from mcp_servers.hybrid.mcp_client import McpToolClient
 from mcp_servers.hybrid.models import AgentType, AugmentResult, ContextItem
 from mcp_servers.hybrid.routing import estimate_tokens
 from mcp_servers.shared.embeddings.port import Embedder
-from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.errors import DependencyUnavailable, PeerToolError, RateLimited
+from mcp_servers.shared.peers import Peer
 from mcp_servers.shared.vectors.port import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ async def augment_query(
     query: str,
     agent_type: AgentType,
     max_tokens: int,
-    aidb: McpToolClient | None,
+    aidb: Peer | None,
     aidb_tool: str,
     vectors: VectorIndex,
     embedder: Embedder,
@@ -80,9 +80,10 @@ async def augment_query(
         notes.append("aidb: not configured")
     else:
         try:
-            candidates += parse_aidb_hits(await aidb.call(aidb_tool, {"query": query, "limit": AIDB_LIMIT}))
+            answer = await aidb.call_tool(aidb_tool, {"query": query, "limit": AIDB_LIMIT})
+            candidates += parse_aidb_hits(answer.data())
             aidb_used = True
-        except (DependencyUnavailable, InvalidRequest) as exc:
+        except (DependencyUnavailable, RateLimited, PeerToolError) as exc:
             notes.append(f"aidb: {exc}")
     dense = await embedder.embed_query(query)
     for collection in knowledge.AUGMENT_SOURCES:

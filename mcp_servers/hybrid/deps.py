@@ -11,7 +11,6 @@ from prometheus_client import Counter
 from pydantic import SecretStr
 
 from mcp_servers.hybrid.knowledge import ensure_collections
-from mcp_servers.hybrid.mcp_client import McpToolClient
 from mcp_servers.hybrid.pipeline import LearningPipeline
 from mcp_servers.hybrid.proposals import find_proposals, submit_proposals
 from mcp_servers.hybrid.router import Backend, Router
@@ -25,8 +24,8 @@ from mcp_servers.shared.llm.anthropic import AnthropicChat
 from mcp_servers.shared.llm.factory import create_chat_model
 from mcp_servers.shared.llm.openai_compat import OpenAICompatibleChat
 from mcp_servers.shared.observability.metrics import StackMetrics
+from mcp_servers.shared.peers import Peer, PeerSpec, mcp_endpoint, open_peer
 from mcp_servers.shared.postgres.pool import Database
-from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.vectors.factory import create_vector_index
 from mcp_servers.shared.vectors.port import VectorIndex
 
@@ -45,8 +44,8 @@ class HybridDeps:
     embedder: Embedder
     router: Router
     pipeline: LearningPipeline
-    aidb: McpToolClient | None
-    ralph: McpToolClient | None
+    aidb: Peer | None
+    ralph: Peer | None
     dataset_dir: Path
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
@@ -56,15 +55,8 @@ class HybridDeps:
         return {"vectors": self.vectors.ping, "embedder": embedder_answers}
 
 
-async def _downstream(
-    dependency: str, url: str | None, key: SecretStr | None, timeout_seconds: float, breakers: BreakerRegistry
-) -> McpToolClient | None:
-    if not url:
-        return None
-    api_key = key.get_secret_value() if key is not None else None
-    return await McpToolClient.open(
-        dependency=dependency, url=url, api_key=api_key, timeout_seconds=timeout_seconds, breakers=breakers
-    )
+def _peer(name: str, url: str | None, key: SecretStr | None, timeout_seconds: float) -> PeerSpec | None:
+    return PeerSpec(name, mcp_endpoint(url), key, timeout_seconds) if url else None
 
 
 class RouteMetrics:
@@ -119,15 +111,14 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
             backends.append(Backend(backend_settings, model, model.breaker))
         router = Router(backends, hybrid, database, observer=RouteMetrics(core.metrics))
         await router.load_thresholds()
-        aidb = await _downstream(
-            "aidb", hybrid.aidb_url, hybrid.aidb_api_key, hybrid.aidb_timeout_seconds, core.breakers
-        )
-        ralph = await _downstream(
-            "ralph", hybrid.ralph_url, hybrid.ralph_api_key, hybrid.aidb_timeout_seconds, core.breakers
-        )
-        for client in (aidb, ralph):
-            if client is not None:
-                stack.push_async_callback(client.close)
+        peers: dict[str, Peer] = {}
+        for spec in (
+            _peer("aidb", hybrid.aidb_url, hybrid.aidb_api_key, hybrid.aidb_timeout_seconds),
+            _peer("ralph", hybrid.ralph_url, hybrid.ralph_api_key, hybrid.ralph_timeout_seconds),
+        ):
+            if spec is not None:
+                peers[spec.name] = await stack.enter_async_context(open_peer(spec, core.breakers))
+        aidb, ralph = peers.get("aidb"), peers.get("ralph")
         pipeline = LearningPipeline(
             database,
             settings.telemetry_path,

@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass
 
 from mcp_servers.hybrid import store
-from mcp_servers.hybrid.mcp_client import McpToolClient
-from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.errors import DependencyUnavailable, PeerToolError, RateLimited
+from mcp_servers.shared.peers import Peer
 from mcp_servers.shared.postgres.pool import Database
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def proposals_from(stats: list[store.ToolStats]) -> list[Proposal]:
     return proposals
 
 
-async def submit_proposals(database: Database, ralph: McpToolClient | None, proposals: list[Proposal]) -> int:
+async def submit_proposals(database: Database, ralph: Peer | None, proposals: list[Proposal]) -> int:
     """Record new proposals and submit them to Ralph with require_approval=true; returns how many were new."""
     new = 0
     for proposal in proposals:
@@ -89,7 +89,7 @@ async def submit_proposals(database: Database, ralph: McpToolClient | None, prop
         status, task_id = "skipped", None
         if ralph is not None:
             try:
-                result = await ralph.call(
+                answer = await ralph.call_tool(
                     "submit_task",
                     {
                         "prompt": proposal.description,
@@ -98,9 +98,10 @@ async def submit_proposals(database: Database, ralph: McpToolClient | None, prop
                         "require_approval": True,
                     },
                 )
+                result = answer.data()
                 task_id = str(result.get("task_id") or result.get("id") or "") or None
                 status = "submitted"
-            except (DependencyUnavailable, InvalidRequest) as exc:
+            except (DependencyUnavailable, RateLimited, PeerToolError) as exc:
                 logger.info("proposal not submitted to ralph", extra={"error_type": type(exc).__name__})
                 status = "failed"
         await store.set_proposal_status(database, inserted, status, task_id)

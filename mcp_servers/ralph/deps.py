@@ -9,12 +9,9 @@ import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-import anyio
-
 from mcp_servers.ralph.backends.hybrid import HybridBackend
 from mcp_servers.ralph.backends.port import Backend
 from mcp_servers.ralph.backends.registry import BackendRegistry, command_backends
-from mcp_servers.ralph.downstream import DownstreamServer
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout, TaskChanges
@@ -24,6 +21,7 @@ from mcp_servers.ralph.store import TaskStore
 from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import Core, ReadinessCheck
+from mcp_servers.shared.peers import PeerSpec, mcp_endpoint, open_peer
 from mcp_servers.shared.postgres.pool import Database
 
 
@@ -55,21 +53,28 @@ async def open_downstreams(core: Core) -> AsyncIterator[dict[str, Backend]]:
     if ralph.hybrid_url is None:
         yield {}
         return
-    key = ralph.hybrid_api_key.get_secret_value() if ralph.hybrid_api_key else None
-    hybrid = DownstreamServer("hybrid", ralph.hybrid_url, key, core.breakers, timeout_seconds=ralph.mcp_timeout_seconds)
-    aidb = None
-    if ralph.aidb_url is not None:
-        aidb_key = ralph.aidb_api_key.get_secret_value() if ralph.aidb_api_key else None
-        aidb = DownstreamServer(
-            "aidb", ralph.aidb_url, aidb_key, core.breakers, timeout_seconds=ralph.mcp_timeout_seconds
+    async with contextlib.AsyncExitStack() as stack:
+        hybrid = await stack.enter_async_context(
+            open_peer(
+                PeerSpec(
+                    "hybrid",
+                    mcp_endpoint(ralph.hybrid_url),
+                    ralph.hybrid_api_key,
+                    ralph.mcp_timeout_seconds,
+                    max_connections=32,
+                ),
+                core.breakers,
+            )
         )
-    try:
+        aidb = None
+        if ralph.aidb_url is not None:
+            aidb = await stack.enter_async_context(
+                open_peer(
+                    PeerSpec("aidb", mcp_endpoint(ralph.aidb_url), ralph.aidb_api_key, ralph.mcp_timeout_seconds),
+                    core.breakers,
+                )
+            )
         yield {"hybrid": HybridBackend(hybrid, aidb, ralph)}
-    finally:
-        with anyio.CancelScope(shield=True):
-            await hybrid.aclose()
-            if aidb is not None:
-                await aidb.aclose()
 
 
 @contextlib.asynccontextmanager

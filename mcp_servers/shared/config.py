@@ -234,6 +234,9 @@ class HybridSettings(_Section):
     aidb_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)
     ralph_url: str | None = Field(default=None, description="Ralph MCP URL for optimisation proposals; unset = off")
     ralph_api_key: SecretStr | None = None
+    ralph_timeout_seconds: float = Field(
+        default=10.0, ge=0.1, le=600, description="per call to Ralph (submitting an optimisation proposal)"
+    )
     checkpoint_every_events: int = Field(default=100, ge=1, le=1_000_000)
     backpressure_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=1024**4)
     pipeline_enabled: bool = Field(default=True, description="run the telemetry learning pipeline in this process")

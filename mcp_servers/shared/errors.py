@@ -6,13 +6,26 @@
     ├── InvalidRequest           valid types, bad combination or value       -> ToolError / 400
     ├── PermissionDenied         the principal lacks the scope               -> MCPError -32001 / 403
     ├── DependencyUnavailable    a dependency is down or its breaker is open -> ToolError "retry in N s" / 503
-    └── RateLimited              the principal's budget is spent             -> MCPError -32002 / 429
+    ├── RateLimited              the principal's budget is spent             -> MCPError -32002 / 429
+    ├── PeerToolError            a peer's tool answered isError (its text)   -> ToolError / 400
+    └── ConfigurationError       settings or environment cannot work         -> MCPError -32603 / 500
 
 Logic modules raise these and import nothing from `mcp`; `shared.middleware.mcp` and
-`shared.middleware.http` are the only translators.
+`shared.middleware.http` are the only translators. `retry_after_whole_seconds` is the one rounding of a wait
+for people and for `Retry-After`.
 """
 
 from __future__ import annotations
+
+import math
+
+
+def retry_after_whole_seconds(seconds: float) -> int:
+    """A wait in whole seconds, rounded up and at least 1: for `Retry-After` and "retry in N s" messages.
+
+    Rounding down (or to nearest) would tell a client to come back before its budget or cool-down allows.
+    """
+    return max(1, math.ceil(seconds))
 
 
 class StackError(Exception):
@@ -44,7 +57,9 @@ class DependencyUnavailable(StackError):
 
     def __init__(self, dependency: str, *, retry_after_seconds: float = 1.0, reason: str = "") -> None:
         detail = f": {reason}" if reason else ""
-        super().__init__(f"{dependency} is unavailable{detail}; retry in {max(1, round(retry_after_seconds))} s")
+        super().__init__(
+            f"{dependency} is unavailable{detail}; retry in {retry_after_whole_seconds(retry_after_seconds)} s"
+        )
         self.dependency = dependency
         self.retry_after_seconds = retry_after_seconds
 
@@ -53,10 +68,28 @@ class RateLimited(StackError):
     """Raised by the rate limiter when a principal's budget for a tool is spent."""
 
     def __init__(self, *, retry_after_seconds: float, limit_key: str) -> None:
-        super().__init__(f"rate limit exceeded; retry in {retry_after_seconds:.2f} s")
+        super().__init__(f"rate limit exceeded; retry in {retry_after_whole_seconds(retry_after_seconds)} s")
         self.retry_after_seconds = retry_after_seconds
         self.limit_key = limit_key
 
 
+class PeerToolError(StackError):
+    """Raised by `shared.peers` when another MCP server's tool answers with isError; the message is its text.
+
+    An answer, not an outage: the peer's breaker does not count it. A tool that relays it gives the model a
+    ToolError with the peer's text; the dashboard answers 400 with it.
+    """
+
+    def __init__(self, peer: str, tool: str, text: str) -> None:
+        super().__init__(f"{peer} {tool}: {text}")
+        self.peer = peer
+        self.tool = tool
+        self.text = text
+
+
 class ConfigurationError(StackError):
-    """Raised at start-up when settings or the environment cannot work (wrong dimension, missing binary)."""
+    """Raised when settings or the environment cannot work (wrong dimension, missing binary).
+
+    Mostly at start-up; inside a request the model could not have avoided it, so the host sees a JSON-RPC
+    internal error (-32603) and the operator reads the log.
+    """

@@ -10,7 +10,7 @@ from mcp_servers.dashboard.auth import LOGIN_COOKIE, SESSION_COOKIE, same_origin
 from mcp_servers.dashboard.pages._page import page, render
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
-from mcp_servers.shared.errors import RateLimited
+from mcp_servers.shared.errors import RateLimited, retry_after_whole_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ async def login(request: Request) -> Response:
             status_code=429,
             login_token=token,
             next=safe_next(request),
-            error=f"Too many login attempts; try again in {max(1, round(exc.retry_after_seconds))} s.",
+            error=f"Too many login attempts; try again in {retry_after_whole_seconds(exc.retry_after_seconds)} s.",
         )
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after_seconds + 0.499)))
+        response.headers["Retry-After"] = str(retry_after_whole_seconds(exc.retry_after_seconds))
         return response
     value = await auth.login(username, password)
     if value is None:

@@ -26,7 +26,7 @@ async def search(request: Request, session: Session) -> Response:
         if project:
             arguments["project"] = project
         try:
-            hits = (await state_of(request).links["aidb"].call_tool("search", arguments)).get("hits", [])
+            hits = (await state_of(request).links["aidb"].call_tool("search", arguments)).data().get("hits", [])
         except StackError as exc:
             error = str(exc)
     return render(request, "search.html", session, query=query, project=project or "", hits=hits, error=error)

@@ -15,10 +15,10 @@ from starlette.routing import BaseRoute, Route
 
 from mcp_servers.dashboard.pages._live import stream_for
 from mcp_servers.dashboard.pages._page import done, page, parse_form, render
-from mcp_servers.dashboard.servers import ServerLink
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
 from mcp_servers.shared.errors import NotFound, StackError
+from mcp_servers.shared.peers import Peer
 
 LIST_LIMIT: Final = 50
 _MAX_TASK_ID_CHARS: Final = 64
@@ -45,18 +45,18 @@ class ApproveForm(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-def _ralph(request: Request) -> ServerLink:
+def _ralph(request: Request) -> Peer:
     return state_of(request).links["ralph"]
 
 
-async def _list(ralph: ServerLink) -> dict[str, Any]:
-    return await ralph.call_tool("list_tasks", {"limit": LIST_LIMIT})
+async def _list(ralph: Peer) -> dict[str, Any]:
+    return (await ralph.call_tool("list_tasks", {"limit": LIST_LIMIT})).data()
 
 
-async def _task_with_iterations(ralph: ServerLink, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def _task_with_iterations(ralph: Peer, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not task_id or len(task_id) > _MAX_TASK_ID_CHARS:
         raise NotFound("unknown task")
-    task = await ralph.call_tool("task_status", {"task_id": task_id})
+    task = (await ralph.call_tool("task_status", {"task_id": task_id})).data()
     try:
         listing = json.loads(await ralph.read_resource(f"ralph://tasks/{task_id}/iterations"))
         iterations = listing.get("iterations", []) if isinstance(listing, dict) else []
@@ -86,7 +86,7 @@ async def submit_task(request: Request, session: Session) -> Response:
     }
     if form.completion_promise:
         arguments["completion_promise"] = form.completion_promise
-    result = await _ralph(request).call_tool("submit_task", arguments)
+    result = (await _ralph(request).call_tool("submit_task", arguments)).data()
     return done(request, result, f"/tasks/{result.get('task_id', '')}")
 
 
@@ -97,7 +97,7 @@ async def task_detail(request: Request, session: Session) -> Response:
 
 async def stop_task(request: Request, session: Session) -> Response:
     task_id = request.path_params["task_id"]
-    result = await _ralph(request).call_tool("stop_task", {"task_id": task_id})
+    result = (await _ralph(request).call_tool("stop_task", {"task_id": task_id})).data()
     return done(request, result, f"/tasks/{task_id}")
 
 
@@ -107,7 +107,7 @@ async def approve_task(request: Request, session: Session) -> Response:
     arguments: dict[str, Any] = {"task_id": task_id, "approved": form.approved == "true"}
     if form.note:
         arguments["note"] = form.note
-    result = await _ralph(request).call_tool("approve_task", arguments)
+    result = (await _ralph(request).call_tool("approve_task", arguments)).data()
     return done(request, result, f"/tasks/{task_id}")
 
 

@@ -10,9 +10,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mcp_servers.ralph.backends.port import IterationOutcome, IterationRequest
-from mcp_servers.ralph.downstream import DownstreamServer, DownstreamToolError
 from mcp_servers.shared.config import RalphSettings
-from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.errors import DependencyUnavailable, PeerToolError, RateLimited
+from mcp_servers.shared.peers import Peer
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class HybridBackend:
 
     name = "hybrid"
 
-    def __init__(self, hybrid: DownstreamServer, aidb: DownstreamServer | None, settings: RalphSettings) -> None:
+    def __init__(self, hybrid: Peer, aidb: Peer | None, settings: RalphSettings) -> None:
         self._hybrid = hybrid
         self._aidb = aidb
         self._settings = settings
@@ -90,7 +90,7 @@ class HybridBackend:
             answer = await self._aidb.call_tool(
                 "search", {"query": query[:_QUERY_CHARS], "limit": self._settings.context_results}
             )
-        except (DependencyUnavailable, DownstreamToolError) as exc:
+        except (DependencyUnavailable, RateLimited, PeerToolError) as exc:
             logger.info("aidb context unavailable", extra={"error_type": type(exc).__name__})
             return [], "no AIDB context (search failed)"
         hits = _hits(answer.structured)[: self._settings.context_results]
@@ -115,9 +115,9 @@ class HybridBackend:
                 {"prompt": prompt, "system": SYSTEM_PROMPT, "max_tokens": self._settings.hybrid_max_tokens},
                 timeout_seconds=request.timeout_seconds,
             )
-        except DependencyUnavailable as exc:
+        except (DependencyUnavailable, RateLimited) as exc:
             return IterationOutcome("", False, "timed out" in str(exc), None, summary, error=str(exc))
-        except DownstreamToolError as exc:
+        except PeerToolError as exc:
             return IterationOutcome(str(exc), False, False, None, summary, error="route_query reported an error")
         structured = answer.structured or {}
         text = _first(structured, "text", "response", "content", "output")
@@ -157,5 +157,5 @@ class HybridBackend:
         verdict = "success" if completed else ("partial" if outcome.succeeded else "failure")
         try:
             await self._hybrid.call_tool("update_outcome", {"interaction_id": outcome.reference, "outcome": verdict})
-        except (DependencyUnavailable, DownstreamToolError) as exc:
+        except (DependencyUnavailable, RateLimited, PeerToolError) as exc:
             logger.info("hybrid outcome not recorded", extra={"error_type": type(exc).__name__})

@@ -24,9 +24,11 @@ from mcp_servers.shared.errors import (
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
+    PeerToolError,
     PermissionDenied,
     RateLimited,
     StackError,
+    retry_after_whole_seconds,
 )
 from mcp_servers.shared.middleware.mcp import RATE_LIMITED
 from mcp_servers.shared.resilience.ratelimit import RateLimiter
@@ -96,16 +98,17 @@ def error_response(error: StackError) -> JSONResponse:
         status = 404
     elif isinstance(error, Conflict):
         status = 409
-    elif isinstance(error, InvalidRequest):
+    elif isinstance(error, InvalidRequest | PeerToolError):
+        # A peer's tool refused what this request asked of it (its text says why): the client's to change.
         status = 400
     elif isinstance(error, PermissionDenied):
         status = 403
     elif isinstance(error, RateLimited):
         status = 429
-        headers["Retry-After"] = str(max(1, round(error.retry_after_seconds + 0.499)))
+        headers["Retry-After"] = str(retry_after_whole_seconds(error.retry_after_seconds))
     elif isinstance(error, DependencyUnavailable):
         status = 503
-        headers["Retry-After"] = str(max(1, round(error.retry_after_seconds + 0.499)))
+        headers["Retry-After"] = str(retry_after_whole_seconds(error.retry_after_seconds))
     return JSONResponse({"error": type(error).__name__, "message": str(error)}, status_code=status, headers=headers)
 
 
@@ -240,7 +243,7 @@ class SessionAdmission:
             "id": None,
             "error": {"code": RATE_LIMITED, "message": message, "data": {"retry_after_seconds": round(retry_after, 3)}},
         }
-        headers = {"Retry-After": str(max(1, round(retry_after + 0.499)))}
+        headers = {"Retry-After": str(retry_after_whole_seconds(retry_after))}
         await JSONResponse(body, status_code=429, headers=headers)(scope, receive, send)
 
 

@@ -22,7 +22,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult
 from starlette.requests import Request
 
 from mcp_servers.shared.auth.scopes import Scope, grants
@@ -31,6 +31,7 @@ from mcp_servers.shared.errors import (
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
+    PeerToolError,
     PermissionDenied,
     RateLimited,
     StackError,
@@ -90,9 +91,12 @@ def to_mcp_error(error: StackError) -> Exception:
         return MCPError(RATE_LIMITED, str(error), {"retry_after_seconds": round(error.retry_after_seconds, 3)})
     if isinstance(error, PermissionDenied):
         return MCPError(PERMISSION_DENIED, str(error), {"required_scope": error.required_scope})
-    if isinstance(error, NotFound | Conflict | InvalidRequest | DependencyUnavailable):
+    if isinstance(error, NotFound | Conflict | InvalidRequest | DependencyUnavailable | PeerToolError):
+        # A PeerToolError is the peer's own text, relayed to the model as this tool's error.
         return ToolError(str(error))
-    return ToolError(str(error))
+    # ConfigurationError (and any StackError not classified above): the model cannot fix the deployment, so the
+    # host sees a protocol error and the operator reads the log.
+    return MCPError(INTERNAL_ERROR, str(error))
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

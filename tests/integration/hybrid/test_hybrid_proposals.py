@@ -1,28 +1,20 @@
 """Optimisation proposals reach a real Ralph server over MCP as tasks that wait for approval; once only."""
 
-from collections.abc import Iterator
-
 import pytest
 from mcp import Client
+from pydantic import SecretStr
 
-from mcp_servers.hybrid.mcp_client import McpToolClient
 from mcp_servers.hybrid.proposals import find_proposals, submit_proposals
 from mcp_servers.ralph.server import create_server as create_ralph
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
+from mcp_servers.shared.peers import PeerSpec, mcp_endpoint, open_peer
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from tests.support import serve_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture(autouse=True)
-def blockbuster() -> Iterator[None]:
-    # Ralph builds its downstream httpx2 client on the event loop (CA certificates load from disk), which the
-    # shared BlockBuster fixture rejects; that is Ralph's to fix, not what this module tests.
-    yield
 
 
 async def test_failing_tool_becomes_one_approval_task_in_ralph(stack_settings: StackSettings) -> None:
@@ -41,14 +33,9 @@ async def test_failing_tool_becomes_one_approval_task_in_ralph(stack_settings: S
         proposals = await find_proposals(database)
         assert [(p.kind, p.subject) for p in proposals] == [("tool_error_rate", "aidb/ingest_path")]
         async with serve_app(ralph.http_app()) as url:
-            client = await McpToolClient.open(
-                dependency="ralph", url=url, api_key=token, timeout_seconds=10, breakers=breakers
-            )
-            try:
-                assert await submit_proposals(database, client, proposals) == 1
-                assert await submit_proposals(database, client, await find_proposals(database)) == 0
-            finally:
-                await client.close()
+            async with open_peer(PeerSpec("ralph", mcp_endpoint(url), SecretStr(token), 10), breakers) as ralph_peer:
+                assert await submit_proposals(database, ralph_peer, proposals) == 1
+                assert await submit_proposals(database, ralph_peer, await find_proposals(database)) == 0
             async with Client(ralph.mcp) as ralph_client:
                 listed = (await ralph_client.call_tool("list_tasks", {})).structured_content
         row = await database.fetchrow("SELECT status, ralph_task_id FROM hybrid_proposals")

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 
@@ -12,6 +13,7 @@ from mcp_servers.shared.harness import build_core
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from tests.integration.peer_support import REFUSAL, build_peer_server
 from tests.integration.ralph.ralph_support import call, read_iterations, wait_for_status
 from tests.support import bind_loopback, free_port, http_client, serve_app
 
@@ -67,3 +69,26 @@ async def test_hybrid_backend_with_hybrid_unreachable_fails_after_consecutive_fa
         2,
     )
     assert all("hybrid is unavailable" in (item["error"] or "") for item in iterations)
+
+
+async def test_hybrid_backend_records_hybrids_tool_error_as_the_iterations_error(
+    ralph_settings: Callable[..., StackSettings],
+) -> None:
+    peer_settings = ralph_settings()
+    token = await issue(peer_settings, ["read"])
+    release = anyio.Event()
+    async with serve_app(build_peer_server(peer_settings, release).http_app()) as hybrid_url:
+        settings = ralph_settings(
+            hybrid_url=f"{hybrid_url}/mcp", hybrid_api_key=token, max_consecutive_failures=2, mcp_timeout_seconds=10
+        )
+        server = create_server(build_core("ralph", settings))
+        async with Client(server.mcp) as client:
+            submitted = await call(
+                client, "submit_task", prompt="ask hybrid", backend="hybrid", completion_promise="X", max_iterations=5
+            )
+            task = await wait_for_status(client, submitted["task_id"])
+            iterations = await read_iterations(client, submitted["task_id"])
+        release.set()
+    assert (task["status"], task["completion_reason"]) == ("failed", "consecutive_failures")
+    assert [item["error"] for item in iterations] == ["route_query reported an error"] * 2
+    assert all(REFUSAL in item["output"] for item in iterations)

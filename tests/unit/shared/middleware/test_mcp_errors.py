@@ -1,0 +1,27 @@
+"""Domain errors map to MCP in one place: ToolError for what the model can act on, MCPError for the host."""
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
+
+from mcp_servers.shared.errors import ConfigurationError, PeerToolError, RateLimited
+from mcp_servers.shared.middleware.mcp import RATE_LIMITED, to_mcp_error
+
+
+def test_a_peer_tool_error_reaches_the_model_with_the_peers_text() -> None:
+    mapped = to_mcp_error(PeerToolError("aidb", "search", "query too long; shorten it"))
+    assert isinstance(mapped, ToolError)
+    assert str(mapped) == "aidb search: query too long; shorten it"
+
+
+def test_a_configuration_error_is_a_protocol_error_not_a_tool_error() -> None:
+    mapped = to_mcp_error(ConfigurationError("embedder returns 384 dimensions, settings say 768"))
+    assert isinstance(mapped, MCPError)
+    assert mapped.error.code == INTERNAL_ERROR
+
+
+def test_a_rate_limit_keeps_its_wait_for_the_host() -> None:
+    mapped = to_mcp_error(RateLimited(retry_after_seconds=2.5, limit_key="k"))
+    assert isinstance(mapped, MCPError)
+    assert mapped.error.code == RATE_LIMITED
+    assert mapped.error.data == {"retry_after_seconds": 2.5}
