@@ -95,7 +95,14 @@ async def create_key(container: str, scopes: str) -> str:
     return match.group(1)
 
 
-def assert_hardened(container: str, uid: int = 10001) -> None:
+def assert_no_root_process(container: str, user: str) -> None:
+    """Every process in the container runs as `user` (its name in the container's /etc/passwd)."""
+    top = podman("top", container, "user", "args").stdout.splitlines()[1:]
+    assert top, "podman top listed no process"
+    assert all(line.split()[0] == user for line in top), top
+
+
+def assert_hardened(container: str, uid: int = 10001, user: str = "mcpstack") -> None:
     """Runs as `uid`, read-only root, no capability, no-new-privileges; no process in it runs as root."""
     info = inspect(container)
     assert info["Config"]["User"] == f"{uid}:{uid}"
@@ -104,9 +111,7 @@ def assert_hardened(container: str, uid: int = 10001) -> None:
     status = podman("exec", container, "cat", "/proc/1/status").stdout
     assert re.search(r"^CapEff:\s+0+$", status, re.MULTILINE), status
     assert re.search(r"^NoNewPrivs:\s+1$", status, re.MULTILINE), status
-    top = podman("top", container, "huser", "user", "args").stdout.splitlines()[1:]
-    assert top, "podman top listed no process"
-    assert all(line.split()[0] == str(uid) for line in top), top
+    assert_no_root_process(container, user)
     write = podman("exec", container, "touch", "/opt/mcp-stack/probe", check=False)
     assert write.returncode != 0 and "Read-only file system" in write.stderr, write
 
