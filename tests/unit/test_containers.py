@@ -1,4 +1,8 @@
-"""Structure of containers/: Containerfile, compose.yaml and Prometheus rules (no container engine runs here)."""
+"""Structure of containers/: Containerfile, compose.yaml and Prometheus rules, read as text.
+
+The engine runs them for real in tests/e2e/containers/ (podman); these checks cover what those cannot reach,
+e.g. services the e2e tests do not start (qdrant, llama, prometheus).
+"""
 
 import re
 import subprocess
