@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CACHE := $(HOME)/.cache/mcp-stack
 
-.PHONY: setup run test lint typecheck pytest tools bench clean
+.PHONY: setup sandbox run test lint typecheck pytest tools bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml | $(PY)
 
 setup: $(STAMP)
 
-run: setup
+# Ralph runs agents, hooks and verify commands under bubblewrap: install it on the way when apt can (as root);
+# otherwise say so (Ralph then refuses command tasks, and `mcp-stack doctor` names the fix).
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		bash scripts/provision-tools.sh sandbox; } || \
+		echo "bubblewrap is missing: Ralph will refuse command tasks (install it: apt-get install bubblewrap)" >&2
+
+run: setup sandbox
 	$(VENV)/bin/mcp-stack up
 
 tools: setup

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provision the external tools the tests drive, project-locally and idempotently.
 #
-#   scripts/provision-tools.sh [--verify] [--no-verify] <piece>...     pieces: inspector node22 chromium llama promtool containers all
+#   scripts/provision-tools.sh [--verify] [--no-verify] <piece>...
+#     pieces: inspector node22 chromium llama promtool containers sandbox all
 #
 # Everything lands in .tools/ (git-ignored) or under ~/.cache/mcp-stack/ (override: MCP_STACK_PROVISION_CACHE),
 # from npm, PyPI and Debian apt only; no browser or binary is downloaded from anywhere else. A piece that is
@@ -97,7 +98,7 @@ log() { printf '[provision %s] %s\n' "${PIECE:-tools}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -768,6 +769,45 @@ piece_containers() {
   log "ok: CONTAINERS_CONF=$CONTAINERS_CONF podman; $PODMAN_COMPOSE_DIR/bin/podman-compose; $CONTAINERS_IMAGES"
 }
 
+# --- sandbox -----------------------------------------------------------------------------------------------------
+# bubblewrap from Debian (0.8.0 on bookworm, /usr/bin/bwrap): Ralph runs every agent template, hook, verify command
+# and git checkpoint inside it (mcp_servers/ralph/sandbox.py). As root it is started without a user namespace and
+# drops to uid 65534 inside with setpriv (util-linux); as any other user it runs in a user namespace.
+
+verify_sandbox() {
+  local want out drop=()
+  if [[ $EUID -eq 0 ]]; then
+    want=65534
+    drop=(/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all)
+    out="$(bwrap --die-with-parent --unshare-ipc --unshare-pid --unshare-uts --unshare-net --ro-bind /usr /usr \
+      --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp \
+      -- "${drop[@]}" /usr/bin/id -u)"
+  else
+    want=$EUID
+    out="$(bwrap --die-with-parent --unshare-all --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
+      --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp -- /usr/bin/id -u)"
+  fi
+  [[ "$out" == "$want" ]] || die "bwrap ran, but as uid '$out' (expected $want)"
+}
+
+piece_sandbox() {
+  PIECE=sandbox
+  lock sandbox
+  local changed=0 key
+  if [[ "$(dpkg-query -W -f='${Status}' bubblewrap 2>/dev/null || true)" != "install ok installed" || ! -x /usr/bin/bwrap ]]; then
+    log "installing Debian package bubblewrap (apt)"
+    apt_install bubblewrap
+    changed=1
+  fi
+  key="bubblewrap=$(dpkg-query -W -f='${Version}' bubblewrap)"
+  if should_verify sandbox "$key" "$changed"; then
+    verify_sandbox || die "bubblewrap cannot create a sandbox here (user namespaces off for this user?)"
+    log "verified: bwrap runs a command with its own namespaces ($key)"
+    stamp_write sandbox "$key"
+  fi
+  log "ok: /usr/bin/bwrap"
+}
+
 # --- main --------------------------------------------------------------------------------------------------------
 
 main() {
@@ -777,8 +817,8 @@ main() {
       --verify) VERIFY=always ;;
       --no-verify) VERIFY=never ;;
       -h | --help) usage 0 ;;
-      all) pieces+=(node22 inspector chromium llama promtool containers) ;;
-      inspector | node22 | chromium | llama | promtool | containers) pieces+=("$1") ;;
+      all) pieces+=(node22 inspector chromium llama promtool sandbox containers) ;;
+      inspector | node22 | chromium | llama | promtool | containers | sandbox) pieces+=("$1") ;;
       *) log "unknown argument: $1" && usage 2 ;;
     esac
     shift

@@ -19,6 +19,7 @@ import anyio.to_thread
 import asyncpg
 import httpx
 
+from mcp_servers.ralph.sandbox import Sandbox, SandboxUnavailable
 from mcp_servers.shared.config import ServerName, StackSettings, load_settings
 from mcp_servers.shared.embeddings.factory import create_embedder
 from mcp_servers.shared.embeddings.provision import invalid_files, model_dir_for
@@ -63,6 +64,7 @@ async def run_checks(settings: StackSettings) -> list[Finding]:
     await _guard("embedder", emit, _check_embedder(settings, emit))
     await _guard("llm", emit, _check_llm_backends(settings, emit))
     await _check_auth(settings, emit)
+    await _check_sandbox(settings, emit)
     await _check_ports(settings, emit)
     return findings
 
@@ -291,6 +293,24 @@ async def _check_auth(settings: StackSettings, emit: Emit) -> None:
         emit("auth", "ok", "bearer keys required on HTTP" + (" (JWT enabled)" if settings.auth.jwt_issuer else ""))
     if not settings.rate_limit.enabled:
         emit("rate limit", "warn", "rate limiting is off (MCP_STACK_RATE_LIMIT__ENABLED=false)")
+
+
+async def _check_sandbox(settings: StackSettings, emit: Emit) -> None:
+    """Ralph's agents, hooks and verify commands run under bubblewrap: is it there, and does it start?"""
+    ralph = settings.ralph
+    if ralph.sandbox == "none":
+        emit("sandbox", "warn", "Ralph runs commands unconfined (MCP_STACK_RALPH__SANDBOX=none)")
+        return
+    sandbox = Sandbox(ralph)
+    try:
+        await sandbox.ensure_available()
+    except SandboxUnavailable as exc:
+        # Only tasks that run commands need it; without templates or task commands that is git checkpoints alone.
+        needed = bool(ralph.command_templates) or ralph.allow_task_commands
+        emit("sandbox", "fail" if needed else "warn", str(exc))
+        return
+    who = f"uid {sandbox.run_as[0]}" if sandbox.run_as else "this user, in a user namespace"
+    emit("sandbox", "ok", f"bubblewrap ({ralph.bwrap_path}) confines Ralph's commands; they run as {who}")
 
 
 def _port_free(host: str, port: int) -> bool:

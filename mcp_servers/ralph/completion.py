@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from mcp_servers.ralph.process import ProcessResult, run_process, split_command
+from mcp_servers.ralph.sandbox import Confinement, Sandbox
 
 _PROMISE = re.compile(r"<promise>(.*?)</promise>", re.DOTALL)
 
@@ -20,17 +21,19 @@ def promise_fulfilled(output: str, promise: str) -> bool:
 async def verify_passes(
     command: str,
     *,
-    workspace: Path | None,
+    workspace: Path,
     env: dict[str, str],
+    sandbox: Sandbox,
     timeout_seconds: float,
     max_output_bytes: int,
     kill_grace_seconds: float,
 ) -> ProcessResult:
-    """Run the verify command in the workspace; the task is complete when it exits 0."""
+    """Run the verify command in the workspace (sandboxed); the task is complete when it exits 0."""
+    argv, confined_env = sandbox.command(split_command(command), env, Confinement(workspace))
     return await run_process(
-        split_command(command),
+        argv,
         cwd=workspace,
-        env=env,
+        env=confined_env,
         timeout_seconds=timeout_seconds,
         max_output_bytes=max_output_bytes,
         kill_grace_seconds=kill_grace_seconds,

@@ -17,6 +17,7 @@ from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout, TaskChanges
 from mcp_servers.ralph.pool import WorkerPool
 from mcp_servers.ralph.queue import TaskQueue
+from mcp_servers.ralph.sandbox import Sandbox, log_mode
 from mcp_servers.ralph.store import TaskStore
 from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import StackSettings
@@ -36,6 +37,8 @@ class RalphDeps:
     workers: WorkerPool | None
     # Wakes code waiting on one task; live while the lifespan relays notifications (a server process).
     changes: TaskChanges
+    # Confines every command this process runs (agent templates, hooks, verify commands, git).
+    sandbox: Sandbox
 
     def wake_workers(self) -> None:
         """Let this process's workers claim new work now rather than at their next poll."""
@@ -95,7 +98,9 @@ async def open_ralph(
     """
     settings = core.settings
     async with open_downstreams(core) as remote:
-        backends = BackendRegistry({**command_backends(settings.ralph), **remote})
+        await log_mode(settings.ralph)
+        sandbox = Sandbox(settings.ralph)
+        backends = BackendRegistry({**command_backends(settings.ralph, sandbox), **remote})
         store = TaskStore(database)
         events = TaskEvents(core.telemetry)
         workers = None
@@ -106,10 +111,11 @@ async def open_ralph(
                     backends=backends,
                     settings=settings,
                     events=events,
+                    sandbox=sandbox,
                     metrics=metrics,
                 )
                 background.start("workers", workers.run)
             changes = TaskChanges(fanout)
             if fanout is not None:
                 background.start("notifications", functools.partial(changes.listen, database))
-            yield RalphDeps(settings, store, backends, events, workers, changes)
+            yield RalphDeps(settings, store, backends, events, workers, changes, sandbox)

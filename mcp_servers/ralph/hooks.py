@@ -11,6 +11,7 @@ from typing import Any
 
 from mcp_servers.ralph.domain import Hook, HookEvent, HookResult, Task
 from mcp_servers.ralph.process import run_process, split_command
+from mcp_servers.ralph.sandbox import Confinement, Sandbox
 
 _HOOK_OUTPUT_CHARS = 2000
 
@@ -28,6 +29,7 @@ async def run_hooks(
     iteration: dict[str, Any] | None,
     workspace: Path,
     env: dict[str, str],
+    sandbox: Sandbox,
     timeout_seconds: float,
     kill_grace_seconds: float,
 ) -> list[HookResult]:
@@ -37,10 +39,13 @@ async def run_hooks(
     for hook in hooks:
         if hook.event != event:
             continue
+        argv, hook_env = sandbox.command(
+            split_command(hook.command), {**env, "RALPH_HOOK_EVENT": event}, Confinement(workspace)
+        )
         result = await run_process(
-            split_command(hook.command),
+            argv,
             cwd=workspace,
-            env={**env, "RALPH_HOOK_EVENT": event},
+            env=hook_env,
             stdin=payload,
             timeout_seconds=timeout_seconds,
             max_output_bytes=_HOOK_OUTPUT_CHARS * 4,

@@ -42,6 +42,8 @@ class SubmitTaskRequest:
     git_checkpoint: bool
     origin: str
     submitted_by: str
+    # The caller holds ralph:exec (or is the trusted local parent): it may hand over programs of its own to run.
+    may_exec: bool = False
 
 
 class TaskLimits(BaseModel):

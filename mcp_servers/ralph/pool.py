@@ -29,6 +29,7 @@ from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.process import kill_orphan_group
 from mcp_servers.ralph.queue import Claimed, TaskQueue
 from mcp_servers.ralph.runner import Slot, TaskRunner
+from mcp_servers.ralph.sandbox import Sandbox
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable
 
@@ -49,6 +50,7 @@ class WorkerPool:
         backends: BackendRegistry,
         settings: StackSettings,
         events: TaskEvents,
+        sandbox: Sandbox,
         concurrency: int | None = None,
         worker_id: str | None = None,
         metrics: RalphMetrics | None = None,
@@ -69,6 +71,7 @@ class WorkerPool:
             host=self.host,
             hold_back=self._hold_back,
             emit_later=self._emit_later,
+            sandbox=sandbox,
             metrics=metrics,
         )
         self._slots: dict[uuid.UUID, Slot] = {}

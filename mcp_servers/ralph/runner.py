@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from mcp_servers.ralph.backends.command import task_env
+from mcp_servers.ralph.backends.command import task_env, template_name
 from mcp_servers.ralph.backends.port import Backend, IterationOutcome, IterationRequest, ReportsOutcomes
 from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.checkpoint import CheckpointError, commit_checkpoint
@@ -38,6 +38,7 @@ from mcp_servers.ralph.hooks import blocking_failure, run_hooks
 from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.policy import LoopState, backoff_seconds, limit_reason, output_fingerprint, stuck_reason
 from mcp_servers.ralph.queue import IterationRecord, TaskQueue
+from mcp_servers.ralph.sandbox import Sandbox, SandboxUnavailable
 from mcp_servers.ralph.workspace import default_workspace, validate_workspace
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import InvalidRequest
@@ -127,9 +128,11 @@ class TaskRunner:
         host: str,
         hold_back: Callable[[], Awaitable[None]],
         emit_later: EmitLater,
+        sandbox: Sandbox,
         metrics: RalphMetrics | None = None,
     ) -> None:
         self._queue = queue
+        self._sandbox = sandbox
         self._backends = backends
         self._settings = settings
         self._ralph = settings.ralph
@@ -186,6 +189,13 @@ class TaskRunner:
         except InvalidRequest as exc:  # deleted, or the roots changed since submission
             await self._finish(task, CompletionReason.WORKSPACE_UNAVAILABLE, str(exc), None, None)
             return None
+        if _runs_commands(task):
+            try:
+                await self._sandbox.ensure_available()
+            except SandboxUnavailable as exc:  # e.g. bubblewrap removed since submission: never run unconfined
+                await self._finish(task, CompletionReason.BACKEND_UNAVAILABLE, str(exc), None, None)
+                return None
+            await self._sandbox.prepare_workspace(workspace)
         return _Run(slot, backend, workspace, previous_output=await self._queue.last_output(task.id))
 
     async def _workspace(self, task: Task) -> Path:
@@ -264,6 +274,7 @@ class TaskRunner:
         hook_args: dict[str, Any] = {
             "workspace": run.workspace,
             "env": env,
+            "sandbox": self._sandbox,
             "timeout_seconds": self._ralph.hook_timeout_seconds,
             "kill_grace_seconds": self._ralph.kill_grace_seconds,
         }
@@ -293,6 +304,7 @@ class TaskRunner:
                 spec.verify_command,
                 workspace=workspace,
                 env=env,
+                sandbox=self._sandbox,
                 timeout_seconds=self._ralph.verify_timeout_seconds,
                 max_output_bytes=16 * 1024,
                 kill_grace_seconds=self._ralph.kill_grace_seconds,
@@ -309,7 +321,7 @@ class TaskRunner:
             return None, None
         try:
             message = f"ralph: task {task.id} iteration {number} ({status.value})"
-            return await commit_checkpoint(run.workspace, env, message), None
+            return await commit_checkpoint(run.workspace, env, self._sandbox, message), None
         except CheckpointError as exc:
             return None, f"git checkpoint failed: {exc}"
 
@@ -392,6 +404,7 @@ class TaskRunner:
                     self._ralph,
                     IterationRequest(ending, last_iteration or 0, workspace, None, self._ralph.hook_timeout_seconds),
                 ),
+                sandbox=self._sandbox,
                 timeout_seconds=self._ralph.hook_timeout_seconds,
                 kill_grace_seconds=self._ralph.kill_grace_seconds,
             )
@@ -407,6 +420,12 @@ class TaskRunner:
         if self._metrics is not None:
             self._metrics.tasks_finished.labels(final.status.value).inc()
         await self._events.emit("task_finished", final, detail=detail)
+
+
+def _runs_commands(task: Task) -> bool:
+    """Whether the task runs anything on this host (an agent template, hooks, a verify command or git)."""
+    spec = task.spec
+    return bool(template_name(spec.backend) or spec.hooks or spec.verify_command or spec.git_checkpoint)
 
 
 def _iteration_status(slot: Slot, outcome: IterationOutcome | None) -> IterationStatus:

@@ -33,6 +33,7 @@ from mcp_servers.ralph.models import (
 )
 from mcp_servers.ralph.notify import ResourceFanout
 from mcp_servers.shared.annotations import DESTRUCTIVE, READ_ONLY, WRITE
+from mcp_servers.shared.auth.scopes import grants
 from mcp_servers.shared.harness import Core, StackServer
 from mcp_servers.shared.middleware.mcp import principal_of
 from mcp_servers.shared.postgres.pool import Database
@@ -90,7 +91,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         verify_command: Annotated[
             str | None,
             Field(
-                description="command run in the workspace after each iteration; exit 0 completes the task",
+                description="command run (sandboxed) in the workspace after each iteration; exit 0 completes the "
+                "task. Needs the ralph:exec scope and the operator's switch for caller-supplied commands",
                 max_length=4000,
             ),
         ] = None,
@@ -118,7 +120,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             bool, Field(description="park the task as awaiting_approval until approve_task", strict=True)
         ] = False,
         hooks: Annotated[
-            list[HookSpec] | None, Field(description="commands run around iterations", max_length=20)
+            list[HookSpec] | None,
+            Field(description="commands run (sandboxed) around iterations; need the ralph:exec scope", max_length=20),
         ] = None,
         git_checkpoint: Annotated[
             bool, Field(description="git-commit the workspace after each iteration", strict=True)
@@ -135,7 +138,9 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
     ) -> SubmitTaskResult:
         """Queue an agent task and return its id at once. Iterations run in the background: call task_status (or
         read ralph://tasks/{id}) to follow it, stop_task to end it, approve_task if it awaits approval. Give a
-        completion_promise or a verify_command, otherwise the task can only end at a limit."""
+        completion_promise or a verify_command, otherwise the task can only end at a limit. verify_command and
+        hooks need the ralph:exec scope and the operator's MCP_STACK_RALPH__ALLOW_TASK_COMMANDS."""
+        principal = principal_of(ctx.request_context)
         request = SubmitTaskRequest(
             prompt=prompt,
             backend=backend,
@@ -149,7 +154,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             hooks=tuple(hooks or ()),
             git_checkpoint=git_checkpoint,
             origin=origin,
-            submitted_by=principal_of(ctx.request_context).name,
+            submitted_by=principal.name,
+            may_exec=principal.scopes is None or grants(principal.scopes, server="ralph", required="exec"),
         )
         return SubmitTaskResult.of((await tasks.submit(ctx.request_context.lifespan_context, request)).task)
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import anyio
 
+from mcp_servers.ralph.backends.command import template_name
 from mcp_servers.ralph.deps import RalphDeps
 from mcp_servers.ralph.domain import Hook, Iteration, Limits, StoredTask, TaskId, TaskSpec, TaskStatus
 from mcp_servers.ralph.models import SubmitTaskRequest
 from mcp_servers.ralph.process import find_program, scrubbed_env, split_command
 from mcp_servers.ralph.workspace import validate_workspace
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint, invalid_cursor
-from mcp_servers.shared.errors import InvalidRequest, NotFound
+from mcp_servers.shared.errors import InvalidRequest, NotFound, PermissionDenied
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ APPROVAL_ORIGINS = frozenset({"hybrid"})
 STOP_WAIT_SECONDS = 3.0
 # list_tasks cursors carry this kind and a fingerprint of the status filter they were minted for.
 _CURSOR_KIND = "tasks"
+# The scope a caller needs to hand Ralph programs of its own (verify_command, hooks); no level implies it.
+EXEC_SCOPE = "ralph:exec"
 
 
 def parse_task_id(task_id: str) -> uuid.UUID:
@@ -34,9 +37,23 @@ def parse_task_id(task_id: str) -> uuid.UUID:
         raise NotFound(f"no task with id {task_id!r}; task ids are UUIDs returned by submit_task") from None
 
 
-async def _check_command(command: str, what: str, workspace: Path | None, deps: RalphDeps) -> None:
+def _check_may_exec(request: SubmitTaskRequest, deps: RalphDeps) -> None:
+    """Caller-chosen programs need the operator's switch and the caller's ralph:exec scope."""
+    what = "verify_command" if request.verify_command is not None else "hooks"
     if not deps.settings.ralph.allow_task_commands:
-        raise InvalidRequest(f"{what} is disabled on this server (MCP_STACK_RALPH__ALLOW_TASK_COMMANDS=false)")
+        raise InvalidRequest(
+            f"{what} is disabled on this server: caller-supplied commands are off "
+            "(the operator enables them with MCP_STACK_RALPH__ALLOW_TASK_COMMANDS=true)"
+        )
+    if not request.may_exec:
+        raise PermissionDenied(
+            f"{what} runs a program chosen by the caller, which needs the {EXEC_SCOPE!r} scope "
+            "(write does not imply it); pick an operator template with backend='command:NAME' instead",
+            required_scope=EXEC_SCOPE,
+        )
+
+
+async def _check_command(command: str, what: str, workspace: Path | None, deps: RalphDeps) -> None:
     try:
         argv = split_command(command)
     except ValueError as exc:
@@ -56,10 +73,14 @@ async def submit(deps: RalphDeps, request: SubmitTaskRequest) -> StoredTask:
     promise = request.completion_promise
     if promise is not None and not promise.strip():
         raise InvalidRequest("completion_promise is empty; omit it or give the text the agent prints when done")
+    if request.verify_command is not None or request.hooks:
+        _check_may_exec(request, deps)
     if request.verify_command is not None:
         await _check_command(request.verify_command, "verify_command", resolved, deps)
     for hook in request.hooks:
         await _check_command(hook.command, f"{hook.event} hook", resolved, deps)
+    if template_name(request.backend) or request.verify_command or request.hooks or request.git_checkpoint:
+        await deps.sandbox.ensure_available()  # refuse now rather than fail in a worker later
     needs_approval = request.require_approval or request.origin in APPROVAL_ORIGINS
     spec = TaskSpec(
         prompt=request.prompt,

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -270,6 +270,33 @@ class HybridSettings(_Section):
         return self
 
 
+class CommandTemplate(_Section):
+    """One operator-configured agent command: its argv and what its sandbox may reach beyond the workspace."""
+
+    argv: list[str] = Field(min_length=1, max_length=256, description="program and arguments ({prompt} ...)")
+    network: bool = Field(default=False, description="keep the network (agent CLIs that call their API need it)")
+    ro_binds: list[Path] = Field(
+        default_factory=list, max_length=64, description="absolute paths the command may read (e.g. its config dir)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "CommandTemplate":
+        if not self.argv[0]:
+            raise ValueError("argv must name a program")
+        _check_binds(self.ro_binds)
+        return self
+
+
+def _normal(path: Path) -> Path:
+    return Path(os.path.normpath(path))
+
+
+def _check_binds(paths: list[Path]) -> None:
+    for path in paths:
+        if not path.is_absolute() or path == Path("/"):
+            raise ValueError(f"sandbox bind {str(path)!r} must be an absolute path other than /")
+
+
 class RalphSettings(_Section):
     """Agent loop: workers, leases, backends, limits and the sandbox for the commands it runs."""
 
@@ -279,13 +306,25 @@ class RalphSettings(_Section):
         default=0.4, ge=0.05, le=0.5, description="how often workers look for stop requests and new tasks"
     )
     workspace_roots: list[Path] = Field(default_factory=list, description="task workspaces must lie under one of these")
-    command_templates: dict[str, list[str]] = Field(
+    command_templates: dict[str, CommandTemplate] = Field(
         default_factory=dict,
-        description='argv per agent; backend "command" uses "default", "command:NAME" uses NAME; '
-        "{prompt} {task_id} {iteration} {workspace} are substituted, the prompt is also sent on stdin",
+        description='agent commands; backend "command" uses "default", "command:NAME" uses NAME. Each is an argv '
+        "list or {argv, network, ro_binds}; {prompt} {task_id} {iteration} {workspace} are substituted in argv, "
+        "the prompt is also sent on stdin",
     )
     allow_task_commands: bool = Field(
-        default=True, description="accept verify_command and hooks from callers with the write scope"
+        default=False,
+        description="accept verify_command and hooks (programs chosen by the caller) from keys with ralph:exec",
+    )
+    sandbox: Literal["bubblewrap", "none"] = Field(
+        default="bubblewrap",
+        description='every command runs under bubblewrap; "none" runs them unconfined (an explicit opt-out)',
+    )
+    bwrap_path: Path = Field(default=Path("/usr/bin/bwrap"), description="the bubblewrap binary (apt: bubblewrap)")
+    sandbox_uid: int = Field(default=65534, ge=1, le=2**32 - 2, description="commands run as this uid when root")
+    sandbox_gid: int = Field(default=65534, ge=1, le=2**32 - 2, description="and this gid")
+    sandbox_ro_binds: list[Path] = Field(
+        default_factory=list, max_length=64, description="absolute paths every sandboxed command may read"
     )
     env_passthrough: list[str] = Field(
         default_factory=list, description="environment variables passed to agent commands (e.g. ANTHROPIC_API_KEY)"
@@ -311,10 +350,18 @@ class RalphSettings(_Section):
     def _check_backoff(self) -> "RalphSettings":
         if self.backoff_base_seconds > self.backoff_max_seconds:
             raise ValueError("backoff_base_seconds must not exceed backoff_max_seconds")
-        for name, argv in self.command_templates.items():
-            if not argv or not argv[0]:
-                raise ValueError(f"command_templates[{name!r}] must name a program")
+        if not self.bwrap_path.is_absolute():
+            raise ValueError("bwrap_path must be an absolute path")
+        _check_binds(self.sandbox_ro_binds)
         return self
+
+    @field_validator("command_templates", mode="before")
+    @classmethod
+    def _argv_lists_are_templates(cls, value: Any) -> Any:
+        # The original form, NAME -> argv list, stays valid: it is a template without network or extra binds.
+        if isinstance(value, dict):
+            return {name: {"argv": item} if isinstance(item, list) else item for name, item in value.items()}
+        return value
 
 
 class DashboardSettings(_Section):
@@ -431,6 +478,21 @@ class StackSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _SecretFileSource(settings_cls), _TomlSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _check_sandbox_binds(self) -> "StackSettings":
+        # A sandbox must never see the stack's own state: refuse binds that hold, or lie inside, any of it.
+        # Compared lexically (settings load without touching the disk); the operator writes both sides.
+        private = [_normal(path) for path in (self.data_dir, self.vector_path, self.telemetry_path)]
+        binds = [*self.ralph.sandbox_ro_binds]
+        for template in self.ralph.command_templates.values():
+            binds += template.ro_binds
+        for bind in binds:
+            resolved = _normal(bind)
+            for path in private:
+                if resolved.is_relative_to(path) or path.is_relative_to(resolved):
+                    raise ValueError(f"sandbox bind {str(bind)!r} would expose the stack's data ({path})")
+        return self
 
     @property
     def vector_path(self) -> Path:

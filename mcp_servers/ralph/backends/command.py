@@ -1,7 +1,8 @@
 """The `command` backend: a CLI agent (`claude -p`, `aider --message`, `codex exec`, ...) from a configured template.
 
-Each iteration runs the template's argv in the task's workspace as its own process group, with a scrubbed
-environment, the prompt substituted for `{prompt}` and also sent on stdin, a timeout and captured output.
+Each iteration runs the template's argv in the task's workspace as its own process group, inside the sandbox
+(network and extra read-only paths as the template says), with a scrubbed environment, the prompt substituted for
+`{prompt}` and also sent on stdin, a timeout and captured output.
 """
 
 import re
@@ -9,7 +10,8 @@ from collections.abc import Mapping, Sequence
 
 from mcp_servers.ralph.backends.port import IterationOutcome, IterationRequest
 from mcp_servers.ralph.process import run_process, scrubbed_env
-from mcp_servers.shared.config import RalphSettings
+from mcp_servers.ralph.sandbox import Confinement, Sandbox
+from mcp_servers.shared.config import CommandTemplate, RalphSettings
 
 DEFAULT_TEMPLATE = "default"
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -48,10 +50,13 @@ def task_env(settings: RalphSettings, request: IterationRequest) -> dict[str, st
 class CommandBackend:
     """Runs one configured argv template per iteration. Owns no long-lived resources."""
 
-    def __init__(self, name: str, template: Sequence[str], settings: RalphSettings) -> None:
+    def __init__(self, name: str, template: CommandTemplate, settings: RalphSettings, sandbox: Sandbox) -> None:
         self.name = name
-        self._template = tuple(template)
+        self._template = tuple(template.argv)
+        self._network = template.network
+        self._ro_binds = tuple(template.ro_binds)
         self._settings = settings
+        self._sandbox = sandbox
 
     async def run(self, request: IterationRequest) -> IterationOutcome:
         """Run the agent once; a non-zero exit, a timeout or a missing program is a failed iteration."""
@@ -65,10 +70,12 @@ class CommandBackend:
                 "workspace": str(request.workspace),
             },
         )
+        confinement = Confinement(request.workspace, network=self._network, ro_binds=self._ro_binds)
+        command, env = self._sandbox.command(argv, task_env(self._settings, request), confinement)
         result = await run_process(
-            argv,
+            command,
             cwd=request.workspace,
-            env=task_env(self._settings, request),
+            env=env,
             stdin=prompt.encode("utf-8"),
             timeout_seconds=request.timeout_seconds,
             max_output_bytes=self._settings.max_output_bytes,

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 from mcp_servers.ralph.backends.command import CommandBackend, template_name
 from mcp_servers.ralph.backends.port import Backend
+from mcp_servers.ralph.sandbox import Sandbox
 from mcp_servers.shared.config import RalphSettings
 from mcp_servers.shared.errors import InvalidRequest
 
@@ -31,12 +32,12 @@ class BackendRegistry:
         return backend
 
 
-def command_backends(settings: RalphSettings) -> dict[str, Backend]:
+def command_backends(settings: RalphSettings, sandbox: Sandbox) -> dict[str, Backend]:
     """`command` for the template named "default", `command:NAME` for every template."""
     templates = settings.command_templates
     backends: dict[str, Backend] = {}
-    for name, argv in templates.items():
-        backends[f"command:{name}"] = CommandBackend(f"command:{name}", argv, settings)
+    for name, template in templates.items():
+        backends[f"command:{name}"] = CommandBackend(f"command:{name}", template, settings, sandbox)
         if name == "default":
-            backends["command"] = CommandBackend("command", argv, settings)
+            backends["command"] = CommandBackend("command", template, settings, sandbox)
     return backends

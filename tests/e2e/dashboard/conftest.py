@@ -3,7 +3,6 @@ front of it with a service key, and Playwright driving Debian's Chromium."""
 
 import contextlib
 import socket
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +101,7 @@ async def live_stack(stack_settings: StackSettings, tmp_path: Path) -> AsyncIter
             "control_poll_seconds": 0.1,
             "workspace_roots": [str(workspaces)],
             # An agent that works until it is stopped.
-            "command_templates": {"default": [sys.executable, "-c", "import time; print('working'); time.sleep(600)"]},
+            "command_templates": {"default": ["sh", "-c", "echo working; exec sleep 600"]},
         },
     )
     _, service_key = await issue_key(settings, ["admin"])

@@ -13,7 +13,6 @@ only after B's `reindex` (shown below) — replicas that must share search need 
 
 import contextlib
 import json
-import sys
 import textwrap
 import uuid
 from collections import Counter
@@ -21,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
 from mcp import Client
 
@@ -29,6 +29,7 @@ from mcp_servers.shared.config import StackSettings
 from tests.e2e.hardening.processes import Served, served
 from tests.e2e.hardening.proxy import round_robin_proxy
 from tests.e2e.test_transports import issue_key
+from tests.integration.ralph.ralph_support import PYTHON, PYTHON_PREFIX
 from tests.support import http_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -127,13 +128,14 @@ async def test_hybrid_replicas_share_writes_and_one_rate_limit(module_settings: 
         await assert_global_rate_limit("hybrid", a, b, token)
 
 
+# Runs in Ralph's sandbox, where its workspace is the only writable place: it records each run there.
 RECORDER = textwrap.dedent(
     """
-    import os, sys, time
-    task_id, iteration, log = sys.argv[1], sys.argv[2], sys.argv[3]
+    import sys, time
+    task_id, iteration = sys.argv[1], sys.argv[2]
     time.sleep(0.3)
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"{task_id} {iteration} {os.getppid()}\\n")
+    with open("runs.log", "a", encoding="utf-8") as handle:
+        handle.write(f"{task_id} {iteration}\\n")
     print("<promise>DONE</promise>")
     """
 )
@@ -143,17 +145,18 @@ async def test_two_ralph_replicas_share_one_queue_without_double_work(
     module_settings: StackSettings, tmp_path: Path
 ) -> None:
     token = await issue_key(module_settings, ["admin"])
-    script = tmp_path / "recorder.py"
+    programs = tmp_path / "programs"
+    programs.mkdir()
+    script = programs / "recorder.py"
     script.write_text(RECORDER, encoding="utf-8")
-    log = tmp_path / "iterations.log"
-    log.touch()
     workspaces = tmp_path / "workspaces"
     workspaces.mkdir()
-    template = [sys.executable, str(script), "{task_id}", "{iteration}", str(log)]
+    template = [PYTHON, str(script), "{task_id}", "{iteration}"]
     env = {
         "MCP_STACK_RALPH__WORKERS": "2",
         "MCP_STACK_RALPH__COMMAND_TEMPLATES": json.dumps({"default": template}),
         "MCP_STACK_RALPH__WORKSPACE_ROOTS": json.dumps([str(workspaces)]),
+        "MCP_STACK_RALPH__SANDBOX_RO_BINDS": json.dumps([PYTHON_PREFIX, str(programs)]),
         "MCP_STACK_RATE_LIMIT__ENABLED": "false",
     }
     tasks = 12
@@ -165,9 +168,17 @@ async def test_two_ralph_replicas_share_one_queue_without_double_work(
         clients: list[Client] = [ca, cb]
         submitted = []
         for n in range(tasks):
+            workspace = workspaces / f"task-{n}"
+            workspace.mkdir()
             result = await clients[n % 2].call_tool(
                 "submit_task",
-                {"prompt": f"task {n}", "backend": "command", "completion_promise": "DONE", "max_iterations": 3},
+                {
+                    "prompt": f"task {n}",
+                    "backend": "command",
+                    "completion_promise": "DONE",
+                    "max_iterations": 3,
+                    "workspace": str(workspace),
+                },
             )
             submitted.append(str(structured(result)["task_id"]))
         with anyio.fail_after(120):
@@ -177,9 +188,24 @@ async def test_two_ralph_replicas_share_one_queue_without_double_work(
                     break
                 await anyio.sleep(0.5)
     assert statuses == ["completed"] * tasks, statuses
-    lines = [line.split() for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    runs = Counter((task, iteration) for task, iteration, _ in lines)
+    lines = [
+        line.split()
+        for n in range(tasks)
+        for line in (workspaces / f"task-{n}" / "runs.log").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    runs = Counter((task, iteration) for task, iteration in lines)
     assert sorted(runs) == sorted((task, "1") for task in submitted), runs
     assert all(count == 1 for count in runs.values()), [key for key, count in runs.items() if count > 1]
-    workers = Counter(parent for _, _, parent in lines)
-    assert len(workers) >= 2, f"one replica did all the work: {workers}"
+    assert module_settings.postgres.dsn is not None
+    connection = await asyncpg.connect(module_settings.postgres.dsn.get_secret_value())
+    try:
+        # worker ids are host:pid:random; a sandboxed agent cannot see its worker's pid, the queue records it.
+        workers = await connection.fetchval(
+            "SELECT count(DISTINCT split_part(worker_id, ':', 2)) FROM ralph_iterations"
+            " WHERE task_id = ANY($1::uuid[])",
+            submitted,
+        )
+    finally:
+        await connection.close()
+    assert workers >= 2, "one replica did all the work"

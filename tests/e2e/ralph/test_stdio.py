@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import anyio
@@ -10,6 +9,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from mcp_servers.shared.config import StackSettings
+from tests.integration.ralph.ralph_support import PYTHON, PYTHON_PREFIX
 from tests.support import VENV_BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -24,8 +24,9 @@ async def test_console_script_runs_a_task_over_stdio(stack_settings: StackSettin
         "MCP_STACK_OBSERVABILITY__LOG_LEVEL": "WARNING",
         "MCP_STACK_RALPH__CONTROL_POLL_SECONDS": "0.1",
         "MCP_STACK_RALPH__COMMAND_TEMPLATES": json.dumps(
-            {"default": [sys.executable, "-c", "print('<promise>STDIO</promise>')"]}
+            {"default": [PYTHON, "-c", "print('<promise>STDIO</promise>')"]}
         ),
+        "MCP_STACK_RALPH__SANDBOX_RO_BINDS": json.dumps([PYTHON_PREFIX]),
     }
     params = StdioServerParameters(command=str(VENV_BIN / "mcp-ralph"), env=env)
     async with Client(params, mode="legacy") as client:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +20,7 @@ from mcp import Client
 from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
-from tests.integration.ralph.ralph_support import call, make_workspace, read_iterations, wait_for_status
+from tests.integration.ralph.ralph_support import PYTHON, call, make_workspace, read_iterations, wait_for_status
 from tests.support import VENV_BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -31,7 +30,8 @@ def worker_env(settings: StackSettings, **ralph: object) -> dict[str, str]:
     """The environment of a worker process sharing the test's database, templates and workspace roots."""
     assert settings.postgres.dsn is not None
     env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_STACK_")}
-    section = settings.ralph.model_dump(mode="json", include={"command_templates", "workspace_roots"}) | ralph
+    shared = {"command_templates", "workspace_roots", "allow_task_commands", "sandbox_ro_binds"}
+    section = settings.ralph.model_dump(mode="json", include=shared) | ralph
     env |= {
         "MCP_STACK_POSTGRES__DSN": settings.postgres.dsn.get_secret_value(),
         "MCP_STACK_DATA_DIR": str(settings.data_dir),
@@ -111,20 +111,21 @@ async def test_a_sigkilled_workers_task_is_resumed_by_another_without_running_an
 async def test_two_workers_drain_fifty_tasks_each_iteration_exactly_once(
     ralph_settings: Callable[..., StackSettings], tmp_path: Path
 ) -> None:
-    shared_log = tmp_path / "runs.log"
-    program = tmp_path / "counted.py"
+    # Each run appends to runs.log in its task's own workspace (a sandboxed agent can write nowhere else);
+    # the test reads them all from the data dir afterwards.
+    program = tmp_path / "programs" / "counted.py"
     program.write_text(
         textwrap.dedent(
-            f"""
+            """
             import os
-            with open({str(shared_log)!r}, "a", encoding="utf-8") as log:
-                log.write(f"{{os.environ['RALPH_TASK_ID']}} {{os.environ['RALPH_ITERATION']}}\\n")
+            with open("runs.log", "a", encoding="utf-8") as log:
+                log.write(f"{os.environ['RALPH_TASK_ID']} {os.environ['RALPH_ITERATION']}\\n")
             print("<promise>COUNTED</promise>" if os.environ["RALPH_ITERATION"] == "2" else "again")
             """
         ),
         encoding="utf-8",
     )
-    settings = ralph_settings(workers=0, command_templates={"counted": [sys.executable, str(program)]})
+    settings = ralph_settings(workers=0, command_templates={"counted": [PYTHON, str(program)]})
     env = worker_env(settings)
     server = create_server(build_core("ralph", settings))
     async with (
@@ -151,7 +152,8 @@ async def test_two_workers_drain_fifty_tasks_each_iteration_exactly_once(
                 if len(done["tasks"]) == 50:
                     break
                 await anyio.sleep(0.2)
-    runs = shared_log.read_text().splitlines()
+    workspaces = settings.data_dir / "ralph" / "workspaces"
+    runs = [line for task_id in ids for line in (workspaces / task_id / "runs.log").read_text().splitlines()]
     assert len(runs) == 100 and len(set(runs)) == 100
     assert set(runs) == {f"{task_id} {n}" for task_id in ids for n in (1, 2)}
     assert settings.postgres.dsn is not None

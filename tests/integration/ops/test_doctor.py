@@ -62,13 +62,23 @@ async def test_a_healthy_stack_passes_every_check(stack_settings: StackSettings,
     report = format_report(findings)
     assert [f for f in findings if f.status != "ok"] == [], report
     checks = by_check(findings)
-    assert {"config", "data dir", "database", "migrations", "keys", "vectors", "embedder", "llm tiny"} <= set(checks)
+    assert {
+        "config",
+        "data dir",
+        "database",
+        "migrations",
+        "keys",
+        "vectors",
+        "embedder",
+        "llm tiny",
+        "sandbox",
+    } <= set(checks)
     assert "384 dimensions" in checks["embedder"].detail
     assert report.endswith("all checks passed")
 
 
 async def test_a_broken_stack_reports_each_problem_and_fails(tmp_path: Path) -> None:
-    # A foreign program on the AIDB port, a database that does not answer, a wrong dimension, a dead LLM.
+    # A foreign program on the AIDB port, a database that does not answer, a wrong dimension, a dead LLM, no bwrap.
     foreign = bind_loopback()
     foreign.listen()
     with foreign:
@@ -84,6 +94,7 @@ async def test_a_broken_stack_reports_each_problem_and_fails(tmp_path: Path) -> 
                 ]
             },
             auth={"required": False},
+            ralph={"bwrap_path": str(tmp_path / "no-bwrap"), "command_templates": {"default": ["claude", "-p"]}},
         )
         findings = await run_checks(settings)
     checks = by_check(findings)
@@ -94,7 +105,8 @@ async def test_a_broken_stack_reports_each_problem_and_fails(tmp_path: Path) -> 
     assert checks["port aidb"].status == "fail" and "MCP_STACK_HTTP__AIDB_PORT" in checks["port aidb"].detail
     assert checks["port hybrid"].status == "ok"
     assert checks["auth"].status == "warn"
-    assert "[FAIL] database" in report and "4 problem(s)" in report
+    assert checks["sandbox"].status == "fail" and "apt-get install bubblewrap" in checks["sandbox"].detail
+    assert "[FAIL] database" in report and "5 problem(s)" in report
 
 
 async def test_the_command_exits_non_zero_with_a_readable_report(tmp_path: Path) -> None:

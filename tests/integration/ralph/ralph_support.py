@@ -1,6 +1,12 @@
-"""Ralph test helpers: settings with small real agent programs as command templates, task polling."""
+"""Ralph test helpers: settings with small real agent programs as command templates, task polling.
+
+The programs run in Ralph's real sandbox (bubblewrap), which shows them only /usr, their workspace and what the
+settings bind read-only: so they run on the interpreter's real binary (not the venv's symlink) with its prefix
+and the programs directory bound.
+"""
 
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -15,6 +21,9 @@ from mcp import Client
 from mcp_servers.shared.config import StackSettings, load_settings
 
 TERMINAL = {"completed", "limit_reached", "stuck", "failed", "stopped", "rejected"}
+# The interpreter as a sandboxed command can start it: the real binary under its installation prefix.
+PYTHON = os.path.realpath(sys.executable)
+PYTHON_PREFIX = sys.base_prefix
 
 # Scripts the tests use as agents; each runs in the task's workspace.
 PROGRAMS = {
@@ -94,7 +103,7 @@ PROGRAMS = {
 
 def program_command(directory: Path, name: str) -> str:
     """A command line (for verify_command or a hook) running one of PROGRAMS."""
-    return f"{sys.executable} {directory / (name + '.py')}"
+    return f"{PYTHON} {directory / (name + '.py')}"
 
 
 def write_programs(directory: Path) -> dict[str, list[str]]:
@@ -104,7 +113,7 @@ def write_programs(directory: Path) -> dict[str, list[str]]:
     for name, source in PROGRAMS.items():
         path = directory / f"{name}.py"
         path.write_text(textwrap.dedent(source), encoding="utf-8")
-        templates[name] = [sys.executable, str(path), "{prompt}"]
+        templates[name] = [PYTHON, str(path), "{prompt}"]
     templates["default"] = templates["third_time"]
     return templates
 
@@ -124,7 +133,11 @@ def workspace_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ralph_settings(stack_settings: StackSettings, tmp_path: Path, workspace_root: Path) -> Callable[..., StackSettings]:
-    """Build settings for a Ralph test: programs as templates, fast polling, no rate limit; overrides win."""
+    """Build settings for a Ralph test: programs as templates, fast polling, no rate limit; overrides win.
+
+    Caller-supplied commands are switched on (the in-process client is the trusted local parent); the sandbox
+    stays the default one, with the interpreter's prefix and the programs readable.
+    """
     templates = write_programs(tmp_path / "programs")
 
     def make(**ralph: Any) -> StackSettings:
@@ -136,6 +149,8 @@ def ralph_settings(stack_settings: StackSettings, tmp_path: Path, workspace_root
             "command_templates": templates,
             "backoff_base_seconds": 0.0,
             "backoff_max_seconds": 0.0,
+            "allow_task_commands": True,
+            "sandbox_ro_binds": [PYTHON_PREFIX, str(tmp_path / "programs")],
             **ralph,
         }
         return load_settings(
@@ -146,6 +161,33 @@ def ralph_settings(stack_settings: StackSettings, tmp_path: Path, workspace_root
         )
 
     return make
+
+
+def sleeper_pids(workspace: Path) -> tuple[int, int]:
+    """Host pids of the `sleeper` program running in `workspace` and of its child.
+
+    The pids it writes to pids.txt are its sandbox's own (a private pid namespace), so look for them from the
+    host: processes whose environment names the workspace, told apart by their command line.
+    """
+    marker = f"RALPH_WORKSPACE={workspace}".encode()
+    leader = child = None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if argv[0] != PYTHON.encode():
+            continue  # bwrap and its init carry the environment too
+        if argv[1].endswith(b"sleeper.py"):
+            leader = int(entry.name)
+        elif any(b"time.sleep(600)" in arg for arg in argv):
+            child = int(entry.name)
+    assert leader is not None and child is not None, (leader, child)
+    return leader, child
 
 
 def make_workspace(root: Path, name: str) -> Path:

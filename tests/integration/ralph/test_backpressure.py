@@ -1,7 +1,6 @@
 """Ralph's workers hold back new tasks and iterations while telemetry backpressure is signalled, then resume."""
 
 import logging
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import StackServer, build_core
 from mcp_servers.shared.telemetry import BACKPRESSURE_SIGNAL, TelemetryWriter
-from tests.integration.ralph.ralph_support import call, make_workspace, wait_for_status
+from tests.integration.ralph.ralph_support import PYTHON, call, make_workspace, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -35,10 +34,10 @@ GATED = """
 
 
 def gated_settings(ralph_settings: Callable[..., StackSettings], tmp_path: Path) -> StackSettings:
-    script = tmp_path / "gated.py"
+    script = tmp_path / "programs" / "gated.py"  # the programs directory is readable inside the sandbox
     script.write_text(textwrap.dedent(GATED), encoding="utf-8")
     # One worker slot: while the task runs, only its own loop (not the claim loop) looks at the signal.
-    return ralph_settings(workers=1, command_templates={"gated": [sys.executable, str(script), "{prompt}"]})
+    return ralph_settings(workers=1, command_templates={"gated": [PYTHON, str(script), "{prompt}"]})
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:

@@ -22,6 +22,7 @@ from tests.integration.ralph.ralph_support import (
     make_workspace,
     program_command,
     read_iterations,
+    sleeper_pids,
     wait_for_status,
 )
 
@@ -54,7 +55,7 @@ async def test_stop_kills_a_long_running_command_group_within_two_seconds(
         with anyio.fail_after(20):
             while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
                 await anyio.sleep(0.05)
-        leader, child = (int(pid) for pid in pids_file.read_text().split())
+        leader, child = sleeper_pids(workspace)
         assert _alive(leader) and _alive(child)
         with anyio.fail_after(2):
             await call(client, "stop_task", task_id=submitted["task_id"])
@@ -376,14 +377,16 @@ async def test_git_checkpoint_commits_the_workspace_after_each_iteration(
         )
         task = await wait_for_status(client, submitted["task_id"])
         iterations = await read_iterations(client, submitted["task_id"])
-    log = await anyio.run_process(["git", "-C", str(workspace), "log", "--format=%H %s"])
+    # The workspace belongs to the sandbox's user (when the tests run as root): let this git read it anyway.
+    git = ["git", "-c", f"safe.directory={workspace}", "-C", str(workspace)]
+    log = await anyio.run_process([*git, "log", "--format=%H %s"])
     commits = [line.split(" ", 1) for line in log.stdout.decode().splitlines()]
     assert task["status"] == "completed"
     assert [subject for _, subject in commits] == [
         f"ralph: task {submitted['task_id']} iteration {n} (ok)" for n in (3, 2, 1)
     ]
     assert [item["checkpoint_commit"] for item in iterations] == [sha for sha, _ in reversed(commits)]
-    shown = await anyio.run_process(["git", "-C", str(workspace), "show", f"{commits[1][0]}:count.txt"])
+    shown = await anyio.run_process([*git, "show", f"{commits[1][0]}:count.txt"])
     assert shown.stdout.decode() == "2"
 
 
@@ -402,7 +405,7 @@ async def test_a_worker_that_loses_its_lease_kills_its_command_and_stops_writing
         with anyio.fail_after(20):
             while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
                 await anyio.sleep(0.05)
-        leader, child = (int(pid) for pid in pids_file.read_text().split())
+        leader, child = sleeper_pids(workspace)
         connection = await asyncpg.connect(settings.postgres.dsn.get_secret_value())
         try:
             # Another worker took the task over (as if ours had stalled past its lease).

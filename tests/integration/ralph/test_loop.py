@@ -1,7 +1,6 @@
 """Ralph's loop over real MCP (in-process client), with small real programs as the command backend."""
 
 import itertools
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
 from mcp_servers.shared.telemetry import Checkpoint, TelemetryReader
-from tests.integration.ralph.ralph_support import call, make_workspace, read_iterations, wait_for_status
+from tests.integration.ralph.ralph_support import PYTHON, call, make_workspace, read_iterations, wait_for_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -51,7 +50,7 @@ async def test_verify_command_exit_zero_completes_the_task(
     ralph_settings: Callable[..., StackSettings], workspace_root: Path
 ) -> None:
     workspace = make_workspace(workspace_root, "verify")
-    check = f"{sys.executable} -c \"import pathlib, sys; sys.exit(0 if pathlib.Path('result.txt').exists() else 1)\""
+    check = f"{PYTHON} -c \"import pathlib, sys; sys.exit(0 if pathlib.Path('result.txt').exists() else 1)\""
     server = create_server(build_core("ralph", ralph_settings()))
     async with Client(server.mcp) as client:
         submitted = await call(
