@@ -1,5 +1,6 @@
 """RedisRateLimiter against the real Redis on 127.0.0.1:6379: one budget shared by instances and processes."""
 
+import contextlib
 import logging
 import os
 import socket
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import pytest
 import redis
+from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -223,29 +225,82 @@ async def test_unreachable_redis_fails_open_to_per_process_limits(caplog: pytest
     assert len(warnings) == 1
 
 
+class _RedisRelay:
+    """A loopback TCP relay to Redis that the test cuts and restores, so Redis goes away for the limiter's client
+    alone and deterministically (redis-py notices a server-side CLIENT KILL and reconnects before the next command).
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self.port = 0
+        self._scope = anyio.CancelScope()
+        self._stopped = anyio.Event()
+
+    async def start(self, tg: TaskGroup) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
+        self.port = listener.extra(SocketAttribute.local_port)
+        self._scope, self._stopped = anyio.CancelScope(), anyio.Event()
+        scope, stopped = self._scope, self._stopped
+
+        async def pipe(source: ByteStream, sink: ByteStream) -> None:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                async for chunk in source:
+                    await sink.send(chunk)
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await sink.aclose()
+
+        async def handle(client: SocketStream) -> None:
+            upstream = await anyio.connect_tcp("127.0.0.1", self._target_port)
+            async with client, upstream, anyio.create_task_group() as pipes:
+                pipes.start_soon(pipe, client, upstream)
+                pipes.start_soon(pipe, upstream, client)
+
+        async def serve() -> None:
+            try:
+                with scope:
+                    async with listener:
+                        await listener.serve(handle)
+            finally:
+                stopped.set()
+
+        tg.start_soon(serve)
+
+    async def cut(self) -> None:
+        """Close the listener and every relayed connection; returns once they are closed."""
+        self._scope.cancel()
+        with anyio.fail_after(5):
+            await self._stopped.wait()
+
+
 @pytest.mark.anyio
 async def test_limiter_recovers_when_redis_answers_again(key_prefix: str, redis_client: Redis) -> None:
-    # The limiter's own client, without retries, so a dropped connection surfaces as one failed call.
-    client = Redis.from_url(
-        REDIS_URL, retry=Retry(NoBackoff(), 0), driver_info=DriverInfo(lib_version=redis.__version__)
-    )
-    breaker = CircuitBreaker("redis", BreakerSettings(failure_threshold=5))
-    limiter = RedisRateLimiter(
-        client, RateLimitSettings(calls_per_minute=NO_REFILL, burst=10), breaker, key_prefix=key_prefix
-    )
-    try:
-        assert await admitted(limiter, "k", 1) == 1
-        # Sequential calls reuse one pooled connection: kill it from the server side.
-        connection_id = await client.client_id()
-        assert await redis_client.client_kill_filter(_id=str(connection_id)) == 1
-        await limiter.acquire("k")
-        assert limiter.degraded
-        assert limiter.store_unavailable_total == 1
-        await limiter.acquire("k")
-        assert not limiter.degraded
-        assert limiter.store_unavailable_total == 1
-        # The shared budget saw the first and third calls only; the second was decided in process.
-        assert await redis_client.hget(key_prefix + "k", "level") is not None
-        assert await admitted(limiter, "k", 10) == 8
-    finally:
-        await client.aclose()
+    target_port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    async with anyio.create_task_group() as tg:
+        relay = _RedisRelay(target_port)
+        await relay.start(tg)
+        # The limiter's own client, through the relay and without retries, so the outage is one failed call.
+        client = Redis.from_url(
+            f"redis://127.0.0.1:{relay.port}/0",
+            retry=Retry(NoBackoff(), 0),
+            driver_info=DriverInfo(lib_version=redis.__version__),
+        )
+        breaker = CircuitBreaker("redis", BreakerSettings(failure_threshold=5))
+        limiter = RedisRateLimiter(
+            client, RateLimitSettings(calls_per_minute=NO_REFILL, burst=10), breaker, key_prefix=key_prefix
+        )
+        try:
+            assert await admitted(limiter, "k", 1) == 1
+            await relay.cut()
+            await limiter.acquire("k")
+            assert limiter.degraded
+            assert limiter.store_unavailable_total == 1
+            await relay.start(tg)  # the same port: Redis answers again
+            await limiter.acquire("k")
+            assert not limiter.degraded
+            assert limiter.store_unavailable_total == 1
+            # The shared budget saw the first and third calls only; the second was decided in process.
+            assert await redis_client.hget(key_prefix + "k", "level") is not None
+            assert await admitted(limiter, "k", 10) == 8
+        finally:
+            await client.aclose()
+            await relay.cut()

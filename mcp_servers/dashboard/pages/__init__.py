@@ -5,14 +5,14 @@ needs the session's CSRF token and a same-origin request; config changes and res
 for machines (a bearer key, as on every server).
 """
 
-from starlette.routing import BaseRoute
+from starlette import routing
 
 from mcp_servers.dashboard.pages import auth, config, learning, overview, probes, search, services, tasks
 
 __all__ = ["routes"]
 
 
-def routes() -> list[BaseRoute]:
+def routes() -> list[routing.BaseRoute]:
     """Every page route of the dashboard (static files are mounted by the app)."""
     return [
         *probes.ROUTES,
