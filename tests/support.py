@@ -41,7 +41,9 @@ async def serve_app(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIte
     """Run an ASGI app with uvicorn on this event loop; yield its base URL; shut down on exit."""
     sock = sock or bind_loopback()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=2))
+    # No forwarded headers believed (uvicorn trusts loopback's by default): apps see the real peer.
+    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=2, proxy_headers=False)
+    server = uvicorn.Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(30):

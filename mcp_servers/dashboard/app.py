@@ -2,7 +2,9 @@
 
 `create_app(settings)` builds without I/O; the lifespan opens PostgreSQL (users, sessions, live config, audit),
 one link per stack server, the status sampler and the listener for Ralph's task changes, and closes them in
-reverse order. The state they make up is `state.py`; the pages are `pages/`.
+reverse order. The state they make up is `state.py`; the pages are `pages/`. The security headers, the trusted
+proxies' forwarded headers and the Host allow-list wrap the whole app, Starlette's error handling included
+(`security.outer_layers`).
 """
 
 import contextlib
@@ -11,6 +13,7 @@ import mimetypes
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import jinja2
@@ -19,18 +22,19 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from mcp_servers import __version__
 from mcp_servers.dashboard import pages
 from mcp_servers.dashboard.auth import Authenticator, Passwords
 from mcp_servers.dashboard.sampler import Sampler
-from mcp_servers.dashboard.security import SecurityHeaders
-from mcp_servers.dashboard.servers import open_links
+from mcp_servers.dashboard.security import outer_layers
+from mcp_servers.dashboard.servers import open_links, user_budget
 from mcp_servers.dashboard.state import STATE_ATTRIBUTE, DashboardState
 from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
-from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.config import HttpSettings, StackSettings
 from mcp_servers.shared.errors import StackError
 from mcp_servers.shared.middleware.http import stack_error_handler
 from mcp_servers.shared.postgres.pool import open_database
@@ -45,7 +49,18 @@ TEMPLATES_DIR = PACKAGE_DIR / "templates"
 _LISTEN_MIN_POOL = 2
 
 
-def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Starlette:
+class DashboardApp(Starlette):
+    """Starlette whose middleware stack sits inside the dashboard's outer layers (`security.outer_layers`)."""
+
+    def __init__(self, *, http: HttpSettings, **options: Any) -> None:
+        self._http = http
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return outer_layers(super().build_middleware_stack(), self._http)
+
+
+def create_app(settings: StackSettings) -> Starlette:
     """The dashboard app; nothing is opened until its lifespan starts."""
     # Templates are read in the lifespan, off the event loop; rendering then touches no file.
     sources: dict[str, str] = {}
@@ -58,6 +73,7 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
         # /ready accepts the stack's API keys and limits each caller, as every server's /ready does.
         verifier=StackTokenVerifier(lambda: KeyStore(state.database) if state.database else None, settings.auth),
         limiter=MemoryRateLimiter(settings.rate_limit),
+        user_limiter=MemoryRateLimiter(user_budget(settings)),
     )
     state.templates.env.globals["version"] = __version__
 
@@ -69,7 +85,7 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
                 open_database(settings, state.breakers, application_name="mcp-stack-dashboard")
             )
             state.store = DashboardStore(state.database)
-            state.auth = Authenticator(state.store, settings.dashboard, state.passwords, secure_cookies)
+            state.auth = Authenticator(state.store, settings.dashboard, state.passwords)
             state.links = await stack.enter_async_context(open_links(settings, state.breakers))
             state.sampler = Sampler(
                 state.links,
@@ -89,11 +105,8 @@ def create_app(settings: StackSettings, *, secure_cookies: bool = False) -> Star
             state.database = state.store = state.auth = state.sampler = None
 
     routes = [*pages.routes(), Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={StackError: stack_error_handler},
-        middleware=[SecurityHeaders.middleware()],
+    app = DashboardApp(
+        http=settings.http, routes=routes, lifespan=lifespan, exception_handlers={StackError: stack_error_handler}
     )
     setattr(app.state, STATE_ATTRIBUTE, state)
     return app
@@ -122,6 +135,8 @@ async def serve(settings: StackSettings, *, host: str | None = None, port: int |
         lifespan="on",
         timeout_graceful_shutdown=3,
         server_header=False,
+        # The app reads forwarded headers itself, from `http.trusted_proxies` only (uvicorn would trust loopback).
+        proxy_headers=False,
     )
     http = _QuietSignalServer(config)
 

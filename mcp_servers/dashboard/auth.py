@@ -1,10 +1,15 @@
 """Operator authentication: argon2 password hashes, signed server-side sessions, CSRF and origin checks, login limits.
 
-The session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` behind https) holds a random id signed with
+The session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` on https requests or when `dashboard.secure_cookies`
+says so) holds a random id signed with
 itsdangerous and timestamped; the id's SHA-256 names a row in `dashboard_sessions`, so logout and expiry revoke it
 on the server too. Every state-changing request must carry the session's CSRF token (form field `csrf_token` or
 header `X-CSRF-Token`) and, when the browser sends one, an `Origin` (or `Referer`) of the dashboard itself. The
 login form has its own pre-session token (a signed cookie plus the same value in the form).
+
+Login attempts are limited per client address (as the forwarded headers of a trusted proxy name it, else the
+peer) and per (address, username), never per username alone: a limit that anyone may spend for a username would
+let a stranger lock its owner out. One address gets `ADDRESS_USERNAMES` times the per-username budget in total.
 """
 
 import hmac
@@ -32,6 +37,8 @@ CSRF_HEADER: Final = "x-csrf-token"
 CSRF_FIELD: Final = "csrf_token"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOGIN_TOKEN_MAX_AGE_SECONDS: Final = 3600
+# How many usernames' worth of attempts one address gets in total (several operators behind one address).
+ADDRESS_USERNAMES: Final = 4
 # argon2 takes tens of milliseconds of CPU on purpose: at most two at once on two cores.
 _HASH_LIMITER = anyio.CapacityLimiter(2)
 
@@ -74,15 +81,16 @@ class Authenticator:
     store: DashboardStore
     settings: DashboardSettings
     passwords: Passwords
-    secure_cookies: bool = False
 
     def __post_init__(self) -> None:
         secret = self.settings.session_secret
         key = secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32)
         self._sessions = URLSafeTimedSerializer(key, salt="mcpdash-session")
         self._login_tokens = URLSafeTimedSerializer(key, salt="mcpdash-login")
-        self._limiter = MemoryRateLimiter(
-            RateLimitSettings(calls_per_minute=self.settings.login_attempts_per_minute, burst=self.settings.login_burst)
+        rate, burst = self.settings.login_attempts_per_minute, self.settings.login_burst
+        self._per_pair = MemoryRateLimiter(RateLimitSettings(calls_per_minute=rate, burst=burst))
+        self._per_address = MemoryRateLimiter(
+            RateLimitSettings(calls_per_minute=rate * ADDRESS_USERNAMES, burst=burst * ADDRESS_USERNAMES)
         )
 
     # -- login ------------------------------------------------------------------------------------------------
@@ -108,9 +116,9 @@ class Authenticator:
         return hmac.compare_digest(expected.encode(), submitted.encode())
 
     def admit_login_attempt(self, client: str, username: str) -> None:
-        """Count one attempt for the client address and for the username; raises RateLimited."""
-        self._limiter.check(f"ip:{client}")
-        self._limiter.check(f"user:{username.lower()}")
+        """Count one attempt for the client address and for (address, username); raises RateLimited."""
+        self._per_address.check(client)
+        self._per_pair.check(f"{client} {username.lower()}")
 
     async def login(self, username: str, password: str) -> str | None:
         """Check the credentials; on success store a session and return the cookie value."""
@@ -131,25 +139,29 @@ class Authenticator:
         if session_id is not None:
             await self.store.revoke_session(session_id)
 
-    def set_session_cookie(self, response: Response, value: str) -> None:
+    def secure(self, request: Request) -> bool:
+        """Whether cookies must be `Secure`: an https request (direct, or as a trusted proxy says) or the setting."""
+        return self.settings.secure_cookies or request.url.scheme == "https"
+
+    def set_session_cookie(self, request: Request, response: Response, value: str) -> None:
         response.set_cookie(
             SESSION_COOKIE,
             value,
             max_age=self.settings.session_max_age_seconds,
             httponly=True,
             samesite="strict",
-            secure=self.secure_cookies,
+            secure=self.secure(request),
             path="/",
         )
 
-    def set_login_cookie(self, response: Response, value: str) -> None:
+    def set_login_cookie(self, request: Request, response: Response, value: str) -> None:
         response.set_cookie(
             LOGIN_COOKIE,
             value,
             max_age=_LOGIN_TOKEN_MAX_AGE_SECONDS,
             httponly=True,
             samesite="strict",
-            secure=self.secure_cookies,
+            secure=self.secure(request),
             path="/login",
         )
 
@@ -208,6 +220,7 @@ def login_redirect(request: Request) -> Response:
 
 
 __all__ = [
+    "ADDRESS_USERNAMES",
     "CSRF_FIELD",
     "CSRF_HEADER",
     "LOGIN_COOKIE",

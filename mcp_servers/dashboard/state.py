@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 from mcp_servers.dashboard.auth import Authenticator, Passwords
 from mcp_servers.dashboard.live import TaskChanges
 from mcp_servers.dashboard.sampler import Sampler
+from mcp_servers.dashboard.servers import UserLink
 from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import StackSettings
@@ -41,7 +42,8 @@ class Running:
 class DashboardState:
     """Built without I/O by `create_app`; `database`, `store`, `auth`, `links` and `sampler` exist while it runs.
 
-    `verifier` and `limiter` guard `/ready`, as the harness guards every server's.
+    `verifier` and `limiter` guard `/ready`, as the harness guards every server's; `user_limiter` holds each
+    dashboard user's budget towards the servers (`link`).
     """
 
     settings: StackSettings
@@ -50,6 +52,7 @@ class DashboardState:
     passwords: Passwords
     verifier: StackTokenVerifier
     limiter: MemoryRateLimiter
+    user_limiter: MemoryRateLimiter
     started_at: float = field(default_factory=time.time)
     tasks: TaskChanges = field(default_factory=TaskChanges)
     database: Database | None = None
@@ -57,6 +60,10 @@ class DashboardState:
     auth: Authenticator | None = None
     links: dict[str, Peer] = field(default_factory=dict)
     sampler: Sampler | None = None
+
+    def link(self, name: str, username: str) -> UserLink:
+        """The server `name`, called on behalf of the dashboard user `username` (spending their budget)."""
+        return UserLink(self.links[name], self.user_limiter, username)
 
     def running(self) -> Running:
         """The open parts; only called by handlers, which run after start-up."""

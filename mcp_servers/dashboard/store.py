@@ -7,7 +7,7 @@ carries out, `mcp_servers/ops/supervisor.py`); both go through `DashboardStore`,
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import asyncpg
 
@@ -15,6 +15,8 @@ from mcp_servers.shared.errors import Conflict, NotFound
 from mcp_servers.shared.postgres.pool import Database
 
 Role = Literal["admin", "viewer"]
+
+_MAX_BIGINT: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,9 @@ class DashboardStore:
         return [ServiceCommand(**_record(row)) for row in rows]
 
     async def command(self, command_id: int) -> ServiceCommand:
-        """One service command; raises NotFound."""
+        """One service command; raises NotFound (also for an id no bigint can hold)."""
+        if not 1 <= command_id <= _MAX_BIGINT:
+            raise NotFound(f"service command {command_id} not found")
         row = await self._database.fetchrow(
             "SELECT id, server, action, requested_by, requested_at, done_at, result FROM service_commands "
             "WHERE id = $1",

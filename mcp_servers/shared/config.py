@@ -5,6 +5,7 @@ Sources, highest first: init kwargs, environment (`MCP_STACK_` prefix, `__` for 
 the TOML file named by `MCP_STACK_CONFIG_FILE`, then defaults.
 """
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -135,7 +136,16 @@ class HttpSettings(_Section):
     hybrid_port: int = Field(default=8802, ge=0, le=65535)
     ralph_port: int = Field(default=8803, ge=0, le=65535)
     dashboard_port: int = Field(default=8800, ge=0, le=65535)
-    allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers to accept")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers to accept besides loopback ones (e.g. dash.example or dash.example:*); "
+        "the MCP endpoints and the dashboard answer any other Host 421",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (e.g. 10.0.0.5, 10.0.0.0/8) whose X-Forwarded-For/-Proto the dashboard "
+        "believes; default none",
+    )
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
     max_sessions: int = Field(
         default=10_000, ge=1, le=1_000_000, description="open 2025-11-25 Streamable HTTP sessions, all callers"
@@ -143,6 +153,15 @@ class HttpSettings(_Section):
     max_sessions_per_principal: int = Field(
         default=100, ge=1, le=1_000_000, description="open sessions (Streamable HTTP and SSE) one key may hold"
     )
+
+    @model_validator(mode="after")
+    def _check_proxies(self) -> "HttpSettings":
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+        return self
 
 
 class ObservabilitySettings(_Section):
@@ -376,8 +395,24 @@ class DashboardSettings(_Section):
     hybrid_url: str | None = Field(default=None, description="Hybrid base URL; default from http settings")
     ralph_url: str | None = Field(default=None, description="Ralph base URL; default from http settings")
     supervised: bool = Field(default=False, description="started by mcp-stack up: offer restarting its servers")
-    login_attempts_per_minute: float = Field(default=10.0, gt=0, le=10_000, description="per client and per user")
+    login_attempts_per_minute: float = Field(
+        default=10.0,
+        gt=0,
+        le=10_000,
+        description="per client address and username; one address gets 4 times this over all usernames",
+    )
     login_burst: int = Field(default=5, ge=1, le=1000)
+    secure_cookies: bool = Field(
+        default=False,
+        description="always mark cookies Secure (they are anyway on https requests, direct or from a trusted proxy)",
+    )
+    user_calls_per_minute: float = Field(
+        default=120.0,
+        gt=0,
+        le=1_000_000,
+        description="calls each dashboard user's pages may make to the servers (at most half the service key's)",
+    )
+    user_burst: int = Field(default=30, ge=1, le=100_000, description="see user_calls_per_minute")
     sample_seconds: float = Field(default=2.0, ge=0.1, le=3600, description="how often server status is sampled")
     history_samples: int = Field(default=180, ge=2, le=100_000, description="samples kept for the charts")
     request_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600)

@@ -7,7 +7,8 @@
     ├── PermissionDenied         the principal lacks the scope               -> MCPError -32001 / 403
     ├── DependencyUnavailable    a dependency is down or its breaker is open -> ToolError "retry in N s" / 503
     ├── RateLimited              the principal's budget is spent             -> MCPError -32002 / 429
-    ├── PeerToolError            a peer's tool answered isError (its text)   -> ToolError / 400
+    ├── PeerToolError            a peer's tool answered isError, or refused  -> ToolError / 400
+    │                            the arguments (-32602); its text
     └── ConfigurationError       settings or environment cannot work         -> MCPError -32603 / 500
 
 Logic modules raise these and import nothing from `mcp`; `shared.middleware.mcp` and
@@ -74,7 +75,8 @@ class RateLimited(StackError):
 
 
 class PeerToolError(StackError):
-    """Raised by `shared.peers` when another MCP server's tool answers with isError; the message is its text.
+    """Raised by `shared.peers` when another MCP server's tool answers with isError, or the server refuses the
+    call's arguments (JSON-RPC -32602); the message is its text.
 
     An answer, not an outage: the peer's breaker does not count it. A tool that relays it gives the model a
     ToolError with the peer's text; the dashboard answers 400 with it.

@@ -35,7 +35,7 @@ from mcp_servers.shared.auth.scopes import Scope
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import ServerName, StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable
-from mcp_servers.shared.middleware.http import AuthFailureCounter, SessionAdmission, bearer_protected
+from mcp_servers.shared.middleware.http import AuthFailureCounter, SessionAdmission, allowed_hosts, bearer_protected
 from mcp_servers.shared.middleware.mcp import (
     StackMiddleware,
     translate_errors,
@@ -388,7 +388,7 @@ class StackServer(Generic[D]):
         http = self.core.settings.http
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts],
+            allowed_hosts=allowed_hosts(http),
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
         app = self.mcp.streamable_http_app(

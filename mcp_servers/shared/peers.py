@@ -3,7 +3,8 @@ and AIDB's tool discovery. Only this module imports `mcp.client` (import-linter 
 
 One `Peer` per link, opened once per lifespan by `open_peer`: its own HTTP client (built on a worker thread; it
 carries the link's bearer key, explicit timeouts and limits) and its own breaker. Errors map one way:
-a tool's isError -> `PeerToolError` (its text); JSON-RPC -32002 -> `RateLimited` (the peer's retry_after_seconds);
+a tool's isError -> `PeerToolError` (its text); JSON-RPC -32602 (the peer refused these arguments, e.g. a NUL in
+a string) -> `PeerToolError` (its message); JSON-RPC -32002 -> `RateLimited` (the peer's retry_after_seconds);
 any other JSON-RPC error -> `DependencyUnavailable`; transport failure, timeout or open breaker ->
 `DependencyUnavailable`. The breaker counts only transport failures and timeouts: a refusal or a tool error is
 an answer from a live peer, not an outage.
@@ -27,7 +28,7 @@ from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, RequestParamsMeta, TextContent, TextResourceContents
+from mcp_types import INVALID_PARAMS, CallToolResult, RequestParamsMeta, TextContent, TextResourceContents
 from pydantic import SecretStr, ValidationError
 
 from mcp_servers.shared.errors import (
@@ -165,11 +166,14 @@ def _retry_seconds(data: object) -> float:
     return min(max(float(value), 0.0), _MAX_RETRY_SECONDS)
 
 
-def _refusal(peer: str, what: str, error: MCPError) -> RateLimited | DependencyUnavailable:
-    """A JSON-RPC error from a live peer: its rate limit, or anything else it will not serve."""
+def _refusal(peer: str, what: str, error: MCPError) -> RateLimited | PeerToolError | DependencyUnavailable:
+    """A JSON-RPC error from a live peer: its rate limit, arguments it refuses, or anything else it will not serve."""
     retry = _retry_seconds(error.error.data)
     if error.error.code == RATE_LIMITED:
         return RateLimited(retry_after_seconds=retry, limit_key=f"{peer}:{what}")
+    if error.error.code == INVALID_PARAMS:
+        # The caller's arguments, not the peer's health: retrying the same call cannot succeed.
+        return PeerToolError(peer, what, error.error.message[:MAX_TEXT_CHARS])
     return DependencyUnavailable(peer, retry_after_seconds=retry, reason=f"{what} refused (code {error.error.code})")
 
 
@@ -276,7 +280,8 @@ class Peer:
             meta: the request's `_meta` (e.g. a W3C `traceparent`).
 
         Raises:
-            PeerToolError: the tool ran and answered with an error (its text is the message).
+            PeerToolError: the tool ran and answered with an error (its text is the message), or the peer refused
+                the arguments (JSON-RPC -32602).
             RateLimited: the peer's rate limit refused this link's key; retry after `retry_after_seconds`.
             DependencyUnavailable: unreachable, timed out, refused otherwise, or the breaker is open.
         """
@@ -292,7 +297,7 @@ class Peer:
         return ToolAnswer(structured, text)
 
     async def read_resource(self, uri: str, *, meta: dict[str, Any] | None = None) -> str:
-        """The text of a resource. Raises as `call_tool` does (a refused URI is DependencyUnavailable)."""
+        """The text of a resource. Raises as `call_tool` does (an unknown URI, -32602, is PeerToolError)."""
 
         async def read(client: Client) -> str:
             result = await client.read_resource(uri, meta=_meta(meta))

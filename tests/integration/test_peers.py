@@ -64,6 +64,22 @@ async def test_a_tool_error_is_a_peer_tool_error_with_its_text_and_never_opens_t
     assert REFUSAL in refused.value.text and REFUSAL in str(refused.value)
 
 
+async def test_arguments_the_peer_refuses_are_a_peer_tool_error_with_its_message_and_never_open_the_breaker(
+    stack_settings: StackSettings, release: anyio.Event
+) -> None:
+    _, token = await issue_key(stack_settings, ["read"])
+    server = build_peer_server(stack_settings, release)
+    async with serve_app(server.http_app()) as url, _link(url, token, breakers=_breakers(stack_settings)) as peer:
+        for _ in range(THRESHOLD + 2):
+            # JSON allows a NUL in a string; the peer refuses it with JSON-RPC -32602 (invalid params).
+            with pytest.raises(PeerToolError) as refused:
+                await peer.call_tool("echo", {"text": "a\x00b"})
+        assert peer.breaker is not None and peer.breaker.state is BreakerState.CLOSED
+        assert (await peer.call_tool("echo", {"text": "fine"})).data() == {"text": "fine"}
+    assert (refused.value.peer, refused.value.tool) == ("aidb", "echo")
+    assert "NUL" in refused.value.text
+
+
 async def test_a_rate_limit_refusal_is_rate_limited_with_the_peers_wait_and_never_opens_the_breaker(
     stack_settings: StackSettings, release: anyio.Event
 ) -> None:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from mcp_servers.dashboard.auth import CSRF_FIELD, SAFE_METHODS, login_redirect, require_role
+from mcp_servers.dashboard.servers import UserLink
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
 from mcp_servers.shared.errors import InvalidRequest, StackError
@@ -48,11 +49,20 @@ def done(request: Request, data: dict[str, Any], location: str) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
+def server(request: Request, name: str) -> UserLink:
+    """The server `name` on behalf of the signed-in user, spending their budget (only within a `page` handler)."""
+    session: Session = request.state.session
+    return state_of(request).link(name, session.username)
+
+
 def _failed(request: Request, session: Session, error: StackError) -> Response:
     response = error_response(error)
     if wants_json(request) or (request.method in SAFE_METHODS and request.url.path.startswith("/api/")):
         return response
-    return render(request, "error.html", session, status_code=response.status_code, message=str(error))
+    page = render(request, "error.html", session, status_code=response.status_code, message=str(error))
+    if "retry-after" in response.headers:
+        page.headers["Retry-After"] = response.headers["retry-after"]
+    return page
 
 
 def page(handler: Handler, *, admin: bool = False) -> Endpoint:
@@ -70,6 +80,7 @@ def page(handler: Handler, *, admin: bool = False) -> Endpoint:
             return JSONResponse({"error": "unauthenticated"}, status_code=401)
         if request.method not in SAFE_METHODS and not await auth.check_state_change(request, session):
             return JSONResponse({"error": "csrf", "message": "missing or invalid CSRF token"}, status_code=403)
+        request.state.session = session  # names the user whose budget `server` spends
         try:
             if admin:
                 require_role(session, "admin")

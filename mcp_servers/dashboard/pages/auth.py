@@ -34,7 +34,7 @@ async def login_page(request: Request) -> Response:
     token, cookie = auth.login_token(request)
     response = render(request, "login.html", None, login_token=token, next=safe_next(request), error=None)
     if cookie is not None:
-        auth.set_login_cookie(response, cookie)
+        auth.set_login_cookie(request, response, cookie)
     return response
 
 
@@ -58,7 +58,7 @@ async def login(request: Request) -> Response:
             error="The login form expired; please try again.",
         )
         if cookie is not None:
-            auth.set_login_cookie(response, cookie)
+            auth.set_login_cookie(request, response, cookie)
         return response
     client = request.client.host if request.client else "unknown"
     try:
@@ -89,15 +89,16 @@ async def login(request: Request) -> Response:
         )
     logger.info("dashboard login", extra={"username": username})
     response = RedirectResponse(safe_next(request, form.get("next")), status_code=303)
-    auth.set_session_cookie(response, value)
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    auth.set_session_cookie(request, response, value)
+    response.delete_cookie(LOGIN_COOKIE, path="/login", secure=auth.secure(request), httponly=True, samesite="strict")
     return response
 
 
 async def logout(request: Request, session: Session) -> Response:
-    await state_of(request).running().auth.logout(request)
+    auth = state_of(request).running().auth
+    await auth.logout(request)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=auth.secure(request), httponly=True, samesite="strict")
     return response
 
 

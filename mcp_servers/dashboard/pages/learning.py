@@ -4,13 +4,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mcp_servers.dashboard.pages._page import page, render
-from mcp_servers.dashboard.state import state_of
+from mcp_servers.dashboard.pages._page import page, render, server
 from mcp_servers.dashboard.store import Session
 
 
 async def learning(request: Request, session: Session) -> Response:
-    answer = await state_of(request).links["hybrid"].get("/learning/stats")
+    answer = await server(request, "hybrid").get("/learning/stats")
     stats = answer.body if answer.status == 200 and isinstance(answer.body, dict) else None
     error = None if stats is not None else f"Hybrid answered {answer.status}"
     return render(request, "learning.html", session, stats=stats, error=error)

@@ -6,10 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mcp_servers.dashboard.pages._page import page, render
-from mcp_servers.dashboard.state import state_of
+from mcp_servers.dashboard.pages._page import page, render, server
 from mcp_servers.dashboard.store import Session
-from mcp_servers.shared.errors import StackError
+from mcp_servers.shared.errors import RateLimited, StackError
 
 _MAX_QUERY_CHARS: Final = 2000
 _MAX_PROJECT_CHARS: Final = 200
@@ -26,7 +25,9 @@ async def search(request: Request, session: Session) -> Response:
         if project:
             arguments["project"] = project
         try:
-            hits = (await state_of(request).links["aidb"].call_tool("search", arguments)).data().get("hits", [])
+            hits = (await server(request, "aidb").call_tool("search", arguments)).data().get("hits", [])
+        except RateLimited:
+            raise  # a 429 with Retry-After, not a page that looks served
         except StackError as exc:
             error = str(exc)
     return render(request, "search.html", session, query=query, project=project or "", hits=hits, error=error)

@@ -14,11 +14,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mcp_servers.dashboard.pages._live import stream_for
-from mcp_servers.dashboard.pages._page import done, page, parse_form, render
+from mcp_servers.dashboard.pages._page import done, page, parse_form, render, server
+from mcp_servers.dashboard.servers import UserLink
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
-from mcp_servers.shared.errors import NotFound, StackError
-from mcp_servers.shared.peers import Peer
+from mcp_servers.shared.errors import NotFound, RateLimited, StackError
 
 LIST_LIMIT: Final = 50
 _MAX_TASK_ID_CHARS: Final = 64
@@ -45,15 +45,15 @@ class ApproveForm(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-def _ralph(request: Request) -> Peer:
-    return state_of(request).links["ralph"]
+def _ralph(request: Request) -> UserLink:
+    return server(request, "ralph")
 
 
-async def _list(ralph: Peer) -> dict[str, Any]:
+async def _list(ralph: UserLink) -> dict[str, Any]:
     return (await ralph.call_tool("list_tasks", {"limit": LIST_LIMIT})).data()
 
 
-async def _task_with_iterations(ralph: Peer, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def _task_with_iterations(ralph: UserLink, task_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not task_id or len(task_id) > _MAX_TASK_ID_CHARS:
         raise NotFound("unknown task")
     task = (await ralph.call_tool("task_status", {"task_id": task_id})).data()
@@ -70,6 +70,8 @@ async def tasks_page(request: Request, session: Session) -> Response:
     listing: list[dict[str, Any]] = []
     try:
         listing = (await _list(_ralph(request))).get("tasks", [])
+    except RateLimited:
+        raise  # a 429 with Retry-After, not a page that looks served
     except StackError as exc:
         error = str(exc)
     return render(request, "tasks.html", session, tasks=listing, error=error)

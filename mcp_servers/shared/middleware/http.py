@@ -4,10 +4,13 @@ domain errors as HTTP responses.
 `mcp.custom_route` routes are not behind the SDK's MCP auth, so `/ready`, `/metrics` and admin routes go
 through `bearer_protected`; only `/health` and `/.well-known/*` stay open. `SessionAdmission` rate-limits and caps,
 per principal, the opening of 2025-11-25 Streamable HTTP sessions and legacy SSE streams (429 + `Retry-After`).
-`AuthFailureCounter` counts every refused credential once in `mcpstack_auth_failures_total`.
+`AuthFailureCounter` counts every refused credential once in `mcpstack_auth_failures_total`. `allowed_hosts` is
+the one Host allow-list (the SDK enforces it on the MCP endpoints, `HostAllowList` on the dashboard): any other
+Host is answered 421, which closes DNS rebinding.
 """
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Final
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import TokenVerifier
@@ -19,6 +22,7 @@ from starlette.types import Scope as AsgiScope
 
 from mcp_servers.shared.auth.failures import AuthFailureReason, auth_outcome, note_auth_failure
 from mcp_servers.shared.auth.scopes import Scope, grants
+from mcp_servers.shared.config import HttpSettings
 from mcp_servers.shared.errors import (
     Conflict,
     DependencyUnavailable,
@@ -34,6 +38,39 @@ from mcp_servers.shared.middleware.mcp import RATE_LIMITED
 from mcp_servers.shared.resilience.ratelimit import RateLimiter
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+LOOPBACK_HOSTS: Final = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+
+
+def allowed_hosts(http: HttpSettings) -> list[str]:
+    """The Host values every HTTP endpoint accepts: loopback on any port, plus `http.allowed_hosts`.
+
+    A pattern is an exact Host or `name:*` (that name with any port), as the SDK's transport security reads it.
+    """
+    return [*LOOPBACK_HOSTS, *http.allowed_hosts]
+
+
+def host_allowed(host: str | None, patterns: Sequence[str]) -> bool:
+    """Whether a Host header matches one of `patterns` (the SDK's rule: exact, or `name:*` for any port)."""
+    if not host:
+        return False
+    return host in patterns or any(pattern.endswith(":*") and host.startswith(pattern[:-1]) for pattern in patterns)
+
+
+class HostAllowList:
+    """Pure ASGI middleware: 421 Misdirected Request for a Host outside `allowed_hosts` (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, *, patterns: Sequence[str]) -> None:
+        self._app = app
+        self._patterns = tuple(patterns)
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"host"), None)
+            if not host_allowed(host, self._patterns):
+                await Response("Invalid Host header", status_code=421)(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
 
 
 def _challenge(base_url: str, error: str, description: str) -> str:

@@ -21,7 +21,7 @@ def _concrete(path: str) -> str:
     return (
         path.replace("{task_id}", "0f0e0d0c-0000-4000-8000-000000000000")
         .replace("{name}", "ralph")
-        .replace("{command_id:int}", "1")
+        .replace("{command_id}", "1")
     )
 
 

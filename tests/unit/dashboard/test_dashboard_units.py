@@ -6,6 +6,8 @@ from starlette.requests import Request
 from mcp_servers.dashboard.auth import Passwords, same_origin
 from mcp_servers.dashboard.pages.auth import safe_next
 from mcp_servers.dashboard.sampler import parse_counters
+from mcp_servers.dashboard.servers import user_budget
+from mcp_servers.shared.config import load_settings
 
 EXPOSITION = """\
 # HELP mcpstack_tool_calls_total Tool calls.
@@ -69,3 +71,14 @@ async def test_passwords_hash_with_argon2id_and_refuse_wrong_or_unknown() -> Non
     assert not await passwords.verify(hashed, "wrong")
     assert not await passwords.verify(None, "s3cret-pass")
     assert not await passwords.verify("not a hash", "s3cret-pass")
+
+
+def test_a_users_budget_is_at_most_half_the_service_keys() -> None:
+    settings = load_settings(
+        rate_limit={"calls_per_minute": 100, "burst": 10},
+        dashboard={"user_calls_per_minute": 1000, "user_burst": 50},
+    )
+    budget = user_budget(settings)
+    assert (budget.calls_per_minute, budget.burst) == (50, 5)
+    own = load_settings(dashboard={"user_calls_per_minute": 30, "user_burst": 4})
+    assert (user_budget(own).calls_per_minute, user_budget(own).burst) == (30, 4)
