@@ -453,6 +453,9 @@ async def serve_http(server: StackServer[Any], *, host: str | None = None, port:
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        # Forwarded headers only from the configured proxies, as on the dashboard (uvicorn would trust loopback).
+        proxy_headers=bool(settings.http.trusted_proxies),
+        forwarded_allow_ips=list(settings.http.trusted_proxies),
     )
     http = _QuietSignalServer(config)
 
