@@ -136,6 +136,7 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         """Queue an agent task and return its id at once. Iterations run in the background: call task_status (or
         read ralph://tasks/{id}) to follow it, stop_task to end it, approve_task if it awaits approval. Give a
         completion_promise or a verify_command, otherwise the task can only end at a limit."""
+        principal = principal_of(ctx.request_context)
         request = SubmitTaskRequest(
             prompt=prompt,
             backend=backend,
@@ -149,9 +150,12 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             hooks=tuple(hooks or ()),
             git_checkpoint=git_checkpoint,
             origin=origin,
-            submitted_by=principal_of(ctx.request_context).name,
+            submitted_by=principal.name,
         )
-        return SubmitTaskResult.of((await tasks.submit(ctx.request_context.lifespan_context, request)).task)
+        submitted = await tasks.submit(
+            ctx.request_context.lifespan_context, request, may_read=lambda peer: principal.holds(peer, "read")
+        )
+        return SubmitTaskResult.of(submitted.task)
 
     @server.tool("task_status", annotations=READ_ONLY)
     async def task_status(task_id: TaskIdParam, ctx: Context[RalphDeps, Any]) -> TaskView:
