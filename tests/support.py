@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import httpx2
 import uvicorn
@@ -95,3 +96,42 @@ async def wait_http_ok(url: str, *, timeout: float = 60, process: subprocess.Pop
                 return False
 
         await wait_until(ok, timeout=timeout, interval=0.1)
+
+
+@contextlib.asynccontextmanager
+async def recording_listener() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A loopback HTTP listener that records each request's headers (lower-case names) and answers 503.
+
+    Yields its base URL and the list it appends to: an empty list afterwards means nothing connected.
+    """
+    seen: list[dict[str, str]] = []
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            head = b""
+            with anyio.move_on_after(10):
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    try:
+                        head += await stream.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        break
+            lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            seen.append(
+                {"request-line": lines[0]}
+                | {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(":") for line in lines[1:])
+                    if name
+                }
+            )
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, answer)
+        try:
+            yield f"http://127.0.0.1:{port}", seen
+        finally:
+            tg.cancel_scope.cancel()

@@ -7,7 +7,6 @@ a task group for as long as the dependencies are open.
 import contextlib
 import functools
 import logging
-import shlex
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import anyio
 from prometheus_client import CollectorRegistry, Counter
 
 from mcp_servers.aidb.cache import GenerationCache
-from mcp_servers.aidb.discovery import register_server
+from mcp_servers.aidb.discovery import Targets, is_url, register_server
 from mcp_servers.aidb.indexer import Indexer
 from mcp_servers.aidb.points import CHUNKS_COLLECTION, TOOLS_COLLECTION
 from mcp_servers.aidb.search import Ranking, Searcher
@@ -77,8 +76,8 @@ def vector_settings(settings: StackSettings) -> StackSettings:
 
 async def _register_peers(deps: AidbDeps) -> None:
     """Index the tools of the configured peer servers, retrying each until it answers (they may start later)."""
+    targets = Targets.of(deps.aidb)
     for name, target in deps.aidb.register_servers.items():
-        is_url = target.startswith(("http://", "https://"))
         delay = 1.0
         while True:
             try:
@@ -87,9 +86,8 @@ async def _register_peers(deps: AidbDeps) -> None:
                     deps.vectors,
                     deps.embedder,
                     name,
-                    url=target if is_url else None,
-                    command=None if is_url else shlex.join(shlex.split(target)),
-                    bearer=deps.aidb.peer_api_key.get_secret_value() if deps.aidb.peer_api_key else None,
+                    url=target if is_url(target) else None,
+                    targets=targets,
                 )
                 logger.info("peer server registered", extra={"server_name": name})
                 break

@@ -197,22 +197,20 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         ],
         ctx: Context[AidbDeps, Any],
         url: Annotated[
-            str | None, Field(description="Streamable HTTP endpoint, e.g. http://host:8802/mcp", max_length=2000)
+            str | None,
+            Field(
+                description="Streamable HTTP endpoint, e.g. http://127.0.0.1:8802/mcp; its host must be in "
+                "aidb.allowed_peer_hosts (default: loopback) or be a configured peer's",
+                max_length=2000,
+            ),
         ] = None,
-        command: Annotated[str | None, Field(description="stdio server command line", max_length=4000)] = None,
     ) -> RegisteredServer:
-        """Connect to an MCP server (url or command), index its tools for find_tools and remember it. Call again
-        with only the name to re-index. Admin only."""
+        """Connect to an MCP server at a URL, index its tools for find_tools and remember it. Call with only the
+        name to re-index a registered server or to index a stdio server the operator configured by name (stdio
+        servers come only from the aidb.register_servers setting). Admin only."""
         deps = _deps(ctx)
-        key = deps.aidb.peer_api_key
         return await discovery.register_server(
-            deps.database,
-            deps.vectors,
-            deps.embedder,
-            name,
-            url=url,
-            command=command,
-            bearer=key.get_secret_value() if key else None,
+            deps.database, deps.vectors, deps.embedder, name, url=url, targets=discovery.Targets.of(deps.aidb)
         )
 
     @server.tool("find_tools", annotations=READ_ONLY)

@@ -84,9 +84,11 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
     ) -> AugmentResult:
         """Retrieve context for a query from AIDB (knowledge base) and Hybrid's collections (patterns, error
         solutions, best practices, codebase) and return an augmented prompt, the context ids (pass them to
-        track_interaction) and its token count. Works without AIDB (see `notes`). Next: route_query."""
+        track_interaction) and its token count. Works without AIDB (see `notes`); when AIDB is configured the
+        caller needs AIDB's read scope too. Next: route_query."""
         request = AugmentRequest(query=query, agent_type=agent_type, max_tokens=max_tokens)
-        return await service.augment(ctx.request_context.lifespan_context, request)
+        may_read_aidb = principal_of(ctx.request_context).holds("aidb", "read")
+        return await service.augment(ctx.request_context.lifespan_context, request, may_read_aidb=may_read_aidb)
 
     @server.tool("search_context", annotations=READ_ONLY)
     async def search_context(

@@ -185,8 +185,18 @@ async def search_context(deps: HybridDeps, request: SearchRequest, *, is_admin: 
     return SearchResult(collection=collection, hits=hits)
 
 
-async def augment(deps: HybridDeps, request: AugmentRequest) -> AugmentResult:
-    """Context from AIDB and Hybrid's collections, assembled into a prompt."""
+async def augment(deps: HybridDeps, request: AugmentRequest, *, may_read_aidb: bool) -> AugmentResult:
+    """Context from AIDB and Hybrid's collections, assembled into a prompt.
+
+    Args:
+        may_read_aidb: whether the caller holds AIDB's read scope itself. Hybrid calls AIDB with its own key, so
+            without this check augment_query would hand AIDB's content to a caller AIDB refuses.
+    """
+    if deps.aidb is not None and not may_read_aidb:
+        raise PermissionDenied(
+            "augment_query returns AIDB content: it needs the 'aidb:read' scope (or stack-wide read) as well",
+            required_scope="aidb:read",
+        )
     budget = request.max_tokens if request.max_tokens is not None else deps.settings.hybrid.context_max_tokens
     return await augment_query(
         query=request.query,

@@ -5,6 +5,7 @@ Every function opens the system of record for its own duration (the embedded ser
 """
 
 import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from mcp_servers.dashboard.auth import Passwords
@@ -23,6 +24,7 @@ __all__ = [
     "ensure_dashboard_admin",
     "list_keys",
     "reissue_key",
+    "reissue_keys",
     "revoke_key",
 ]
 
@@ -70,6 +72,20 @@ async def reissue_key(settings: StackSettings, name: str, scope: str) -> str:
             if key.name == name and key.revoked_at is None:
                 await keys.revoke(key.key_id)
         return (await keys.create(name, [scope])).token
+
+
+async def reissue_keys(
+    settings: StackSettings, keys: Mapping[str, Sequence[str]], *, retired: Iterable[str] = ()
+) -> dict[str, str]:
+    """Fresh keys, name -> scopes, for calls between the stack's processes (one database session for all);
+    earlier active keys of those names, and of the `retired` names, are revoked. Returns name -> token."""
+    revoke = set(keys) | set(retired)
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        store = KeyStore(database)
+        for key in await store.list():
+            if key.name in revoke and key.revoked_at is None:
+                await store.revoke(key.key_id)
+        return {name: (await store.create(name, list(scopes))).token for name, scopes in keys.items()}
 
 
 async def ensure_dashboard_admin(settings: StackSettings) -> tuple[str, str] | None:

@@ -1,9 +1,10 @@
 """`mcp-stack up`: every server as a child process over HTTP, supervised until SIGINT/SIGTERM.
 
 The supervisor holds the database (the embedded server stays up while it runs), issues the keys its children use
-to call each other, starts the children in dependency order, waits for their `/health`, prints the banner, and
-then carries out the dashboard's service commands (`DashboardStore`'s queue) until it is stopped. Each child's
-environment names settings through `env_variable`, so a renamed setting fails here, not silently in a child.
+to call each other (one per link, with the least scopes it needs: `LINK_SCOPES`), starts the children in
+dependency order, waits for their `/health`, prints the banner, and then carries out the dashboard's service
+commands (`DashboardStore`'s queue) until it is stopped. Each child's environment names settings through
+`env_variable`, so a renamed setting fails here, not silently in a child.
 """
 
 import contextlib
@@ -27,21 +28,55 @@ from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.postgres.pool import database_dsn, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
-__all__ = ["UP_ORDER", "Supervisor", "base_url", "peer_environment", "up"]
+__all__ = [
+    "LINK_SCOPES",
+    "UP_ORDER",
+    "Supervisor",
+    "base_url",
+    "link_key_name",
+    "links_between",
+    "peer_environment",
+    "up",
+]
 
 logger = logging.getLogger(__name__)
 
 UP_ORDER: Final[tuple[ServerName, ...]] = ("aidb", "hybrid", "ralph", "dashboard")
 """Started in this order: servers that others call come first."""
 SERVICE_KEY_NAME: Final = "dashboard service (created by mcp-stack up)"
-PEER_KEY_NAME: Final = "server peers (created by mcp-stack up)"
+# The one stack-wide write key earlier versions handed every child: revoked by each `up` now.
+RETIRED_PEER_KEY_NAME: Final = "server peers (created by mcp-stack up)"
 COMMAND_POLL_SECONDS: Final = 1.0
 HEALTH_DEADLINE_SECONDS: Final = 120.0
 _HEALTH_POLL_SECONDS: Final = 0.2
 _DRAIN_SECONDS: Final = 10.0
-# Which peers each server calls (AIDB registers the others' tools; Hybrid takes context from AIDB and sends
-# proposals to Ralph; Ralph's hybrid backend calls both).
-_CALLS: Final[Mapping[ServerName, tuple[ServerName, ...]]] = {"hybrid": ("aidb", "ralph"), "ralph": ("hybrid", "aidb")}
+
+Link = tuple[ServerName, ServerName]
+LINK_SCOPES: Final[Mapping[Link, tuple[str, ...]]] = {
+    # AIDB's discovery only lists the others' tools.
+    ("aidb", "hybrid"): ("hybrid:read",),
+    ("aidb", "ralph"): ("ralph:read",),
+    # augment_query's context: AIDB's search.
+    ("hybrid", "aidb"): ("aidb:read",),
+    # Optimisation proposals: submit_task on the hybrid backend, whose prompts carry AIDB context, so Ralph
+    # asks the submitter for aidb:read too (Hybrid holds it already through its AIDB link).
+    ("hybrid", "ralph"): ("ralph:write", "aidb:read"),
+    # The hybrid backend: route_query and update_outcome.
+    ("ralph", "hybrid"): ("hybrid:write",),
+    # The hybrid backend's iteration context: AIDB's search.
+    ("ralph", "aidb"): ("aidb:read",),
+}
+"""Each link `up` wires (caller, callee) and the least scopes its key holds, read from the calls each makes."""
+
+
+def link_key_name(link: Link) -> str:
+    """The name of a link's key in `mcp-stack keys list`."""
+    return f"{link[0]} -> {link[1]} (created by mcp-stack up)"
+
+
+def links_between(names: Sequence[ServerName]) -> list[Link]:
+    """The links among the servers `up` runs."""
+    return [link for link in LINK_SCOPES if link[0] in names and link[1] in names]
 
 
 def base_url(settings: StackSettings, name: ServerName) -> str:
@@ -50,23 +85,23 @@ def base_url(settings: StackSettings, name: ServerName) -> str:
     return f"http://{settings.http.host}:{port}"
 
 
-def peer_environment(settings: StackSettings, names: Sequence[ServerName], peer_key: str) -> dict[str, dict[str, str]]:
-    """Per child: the URLs and key it needs to call the other servers `up` runs."""
+def peer_environment(
+    settings: StackSettings, names: Sequence[ServerName], keys: Mapping[Link, str]
+) -> dict[str, dict[str, str]]:
+    """Per child: the URLs it needs to call the other servers `up` runs, each with that link's own key."""
     url = {name: f"{base_url(settings, name)}/mcp" for name in names}
     env: dict[str, dict[str, str]] = {name: {} for name in names}
-    if "aidb" in names:
-        peers = {name: url[name] for name in ("hybrid", "ralph") if name in names}
-        env["aidb"] |= {
-            env_variable("aidb.register_servers"): json.dumps(peers),
-            env_variable("aidb.peer_api_key"): peer_key,
-        }
-    for client, targets in _CALLS.items():
-        if client not in names:
+    for client, target in links_between(names):
+        if client == "aidb":
             continue
-        for target in targets:
-            if target in names:
-                env[client][env_variable(f"{client}.{target}_url")] = url[target]
-                env[client][env_variable(f"{client}.{target}_api_key")] = peer_key
+        env[client][env_variable(f"{client}.{target}_url")] = url[target]
+        env[client][env_variable(f"{client}.{target}_api_key")] = keys[client, target]
+    if "aidb" in names:
+        peers = [target for client, target in links_between(names) if client == "aidb"]
+        env["aidb"] |= {
+            env_variable("aidb.register_servers"): json.dumps({name: url[name] for name in peers}),
+            env_variable("aidb.peer_api_keys"): json.dumps({name: keys["aidb", name] for name in peers}),
+        }
     return env
 
 
@@ -165,7 +200,11 @@ async def up(settings: StackSettings, names: Sequence[ServerName] = UP_ORDER) ->
         settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
         common = {**os.environ, env_variable("postgres.dsn"): dsn}
         admin_token = await accounts.ensure_admin_key(settings)
-        peers = peer_environment(settings, names, await accounts.reissue_key(settings, PEER_KEY_NAME, "write"))
+        links = links_between(names)
+        tokens = await accounts.reissue_keys(
+            settings, {link_key_name(link): LINK_SCOPES[link] for link in links}, retired=[RETIRED_PEER_KEY_NAME]
+        )
+        peers = peer_environment(settings, names, {link: tokens[link_key_name(link)] for link in links})
         dashboard_admin = None
         if "dashboard" in names:
             # The service key goes to the dashboard's process only.

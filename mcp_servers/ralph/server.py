@@ -157,7 +157,10 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             submitted_by=principal.name,
             may_exec=principal.scopes is None or grants(principal.scopes, server="ralph", required="exec"),
         )
-        return SubmitTaskResult.of((await tasks.submit(ctx.request_context.lifespan_context, request)).task)
+        submitted = await tasks.submit(
+            ctx.request_context.lifespan_context, request, may_read=lambda peer: principal.holds(peer, "read")
+        )
+        return SubmitTaskResult.of(submitted.task)
 
     @server.tool("task_status", annotations=READ_ONLY)
     async def task_status(task_id: TaskIdParam, ctx: Context[RalphDeps, Any]) -> TaskView:

@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from mcp_servers.ralph.backends.command import template_name
+from mcp_servers.ralph.backends.port import ReadsPeers
 from mcp_servers.ralph.deps import RalphDeps
 from mcp_servers.ralph.domain import Hook, Iteration, Limits, StoredTask, TaskId, TaskSpec, TaskStatus
 from mcp_servers.ralph.models import SubmitTaskRequest
@@ -63,11 +65,25 @@ async def _check_command(command: str, what: str, workspace: Path | None, deps: 
         raise InvalidRequest(f"{what}: program {argv[0]!r} not found on PATH or in the workspace")
 
 
-async def submit(deps: RalphDeps, request: SubmitTaskRequest) -> StoredTask:
-    """Validate everything a worker would otherwise trip over later, then queue (or park) the task."""
+async def submit(deps: RalphDeps, request: SubmitTaskRequest, *, may_read: Callable[[str], bool]) -> StoredTask:
+    """Validate everything a worker would otherwise trip over later, then queue (or park) the task.
+
+    Args:
+        may_read: whether the submitter holds a server's read scope itself.
+
+    Raises:
+        PermissionDenied: the backend feeds a server's content into the output and the submitter may not read it.
+    """
     if not request.prompt.strip():
         raise InvalidRequest("prompt is empty; describe the task the agent should work on")
-    deps.backends.get(request.backend)
+    backend = deps.backends.get(request.backend)
+    for server in backend.reads_from if isinstance(backend, ReadsPeers) else ():
+        if not may_read(server):
+            raise PermissionDenied(
+                f"backend {request.backend} puts {server} content into the task's output: submitting needs the "
+                f"'{server}:read' scope (or stack-wide read) as well",
+                required_scope=f"{server}:read",
+            )
     roots = deps.settings.ralph.workspace_roots
     resolved = await validate_workspace(request.workspace, roots) if request.workspace else None
     promise = request.completion_promise

@@ -7,6 +7,7 @@ the TOML file named by `MCP_STACK_CONFIG_FILE`, then defaults.
 
 import ipaddress
 import os
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from pydantic_settings import (
 )
 
 from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.hosts import LOOPBACK_HOSTS, check_host_entry
 
 ENV_PREFIX = "MCP_STACK_"
 CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
@@ -207,16 +209,48 @@ class AidbSettings(_Section):
     indexer_batch: int = Field(default=64, ge=1, le=10_000, description="outbox rows applied per transaction")
     indexer_poll_seconds: float = Field(default=2.0, ge=0.05, le=600)
     register_servers: dict[str, str] = Field(
-        default_factory=dict, description="MCP servers (name -> URL or stdio command) AIDB indexes at start-up"
+        default_factory=dict,
+        description="MCP servers (name -> URL, or a stdio command line) AIDB indexes at start-up; the only way to "
+        "give AIDB a stdio server (register_mcp_server re-indexes one by name)",
     )
     peer_api_key: SecretStr | None = Field(
-        default=None, description="bearer key AIDB sends to HTTP servers it registers (needs their read scope)"
+        default=None,
+        description="bearer key AIDB sends to the HTTP servers of register_servers (only to those; needs their read "
+        "scope); peer_api_keys overrides it per server",
+    )
+    peer_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="per register_servers name: the bearer key sent to that server only (mcp-stack up sets these)",
+    )
+    allowed_peer_hosts: list[str] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        max_length=1000,
+        description="hosts register_mcp_server may reach besides those of register_servers: hostnames (exact, no "
+        "DNS), IP addresses or networks such as 10.0.0.0/8",
     )
 
     @model_validator(mode="after")
     def _check_overlap(self) -> "AidbSettings":
         if self.chunk_overlap_tokens * 2 > self.chunk_tokens:
             raise ValueError("chunk_overlap_tokens must be at most half of chunk_tokens")
+        return self
+
+    @model_validator(mode="after")
+    def _check_peers(self) -> "AidbSettings":
+        unknown = sorted(set(self.peer_api_keys) - set(self.register_servers))
+        if unknown:
+            raise ValueError(f"peer_api_keys names servers that are not in register_servers: {', '.join(unknown)}")
+        for entry in self.allowed_peer_hosts:
+            check_host_entry(entry)
+        for name, target in self.register_servers.items():
+            if target.startswith(("http://", "https://")):
+                continue
+            try:
+                argv = shlex.split(target)
+            except ValueError:
+                argv = []
+            if not argv:
+                raise ValueError(f"register_servers[{name!r}] is neither an http(s) URL nor a command line")
         return self
 
 

@@ -10,6 +10,7 @@ it per connection): the first entry opens them, the last exit closes them.
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ import anyio
 import uvicorn
 from mcp.server.auth.settings import AuthSettings as SdkAuthSettings
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ToolAnnotations
 from starlette.applications import Starlette
@@ -222,6 +224,7 @@ class StackServer(Generic[D]):
         self.core = core
         self._shared = _SharedDeps(core, open_deps)
         self._tool_scopes: dict[str, Scope] = {}
+        self._tool_parameters: dict[str, frozenset[str]] = {}
         self._extra_routes: list[BaseRoute] = []
         self._prompts: set[str] = set()
         settings = core.settings
@@ -249,6 +252,7 @@ class StackServer(Generic[D]):
                     metrics=core.metrics,
                     limiter=core.limiter,
                     tool_scopes=self._tool_scopes,
+                    tool_parameters=self._tool_parameters,
                     prompt_names=self._prompt_names,
                 )
             ],
@@ -293,6 +297,8 @@ class StackServer(Generic[D]):
 
         def decorator(fn: F) -> F:
             self._tool_scopes[name] = required
+            # The arguments a caller may pass: the signature without the injected Context.
+            self._tool_parameters[name] = frozenset(inspect.signature(fn).parameters) - {find_context_parameter(fn)}
             self.mcp.tool(name=name, title=title, annotations=annotations)(translate_errors(fn))
             return fn
 

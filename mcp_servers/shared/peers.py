@@ -34,9 +34,11 @@ from pydantic import SecretStr, ValidationError
 from mcp_servers.shared.errors import (
     ConfigurationError,
     DependencyUnavailable,
+    InvalidRequest,
     PeerToolError,
     RateLimited,
 )
+from mcp_servers.shared.hosts import HostAllowList
 from mcp_servers.shared.middleware.mcp import RATE_LIMITED
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
 
@@ -88,6 +90,7 @@ class PeerSpec:
         api_key: this link's bearer key; a key per link lets each link hold only the scopes it needs.
         timeout_seconds: per call, unless the call passes its own; also the HTTP client's read timeout.
         mode: the protocol era: `ERA` for stack servers, "auto" for third-party servers (discovery).
+        allowed_hosts: for a URL a caller supplied (not the operator): the hosts it may name; None = any.
     """
 
     name: str
@@ -96,6 +99,7 @@ class PeerSpec:
     timeout_seconds: float
     mode: str = ERA
     max_connections: int = 16
+    allowed_hosts: HostAllowList | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +136,29 @@ def mcp_endpoint(url: str) -> str:
 
 
 def _admit(spec: PeerSpec) -> None:
-    """Refuse a URL this process must not call. The seam for the per-deployment URL allow-list."""
+    """Refuse a URL this process must not call, before anything connects.
+
+    Raises:
+        ConfigurationError: not an http(s) URL.
+        InvalidRequest: the host is not on the spec's allow-list (a caller-supplied URL).
+    """
     parsed = urlparse(spec.url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigurationError(
             f"{spec.name}: the MCP URL must be http:// or https://, e.g. http://127.0.0.1:8802/mcp"
         )
+    allowed = spec.allowed_hosts
+    if allowed is not None:
+        try:
+            host = parsed.hostname
+            parsed.port  # noqa: B018 - a malformed port raises here, not later in the transport
+        except ValueError:
+            host = None
+        if not host or not allowed.admits(host):
+            raise InvalidRequest(
+                f"{spec.name}: host {host or parsed.netloc!r} is not allowed; an operator can add it to "
+                f"{allowed.setting}"
+            )
 
 
 def _http_client(spec: PeerSpec) -> httpx2.AsyncClient:
@@ -343,6 +364,7 @@ async def open_peer(spec: PeerSpec, breakers: BreakerRegistry | None) -> AsyncIt
 
     Raises:
         ConfigurationError: the URL is not one this process may call.
+        InvalidRequest: a caller-supplied URL names a host outside `spec.allowed_hosts`.
     """
     _admit(spec)
     # Building a client loads CA certificates from disk: off the event loop.

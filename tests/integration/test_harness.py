@@ -100,6 +100,16 @@ async def test_unknown_tool_and_prompt_are_invalid_params(stack_settings: StackS
     assert prompt_error.value.code == INVALID_PARAMS
 
 
+async def test_an_argument_the_tool_does_not_declare_is_invalid_params(stack_settings: StackSettings) -> None:
+    async with Client(build_echo_server(stack_settings).mcp) as client:
+        with pytest.raises(MCPError) as misspelt:
+            await client.call_tool("echo", {"text": "ab", "repaet": 2})
+        # Declared optional arguments may still be left out.
+        assert not (await client.call_tool("echo", {"text": "ab"})).is_error
+    assert misspelt.value.code == INVALID_PARAMS
+    assert "'repaet'" in misspelt.value.message
+
+
 async def test_domain_error_in_a_prompt_is_a_json_rpc_error_with_its_message(stack_settings: StackSettings) -> None:
     async with Client(build_echo_server(stack_settings).mcp) as client:
         with pytest.raises(MCPError) as refused:

@@ -83,6 +83,11 @@ class HybridBackend:
         self._aidb = aidb
         self._settings = settings
 
+    @property
+    def reads_from(self) -> tuple[str, ...]:
+        """AIDB when its search results go into the prompt (and so, possibly verbatim, into the output)."""
+        return ("aidb",) if self._aidb is not None and self._settings.context_results > 0 else ()
+
     async def _context(self, query: str) -> tuple[list[dict[str, Any]], str]:
         if self._aidb is None or self._settings.context_results == 0:
             return [], "no AIDB context (not configured)"

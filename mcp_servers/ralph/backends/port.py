@@ -56,3 +56,15 @@ class ReportsOutcomes(Protocol):
     async def report_outcome(self, outcome: IterationOutcome, *, completed: bool) -> None:
         """Best effort: must not raise for an unreachable dependency."""
         ...
+
+
+@runtime_checkable
+class ReadsPeers(Protocol):
+    """A backend that puts other servers' content into its iterations (and so into the task's output).
+
+    `reads_from` names those servers: whoever submits a task on such a backend must hold each one's read scope
+    itself, or the task would hand them what the server refuses them.
+    """
+
+    @property
+    def reads_from(self) -> tuple[str, ...]: ...

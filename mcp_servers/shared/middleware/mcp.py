@@ -215,6 +215,11 @@ class Principal:
     name: str
     scopes: tuple[str, ...] | None  # None = trusted, every scope
 
+    def holds(self, server: str, required: Scope) -> bool:
+        """Whether this caller may use `server` at `required` itself: a tool that fetches from another server
+        on the caller's behalf asks this before returning what it fetched."""
+        return self.scopes is None or grants(self.scopes, server=server, required=required)
+
 
 _TRUSTED = Principal(name=TRUSTED_PRINCIPAL, scopes=None)
 
@@ -252,12 +257,14 @@ class StackMiddleware:
         metrics: StackMetrics,
         limiter: RateLimiter,
         tool_scopes: Mapping[str, Scope],
+        tool_parameters: Mapping[str, frozenset[str]],
         prompt_names: Callable[[], frozenset[str]],
     ) -> None:
         self._server = server
         self._metrics = metrics
         self._limiter = limiter
         self._tool_scopes = tool_scopes
+        self._tool_parameters = tool_parameters
         self._prompt_names = prompt_names
         self._meters: dict[str, _ToolMeters] = {}
         self._method_rejections: dict[str, Any] = {}
@@ -333,6 +340,16 @@ class StackMiddleware:
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}")
         meters = self._meters_for(name)
         arguments = (ctx.params or {}).get("arguments")
+        # The SDK drops an argument the tool does not declare; a caller who relies on it (a misspelt limit, a
+        # removed parameter) must learn so instead of getting a different call.
+        declared = self._tool_parameters.get(name)
+        if isinstance(arguments, dict) and declared is not None and not declared.issuperset(arguments):
+            meters.protocol_error.inc()
+            extra = sorted(str(key)[:100] for key in arguments if key not in declared)
+            raise MCPError(
+                INVALID_PARAMS,
+                f"tool {name} has no parameter {extra[0]!r}; its parameters: {', '.join(sorted(declared))}",
+            )
         unstorable = _unstorable_text(arguments) if arguments and _holds_unstorable_text(arguments) else None
         if unstorable is not None:
             meters.protocol_error.inc()

@@ -5,7 +5,7 @@ error or an `INVALID_PARAMS` protocol error; never a crash (the crash outcome of
 0), never an internal detail in a message (traceback, SQL, driver names, server paths) that the arguments did not
 carry. The server is ready afterwards. Fresh database per server; Ralph runs no worker (queued tasks never start a
 command); AIDB's ingest roots and Ralph's workspace roots are temporary directories. Skipped:
-`register_mcp_server` (it launches the given command or dials the given URL).
+`register_mcp_server` (it dials the given URL on loopback: whatever listens there).
 """
 
 import json
@@ -27,7 +27,7 @@ from tests.integration.hardening.schema_strategies import arguments
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 PER_TOOL = 480
-SKIPPED = {"register_mcp_server": "starts the given command or connects to the given URL"}
+SKIPPED = {"register_mcp_server": "connects to the given URL (any loopback port)"}
 SERVER_DEADLINE_SECONDS = 300
 MAX_ROUNDS = 30
 # Text that betrays internals when it appears in a message although the caller never sent it.

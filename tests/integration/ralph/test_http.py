@@ -92,3 +92,28 @@ async def test_hybrid_backend_records_hybrids_tool_error_as_the_iterations_error
     assert (task["status"], task["completion_reason"]) == ("failed", "consecutive_failures")
     assert [item["error"] for item in iterations] == ["route_query reported an error"] * 2
     assert all(REFUSAL in item["output"] for item in iterations)
+
+
+async def test_a_hybrid_task_with_aidb_context_needs_the_submitters_aidb_read(
+    ralph_settings: Callable[..., StackSettings],
+) -> None:
+    sock = bind_loopback()
+    # Nothing listens on the peers' ports: every task here parks awaiting approval, so no iteration runs.
+    base = ralph_settings(
+        hybrid_url=f"http://127.0.0.1:{free_port()}/mcp", aidb_url=f"http://127.0.0.1:{free_port()}/mcp"
+    )
+    settings = base.model_copy(update={"http": base.http.model_copy(update={"ralph_port": sock.getsockname()[1]})})
+    ralph_only, with_aidb = await issue(settings, ["ralph:write"]), await issue(settings, ["ralph:write", "aidb:read"])
+    server = create_server(build_core("ralph", settings))
+    task = {"prompt": "print the knowledge base's context verbatim", "require_approval": True}
+    async with serve_app(server.http_app(), sock) as url:
+        async with http_client(url, ralph_only) as client:
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("submit_task", {**task, "backend": "hybrid"})
+            # Backends that feed no AIDB content stay open to it.
+            parked = await call(client, "submit_task", **task, backend="command:instant")
+        async with http_client(url, with_aidb) as client:
+            allowed = await call(client, "submit_task", **task, backend="hybrid")
+    assert refused.value.error.code == PERMISSION_DENIED
+    assert refused.value.error.data == {"required_scope": "aidb:read"}
+    assert parked["status"] == allowed["status"] == "awaiting_approval"
