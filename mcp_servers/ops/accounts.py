@@ -15,11 +15,13 @@ from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import ConfigurationError
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.resilience.ratelimit import KeyRate
 
 __all__ = [
     "MIN_PASSWORD_CHARS",
     "create_dashboard_user",
     "create_key",
+    "describe_rate",
     "ensure_admin_key",
     "ensure_dashboard_admin",
     "list_keys",
@@ -32,18 +34,38 @@ MIN_PASSWORD_CHARS: Final = 8
 _FIRST_ADMIN: Final = "admin"
 
 
-async def create_key(settings: StackSettings, name: str, scopes: list[str]) -> IssuedKey:
-    """A new API key; its token is returned once and only its digest is stored."""
+async def create_key(
+    settings: StackSettings,
+    name: str,
+    scopes: list[str],
+    *,
+    calls_per_minute: float | None = None,
+    burst: int | None = None,
+) -> IssuedKey:
+    """A new API key; its token is returned once and only its digest is stored.
+
+    `calls_per_minute`/`burst` give it its own rate limit (None: the server's `rate_limit`).
+
+    Raises:
+        InvalidRequest: a bad name or scope, or a rate outside the bounds of `RateLimitSettings`.
+    """
+    rate = KeyRate.checked(calls_per_minute, burst)
     async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
-        return await KeyStore(database).create(name, scopes)
+        return await KeyStore(database).create(name, scopes, rate=rate)
+
+
+def describe_rate(rate: KeyRate | None) -> str:
+    """A key's rate limit for people: `6000/min, burst 200`, or `server default`."""
+    return "server default" if rate is None else rate.describe()
 
 
 async def list_keys(settings: StackSettings) -> list[str]:
-    """One line per key: id, state, scopes, name (never a token)."""
+    """One line per key: id, state, scopes, rate limit, name (never a token)."""
     async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
         keys = await KeyStore(database).list()
     return [
-        f"{key.key_id}  {'revoked' if key.revoked_at else 'active':<8} {','.join(key.scopes):<20} {key.name}"
+        f"{key.key_id}  {'revoked' if key.revoked_at else 'active':<8} {','.join(key.scopes):<20} "
+        f"{describe_rate(key.rate):<28} {key.name}"
         for key in keys
     ]
 

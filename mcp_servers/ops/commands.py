@@ -1,7 +1,7 @@
 """The operator subcommands of `mcp-stack` (cli.py loads settings, configures logging and delegates here).
 
 mcp-stack up                                           every server over HTTP, supervised (ops/supervisor.py)
-mcp-stack keys create|list|revoke                      API keys for the HTTP transports
+mcp-stack keys create|list|revoke                      API keys for the HTTP transports (each may have its own rate)
 mcp-stack dashboard-user create --username U           a dashboard account (password from stdin or a prompt)
 mcp-stack backup ARCHIVE [--vectors snapshot|skip]     one archive: database, vectors, telemetry, config
 mcp-stack restore ARCHIVE                              into an empty database and empty data directories
@@ -34,6 +34,18 @@ def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     create = key_commands.add_parser("create")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", default="read", help="comma-separated: read, write, admin, or aidb:write ...")
+    create.add_argument(
+        "--calls-per-minute",
+        type=float,
+        default=None,
+        help="this key's own rate limit (0 < N <= 1000000; default: the server's rate_limit.calls_per_minute)",
+    )
+    create.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        help="calls this key may make at once (1-100000; default: the server's rate_limit.burst)",
+    )
     key_commands.add_parser("list")
     revoke = key_commands.add_parser("revoke")
     revoke.add_argument("key_id")
@@ -87,8 +99,17 @@ def run(args: argparse.Namespace, settings: StackSettings) -> None:
 
 async def _keys(settings: StackSettings, args: argparse.Namespace) -> None:
     if args.keys_command == "create":
-        issued = await accounts.create_key(settings, args.name, [scope.strip() for scope in args.scopes.split(",")])
-        print(f"key id: {issued.key.key_id}\nscopes: {','.join(issued.key.scopes)}\ntoken:  {issued.token}")
+        issued = await accounts.create_key(
+            settings,
+            args.name,
+            [scope.strip() for scope in args.scopes.split(",")],
+            calls_per_minute=args.calls_per_minute,
+            burst=args.burst,
+        )
+        print(
+            f"key id: {issued.key.key_id}\nscopes: {','.join(issued.key.scopes)}\n"
+            f"rate:   {accounts.describe_rate(issued.key.rate)}\ntoken:  {issued.token}"
+        )
     elif args.keys_command == "list":
         for line in await accounts.list_keys(settings):
             print(line)

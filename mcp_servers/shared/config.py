@@ -117,8 +117,10 @@ class RateLimitSettings(_Section):
     """One budget per principal and tool (`tools/call`), per principal and method, and for opening sessions."""
 
     enabled: bool = True
-    calls_per_minute: float = Field(default=600.0, gt=0, le=1_000_000)
-    burst: int = Field(default=60, ge=1, le=100_000)
+    calls_per_minute: float = Field(
+        default=600.0, gt=0, le=1_000_000, description="refill rate; a key's own (`keys create`) replaces it"
+    )
+    burst: int = Field(default=60, ge=1, le=100_000, description="calls at once; a key's own replaces it")
     redis_url: SecretStr | None = Field(default=None, description="redis:// URL to share budgets across replicas")
 
 

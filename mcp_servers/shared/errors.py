@@ -13,7 +13,7 @@
 
 Logic modules raise these and import nothing from `mcp`; `shared.middleware.mcp` and
 `shared.middleware.http` are the only translators. `retry_after_whole_seconds` is the one rounding of a wait
-for people and for `Retry-After`.
+for people and for `Retry-After`; `retry_after_milliseconds` the one for machine-readable `retry_after_seconds`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,18 @@ def retry_after_whole_seconds(seconds: float) -> int:
     Rounding down (or to nearest) would tell a client to come back before its budget or cool-down allows.
     """
     return max(1, math.ceil(seconds))
+
+
+def retry_after_milliseconds(seconds: float) -> float:
+    """A wait for machine-readable data (`retry_after_seconds`): rounded up to the millisecond, at least 0.001.
+
+    A refusing limiter's wait can be a few microseconds (a fast key's emission interval); rounding it to the nearest
+    millisecond would say 0.0, and a client that waits 0 s is refused again. Rounded up, waiting exactly this long
+    is enough.
+    """
+    if not math.isfinite(seconds):
+        return 1.0
+    return max(0.001, math.ceil(seconds * 1000.0) / 1000.0)
 
 
 class StackError(Exception):

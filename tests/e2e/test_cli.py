@@ -57,3 +57,41 @@ async def test_bad_scope_and_unknown_key_are_one_line_errors(stack_settings: Sta
         assert result.returncode == 1
         assert result.stderr.startswith("mcp-stack: ")
         assert "Traceback" not in result.stderr
+
+
+async def test_keys_create_with_its_own_rate_stores_it_and_lists_it(stack_settings: StackSettings) -> None:
+    created = run_cli(
+        stack_settings, "keys", "create", "--name", "bulk-loader", "--calls-per-minute", "6000", "--burst", "200"
+    )
+    assert created.returncode == 0, created.stderr
+    assert re.search(r"^rate:\s+6000/min, burst 200$", created.stdout, re.MULTILINE)
+    token = re.search(r"^token:\s+(\S+)$", created.stdout, re.MULTILINE)
+    assert token
+    default = run_cli(stack_settings, "keys", "create", "--name", "plain")
+    assert re.search(r"^rate:\s+server default$", default.stdout, re.MULTILINE)
+    async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
+        verified = await KeyStore(database).verify(token.group(1))
+    assert verified is not None
+    assert (verified.calls_per_minute, verified.burst) == (6000.0, 200)
+
+    listed = run_cli(stack_settings, "keys", "list").stdout.splitlines()
+    assert any(line.endswith("bulk-loader") and "6000/min, burst 200" in line for line in listed)
+    assert any(line.endswith("plain") and "server default" in line for line in listed)
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        (["--calls-per-minute", "0"], "calls_per_minute"),
+        (["--calls-per-minute", "nan", "--burst", "10"], "calls_per_minute"),
+        (["--burst", "100001"], "burst"),
+    ],
+)
+async def test_a_key_rate_out_of_bounds_is_a_one_line_error_and_creates_no_key(
+    stack_settings: StackSettings, flags: list[str], field: str
+) -> None:
+    result = run_cli(stack_settings, "keys", "create", "--name", "too-fast", *flags)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"mcp-stack: key rate {field}: ")
+    assert "Traceback" not in result.stderr
+    assert "too-fast" not in run_cli(stack_settings, "keys", "list").stdout

@@ -3,7 +3,9 @@ refused unread, and every refused credential counted in `mcpstack_auth_failures_
 
 import contextlib
 import re
+from collections.abc import Sequence
 
+import anyio
 import httpx
 import pytest
 from mcp import Client, MCPError
@@ -15,6 +17,7 @@ from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.middleware.mcp import RATE_LIMITED
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.resilience.ratelimit import KeyRate
 from tests.integration.test_harness import build_echo_server, issue_key
 from tests.support import http_client, serve_app, wait_until
 
@@ -32,6 +35,11 @@ INITIALIZE = {
 def limited(settings: StackSettings, burst: int) -> StackSettings:
     rate_limit = settings.rate_limit.model_copy(update={"calls_per_minute": 1.0, "burst": burst})
     return settings.model_copy(update={"rate_limit": rate_limit})
+
+
+async def issue_key_with_rate(settings: StackSettings, scopes: Sequence[str], rate: KeyRate) -> str:
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        return (await KeyStore(database).create("bulk", scopes, rate=rate)).token
 
 
 def with_http(settings: StackSettings, **update: int) -> StackSettings:
@@ -169,3 +177,57 @@ async def test_open_sse_streams_count_against_the_session_cap(stack_settings: St
         async with raw.stream("GET", f"{url}/sse", headers=auth) as second:
             assert second.status_code == 429
         assert (await raw.post(f"{url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **auth})).status_code == 429
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_key_with_its_own_rate_is_not_throttled_where_a_default_key_is(
+    stack_settings: StackSettings, mode: str
+) -> None:
+    settings = limited(stack_settings, burst=3)
+    _, default = await issue_key(settings, ["read"])
+    bulk = await issue_key_with_rate(settings, ["read"], KeyRate(calls_per_minute=6000.0, burst=100))
+    calls = 12
+    async with serve_app(build_echo_server(settings).http_app()) as url, httpx.AsyncClient() as raw:
+        async with http_client(url, default, mode=mode) as client:
+            for _ in range(3):
+                assert not (await client.call_tool("echo", {"text": "x"})).is_error
+            with pytest.raises(MCPError) as throttled:
+                await client.call_tool("echo", {"text": "x"})
+        async with http_client(url, bulk, mode=mode) as client:
+            for _ in range(calls):
+                assert not (await client.call_tool("echo", {"text": "x"})).is_error
+            for _ in range(calls):
+                await client.list_tools()  # per-method budgets follow the key's rate too
+        # So do the bearer-protected routes.
+        statuses = {
+            name: [
+                (await raw.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})).status_code
+                for _ in range(5)
+            ]
+            for name, token in (("default", default), ("bulk", bulk))
+        }
+    assert throttled.value.code == RATE_LIMITED
+    assert throttled.value.data["retry_after_seconds"] > 0
+    assert statuses == {"default": [200, 200, 200, 429, 429], "bulk": [200] * 5}
+
+
+async def test_a_refused_call_is_admitted_after_waiting_the_time_it_was_told(stack_settings: StackSettings) -> None:
+    settings = limited(stack_settings, burst=3)
+    token = await issue_key_with_rate(settings, ["read"], KeyRate(calls_per_minute=600.0, burst=2))
+    async with serve_app(build_echo_server(settings).http_app()) as url, http_client(url, token) as client:
+        for _ in range(3):
+            # Spend the key's budget: one call refills in 100 ms, so calls are refused once a few land together.
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        await client.call_tool("echo", {"text": "x"})
+                    except MCPError as exc:
+                        refused = exc
+                        break
+            assert refused.code == RATE_LIMITED
+            wait = refused.data["retry_after_seconds"]
+            assert 0 < wait <= 0.1
+            assert wait == round(wait, 3)
+            assert re.fullmatch(r"rate limit exceeded; retry in [1-9][0-9]* s", refused.message)
+            await anyio.sleep(wait)
+            assert not (await client.call_tool("echo", {"text": "x"})).is_error

@@ -19,9 +19,9 @@ from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
 
 from mcp_servers.shared.config import BreakerSettings, RateLimitSettings
-from mcp_servers.shared.errors import RateLimited
+from mcp_servers.shared.errors import RateLimited, retry_after_milliseconds
 from mcp_servers.shared.resilience.breaker import BreakerState, CircuitBreaker
-from mcp_servers.shared.resilience.ratelimit import KEY_PREFIX, RedisRateLimiter
+from mcp_servers.shared.resilience.ratelimit import KEY_PREFIX, KeyRate, RedisRateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -99,11 +99,11 @@ def make_limiter(
     return RedisRateLimiter.from_url(url, settings, breaker, key_prefix=key_prefix)
 
 
-async def admitted(limiter: RedisRateLimiter, key: str, calls: int) -> int:
+async def admitted(limiter: RedisRateLimiter, key: str, calls: int, rate: KeyRate | None = None) -> int:
     count = 0
     for _ in range(calls):
         try:
-            await limiter.acquire(key)
+            await limiter.acquire(key, rate)
         except RateLimited:
             continue
         count += 1
@@ -204,6 +204,59 @@ async def test_update_takes_effect_on_the_shared_budget(key_prefix: str) -> None
     finally:
         await limiter.aclose()
         await other.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_key_rate_is_applied_in_the_script_and_shared_by_every_limiter(
+    key_prefix: str, redis_client: Redis
+) -> None:
+    first, second = make_limiter(key_prefix, burst=2), make_limiter(key_prefix, burst=2)
+    bulk = KeyRate(calls_per_minute=NO_REFILL, burst=40)
+    try:
+        assert await admitted(first, "aidb:bulk:search", 25, bulk) == 25
+        assert await admitted(second, "aidb:bulk:search", 25, bulk) == 15
+        assert await admitted(first, "aidb:default:search", 5) == 2
+        # One Redis key per principal and tool, whatever its rate.
+        stored = sorted([key async for key in redis_client.scan_iter(match=key_prefix + "*")])
+        assert stored == [f"{key_prefix}aidb:bulk:search".encode(), f"{key_prefix}aidb:default:search".encode()]
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.anyio
+async def test_waiting_the_reported_time_admits_a_fast_key_on_redis_time(key_prefix: str) -> None:
+    limiter = make_limiter(key_prefix, burst=1)
+    fast = KeyRate(calls_per_minute=6000.0, burst=1)  # one call refills in 10 ms
+    try:
+        for _ in range(10):
+            # Spend the budget: calls are refused once two land within one refill of each other.
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        await limiter.acquire("fast", fast)
+                    except RateLimited as exc:
+                        refused = exc
+                        break
+            assert 0 < refused.retry_after_seconds <= 0.01 + 1e-9
+            assert str(refused).endswith("retry in 1 s")
+            # What a client reads in the error's data (whole milliseconds, rounded up): waiting that long admits.
+            await anyio.sleep(retry_after_milliseconds(refused.retry_after_seconds))
+            await limiter.acquire("fast", fast)
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.anyio
+async def test_unreachable_redis_falls_back_with_the_key_rate() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+        limiter = make_limiter(f"{KEY_PREFIX}unreachable:", burst=3, url=url)
+        assert await admitted(limiter, "bulk", 30, KeyRate(burst=20)) == 20
+        assert await admitted(limiter, "default", 30) == 3
+        await limiter.aclose()
+    assert limiter.degraded
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from mcp_servers.shared.auth.scopes import parse_scope
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.resilience.ratelimit import KeyRate
 
 KEY_PREFIX = "mcps"
 _ID_BYTES = 6
@@ -23,6 +24,8 @@ _SECRET_BYTES = 32
 _DUMMY_DIGEST = hashlib.sha256(b"unknown key").digest()
 # Issued tokens are 61 characters (`mcps_` + 12 hex + `_` + 43); anything much longer is not one of ours.
 MAX_API_KEY_CHARS = 128
+# What `_to_key` reads.
+_COLUMNS = "id, name, scopes, created_at, revoked_at, last_used_at, calls_per_minute, burst"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,16 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    # The key's own rate limit; None takes the server's (`rate_limit.calls_per_minute` / `rate_limit.burst`).
+    calls_per_minute: float | None = None
+    burst: int | None = None
+
+    @property
+    def rate(self) -> KeyRate | None:
+        """The key's own rate, or None when it uses the server's limit."""
+        if self.calls_per_minute is None and self.burst is None:
+            return None
+        return KeyRate(self.calls_per_minute, self.burst)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,14 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, name: str, scopes: Sequence[str]) -> IssuedKey:
+    async def create(self, name: str, scopes: Sequence[str], *, rate: KeyRate | None = None) -> IssuedKey:
+        """A new key; `rate` gives it its own rate limit (build it with `KeyRate.checked`), None the server's.
+
+        Raises:
+            InvalidRequest: a bad name, scope or rate.
+        """
+        if rate is not None:
+            rate = KeyRate.checked(rate.calls_per_minute, rate.burst)
         if not name or len(name) > 200:
             raise InvalidRequest("key name must be 1-200 characters")
         try:
@@ -78,21 +98,21 @@ class KeyStore:
         secret = secrets.token_urlsafe(_SECRET_BYTES).replace("_", "-")
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
-                "INSERT INTO api_keys (id, name, key_hash, scopes) VALUES ($1, $2, $3, $4)"
-                " RETURNING id, name, scopes, created_at, revoked_at, last_used_at",
+                "INSERT INTO api_keys (id, name, key_hash, scopes, calls_per_minute, burst)"
+                f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
                 key_id,
                 name,
                 _digest(secret),
                 list(checked),
+                rate.calls_per_minute if rate is not None else None,
+                rate.burst if rate is not None else None,
             )
         assert row is not None
         return IssuedKey(key=_to_key(row), token=f"{KEY_PREFIX}_{key_id}_{secret}")
 
     async def list(self) -> list[ApiKey]:
         async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at"
-            )
+            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at")
         return [_to_key(row) for row in rows]
 
     async def revoke(self, key_id: str) -> None:
@@ -119,7 +139,7 @@ class KeyStore:
         key_id, secret = parts
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
-                "SELECT id, name, scopes, created_at, revoked_at, last_used_at, key_hash FROM api_keys WHERE id = $1",
+                f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE id = $1",
                 key_id,
             )
         stored = bytes(row["key_hash"]) if row is not None else _DUMMY_DIGEST
@@ -139,4 +159,6 @@ def _to_key(row: Any) -> ApiKey:  # an asyncpg Record: the driver boundary
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
+        calls_per_minute=row["calls_per_minute"],
+        burst=row["burst"],
     )

@@ -3,6 +3,9 @@
 Bounded under abuse: a token longer than `MAX_TOKEN_CHARS` is refused before any work (no hashing, no lookup,
 no cache entry); API-key verdicts, accepted and rejected, are cached for `KEY_CACHE_SECONDS` under the SHA-256
 digest of the token (never the token itself) in an LRU bounded in entries and in bytes.
+
+An accepted API key becomes a `KeyAccessToken`, which carries the key's own rate (`calls_per_minute`/`burst`) to
+the rate limiter; `key_rate` reads it back (None for JWTs and keys without one: the server's limit).
 """
 
 import hashlib
@@ -21,6 +24,7 @@ from mcp_servers.shared.auth.failures import AuthFailureReason, note_auth_failur
 from mcp_servers.shared.auth.keys import KeyStore, split_token
 from mcp_servers.shared.config import AuthSettings
 from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.resilience.ratelimit import KeyRate
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,20 @@ KEY_CACHE_MAX_BYTES: Final = 4 * 1024 * 1024
 # What one cache entry holds besides an accepted token's text: the 32-byte digest key, the (expiry, verdict)
 # tuple, the float, the dict slot and, when accepted, the AccessToken with its scopes list.
 _ENTRY_BYTES: Final = 240 + sys.getsizeof(hashlib.sha256().digest())
+
+
+class KeyAccessToken(AccessToken):
+    """An accepted API key: the SDK's AccessToken plus the key's own rate (None fields: the server's limit)."""
+
+    calls_per_minute: float | None = None
+    burst: int | None = None
+
+
+def key_rate(token: AccessToken) -> KeyRate | None:
+    """The rate limit of the key behind `token`, or None when it has none of its own (or is not one of our keys)."""
+    if isinstance(token, KeyAccessToken) and (token.calls_per_minute is not None or token.burst is not None):
+        return KeyRate(token.calls_per_minute, token.burst)
+    return None
 
 
 Verdict = AccessToken | AuthFailureReason
@@ -143,7 +161,13 @@ class StackTokenVerifier:
             note_auth_failure(checked)
             self._cache.put(digest, now + KEY_CACHE_SECONDS, checked)
             return None
-        verdict = AccessToken(token=token, client_id=checked.key_id, scopes=list(checked.scopes))
+        verdict = KeyAccessToken(
+            token=token,
+            client_id=checked.key_id,
+            scopes=list(checked.scopes),
+            calls_per_minute=checked.calls_per_minute,
+            burst=checked.burst,
+        )
         self._cache.put(digest, now + KEY_CACHE_SECONDS, verdict)
         return verdict
 

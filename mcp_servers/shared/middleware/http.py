@@ -22,6 +22,7 @@ from starlette.types import Scope as AsgiScope
 
 from mcp_servers.shared.auth.failures import AuthFailureReason, auth_outcome, note_auth_failure
 from mcp_servers.shared.auth.scopes import Scope, grants
+from mcp_servers.shared.auth.verifier import key_rate
 from mcp_servers.shared.config import HttpSettings
 from mcp_servers.shared.errors import (
     Conflict,
@@ -32,10 +33,11 @@ from mcp_servers.shared.errors import (
     PermissionDenied,
     RateLimited,
     StackError,
+    retry_after_milliseconds,
     retry_after_whole_seconds,
 )
 from mcp_servers.shared.middleware.mcp import RATE_LIMITED
-from mcp_servers.shared.resilience.ratelimit import RateLimiter
+from mcp_servers.shared.resilience.ratelimit import KeyRate, RateLimiter
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -98,6 +100,7 @@ def bearer_protected(
 
     async def protected(request: Request) -> Response:
         principal = "anonymous"
+        rate: KeyRate | None = None
         if require_auth:
             values = request.headers.getlist("authorization")
             token = values[0][7:].strip() if len(values) == 1 and values[0].lower().startswith("bearer ") else ""
@@ -117,9 +120,9 @@ def bearer_protected(
                     status_code=403,
                     headers={"WWW-Authenticate": _challenge(base_url, "insufficient_scope", f"need {scope}")},
                 )
-            principal = access.client_id
+            principal, rate = access.client_id, key_rate(access)
         try:
-            await limiter.acquire(f"{server}:{principal}:http:{request.url.path}")
+            await limiter.acquire(f"{server}:{principal}:http:{request.url.path}", rate)
         except RateLimited as exc:
             return error_response(exc)
         return await endpoint(request)
@@ -254,7 +257,7 @@ class SessionAdmission:
             return
         principal = user.access_token.client_id
         try:
-            await self._limiter.acquire(f"{self._server}:{principal}:session/open")
+            await self._limiter.acquire(f"{self._server}:{principal}:session/open", key_rate(user.access_token))
         except RateLimited as exc:
             await self._refuse(exc.retry_after_seconds, "too many sessions opened; slow down", scope, receive, send)
             return
@@ -278,7 +281,11 @@ class SessionAdmission:
         body = {
             "jsonrpc": "2.0",
             "id": None,
-            "error": {"code": RATE_LIMITED, "message": message, "data": {"retry_after_seconds": round(retry_after, 3)}},
+            "error": {
+                "code": RATE_LIMITED,
+                "message": message,
+                "data": {"retry_after_seconds": retry_after_milliseconds(retry_after)},
+            },
         }
         headers = {"Retry-After": str(retry_after_whole_seconds(retry_after))}
         await JSONResponse(body, status_code=429, headers=headers)(scope, receive, send)

@@ -2,7 +2,8 @@
 
 - `StackMiddleware` (a `ServerMiddleware`): request ids, unknown tool/prompt -> JSON-RPC -32602, a scope check
   on every request method (`METHOD_SCOPES`; tools by their own scope; unlisted methods refused), rate limits per
-  principal and method or tool (-32002 with `retry_after_seconds`), call metrics.
+  principal and method or tool at the key's own rate when it has one (-32002 with `retry_after_seconds`), call
+  metrics.
 - `translate_errors`: wraps each tool so domain `StackError`s become `ToolError` (the model reads them) or
   `MCPError` (the host sees them). This is the one place domain errors meet MCP.
 """
@@ -26,6 +27,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult
 from starlette.requests import Request
 
 from mcp_servers.shared.auth.scopes import Scope, grants
+from mcp_servers.shared.auth.verifier import key_rate
 from mcp_servers.shared.errors import (
     Conflict,
     DependencyUnavailable,
@@ -35,10 +37,11 @@ from mcp_servers.shared.errors import (
     PermissionDenied,
     RateLimited,
     StackError,
+    retry_after_milliseconds,
 )
 from mcp_servers.shared.observability.logging import request_id_var
 from mcp_servers.shared.observability.metrics import StackMetrics
-from mcp_servers.shared.resilience.ratelimit import RateLimiter
+from mcp_servers.shared.resilience.ratelimit import KeyRate, RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +91,8 @@ _outcome_var: ContextVar[_CallOutcome | None] = ContextVar("tool_call_outcome", 
 def to_mcp_error(error: StackError) -> Exception:
     """The MCP form of a domain error: ToolError for what the model can fix or retry, MCPError for the host."""
     if isinstance(error, RateLimited):
-        return MCPError(RATE_LIMITED, str(error), {"retry_after_seconds": round(error.retry_after_seconds, 3)})
+        data = {"retry_after_seconds": retry_after_milliseconds(error.retry_after_seconds)}
+        return MCPError(RATE_LIMITED, str(error), data)
     if isinstance(error, PermissionDenied):
         return MCPError(PERMISSION_DENIED, str(error), {"required_scope": error.required_scope})
     if isinstance(error, NotFound | Conflict | InvalidRequest | DependencyUnavailable | PeerToolError):
@@ -175,7 +179,9 @@ def to_protocol_error(error: StackError) -> MCPError:
         return mapped
     if isinstance(error, DependencyUnavailable):
         return MCPError(
-            DEPENDENCY_UNAVAILABLE, str(error), {"retry_after_seconds": round(error.retry_after_seconds, 3)}
+            DEPENDENCY_UNAVAILABLE,
+            str(error),
+            {"retry_after_seconds": retry_after_milliseconds(error.retry_after_seconds)},
         )
     return MCPError(INVALID_PARAMS, str(error))
 
@@ -210,10 +216,11 @@ def translate_prompt_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaita
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a key id (HTTP) or the trusted local parent (stdio, in-process)."""
+    """Who is calling: a key id (HTTP) or the trusted local parent (stdio, in-process), with the key's own rate."""
 
     name: str
     scopes: tuple[str, ...] | None  # None = trusted, every scope
+    rate: KeyRate | None = None  # None = the server's limit
 
     def holds(self, server: str, required: Scope) -> bool:
         """Whether this caller may use `server` at `required` itself: a tool that fetches from another server
@@ -230,7 +237,8 @@ def principal_of(ctx: ServerRequestContext[Any, Any]) -> Principal:
     if isinstance(request, Request) and "user" in request.scope:
         user = request.scope["user"]
         if isinstance(user, AuthenticatedUser):
-            return Principal(name=user.access_token.client_id, scopes=tuple(user.access_token.scopes))
+            token = user.access_token
+            return Principal(name=token.client_id, scopes=tuple(token.scopes), rate=key_rate(token))
         return Principal(name="anonymous", scopes=())
     return _TRUSTED
 
@@ -304,7 +312,7 @@ class StackMiddleware:
                     self._deny(f"{method} needs the {required!r} scope on {self._server}", required)
             bucket = method if required is not None or method in HANDSHAKE_METHODS else _OTHER_METHODS
             try:
-                await self._limiter.acquire(f"{self._server}:{principal.name}:{bucket}")
+                await self._limiter.acquire(f"{self._server}:{principal.name}:{bucket}", principal.rate)
             except RateLimited as exc:
                 self._rejections_for(bucket).inc()
                 raise to_mcp_error(exc) from None
@@ -362,7 +370,7 @@ class StackMiddleware:
             meters.protocol_error.inc()
             self._deny(f"tool {name} needs the {required!r} scope on {self._server}", required)
         try:
-            await self._limiter.acquire(f"{self._server}:{principal.name}:{name}")
+            await self._limiter.acquire(f"{self._server}:{principal.name}:{name}", principal.rate)
         except RateLimited as exc:
             meters.rejected.inc()
             meters.protocol_error.inc()

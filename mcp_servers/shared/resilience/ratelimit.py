@@ -4,13 +4,17 @@ Both limiters run GCRA in its continuous-state leaky-bucket form: each key has a
 drains at `calls_per_minute / 60` per second; a call is admitted when the level plus one fits in `burst`. Keeping
 the level in calls (not in seconds, as the virtual-scheduling form does) means a live `update()` of the rate keeps
 every key's spent budget as it is.
+
+A call may carry its principal's own rate (`KeyRate`: an API key's `calls_per_minute`/`burst`), used for that call
+in place of the limiter's. It is not part of the bucket's key: a principal still has one bucket per tool or method,
+so per-key rates create no state their calls would not create anyway.
 """
 
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -29,6 +33,7 @@ from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreake
 __all__ = [
     "KEY_PREFIX",
     "REDIS_DEPENDENCY",
+    "KeyRate",
     "MemoryRateLimiter",
     "RateLimit",
     "RateLimiter",
@@ -69,6 +74,45 @@ return {1, '0'}
 """
 
 
+def _checked_settings(what: str, values: Mapping[str, object]) -> RateLimitSettings:
+    """`values` checked against the bounds of `RateLimitSettings`; raises InvalidRequest naming the field."""
+    try:
+        return RateLimitSettings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "limit"
+        raise InvalidRequest(f"{what} {field}: {first['msg']}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRate:
+    """A principal's own limit (an API key's), used for its calls in place of the limiter's; None takes the limiter's.
+
+    Bounded like `RateLimitSettings`: build it with `checked` from anything a person typed.
+    """
+
+    calls_per_minute: float | None = None
+    burst: int | None = None
+
+    @classmethod
+    def checked(cls, calls_per_minute: float | None, burst: int | None) -> "KeyRate | None":
+        """The rate when either field is set (None when neither is); raises InvalidRequest when out of bounds."""
+        if calls_per_minute is None and burst is None:
+            return None
+        values: dict[str, object] = {"calls_per_minute": calls_per_minute, "burst": burst}
+        checked = _checked_settings("key rate", {name: value for name, value in values.items() if value is not None})
+        return cls(
+            checked.calls_per_minute if calls_per_minute is not None else None,
+            checked.burst if burst is not None else None,
+        )
+
+    def describe(self) -> str:
+        """For people: `6000/min, burst 200`; an unset field reads "default"."""
+        rate = "default" if self.calls_per_minute is None else f"{self.calls_per_minute:g}"
+        burst = "default" if self.burst is None else str(self.burst)
+        return f"{rate}/min, burst {burst}"
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """The limit every key gets: `burst` calls at once, refilled at `calls_per_minute`."""
@@ -87,17 +131,22 @@ class RateLimit:
 
     def replace(self, calls_per_minute: float, burst: int, enabled: bool | None) -> "RateLimit":
         """A new limit checked against the bounds of `RateLimitSettings`; raises InvalidRequest."""
-        try:
-            checked = RateLimitSettings(
-                calls_per_minute=calls_per_minute,
-                burst=burst,
-                enabled=self.enabled if enabled is None else enabled,
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "limit"
-            raise InvalidRequest(f"rate limit {field}: {first['msg']}") from None
-        return RateLimit.from_settings(checked)
+        values = {
+            "calls_per_minute": calls_per_minute,
+            "burst": burst,
+            "enabled": self.enabled if enabled is None else enabled,
+        }
+        return RateLimit.from_settings(_checked_settings("rate limit", values))
+
+    def for_key(self, rate: KeyRate | None) -> "RateLimit":
+        """This limit with a principal's own rate and burst where it has them (`enabled` stays the limiter's)."""
+        if rate is None:
+            return self
+        return RateLimit(
+            self.calls_per_minute if rate.calls_per_minute is None else rate.calls_per_minute,
+            self.burst if rate.burst is None else rate.burst,
+            self.enabled,
+        )
 
 
 class RateLimiter(Protocol):
@@ -106,8 +155,11 @@ class RateLimiter(Protocol):
     @property
     def limit(self) -> RateLimit: ...
 
-    async def acquire(self, key: str) -> None:
-        """Count one call against `key`; raises RateLimited(retry_after_seconds, limit_key=key) when spent."""
+    async def acquire(self, key: str, rate: KeyRate | None = None) -> None:
+        """Count one call against `key` at `rate` (None: the limiter's limit); raises RateLimited when spent.
+
+        A refusal's `retry_after_seconds` is > 0 and waiting that long admits the next call (unless others spend it).
+        """
         ...
 
     def update(self, calls_per_minute: float, burst: int, *, enabled: bool | None = None) -> None:
@@ -135,8 +187,9 @@ class MemoryRateLimiter:
         self._limit = RateLimit.from_settings(settings)
         self._max_keys = max_keys
         self._clock = clock
-        # key -> (level in calls, time of that level); ordered from least to most recently used.
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # key -> (level in calls, time of that level, the key's own calls per second or None for the limiter's);
+        # ordered from least to most recently used.
+        self._buckets: OrderedDict[str, tuple[float, float, float | None]] = OrderedDict()
 
     @property
     def limit(self) -> RateLimit:
@@ -147,33 +200,43 @@ class MemoryRateLimiter:
         """How many buckets are held now (drained ones are dropped lazily)."""
         return len(self._buckets)
 
-    async def acquire(self, key: str) -> None:
+    async def acquire(self, key: str, rate: KeyRate | None = None) -> None:
         """Count one call against `key`; raises RateLimited when its budget is spent."""
-        self.check(key)
+        self.check(key, rate)
 
-    def check(self, key: str) -> None:
+    def check(self, key: str, rate: KeyRate | None = None) -> None:
         """The synchronous core of `acquire`, for callers that already run without awaiting."""
         limit = self._limit
         if not limit.enabled:
             return
         now = self._clock()
-        rate = limit.calls_per_minute / 60.0
-        level, at = self._buckets.pop(key, (0.0, now))
+        default_rate = per_second = limit.calls_per_minute / 60.0
+        burst = limit.burst
+        own_rate: float | None = None
+        if rate is not None:
+            if rate.calls_per_minute is not None:
+                own_rate = per_second = rate.calls_per_minute / 60.0
+            if rate.burst is not None:
+                burst = rate.burst
+        level, at, _ = self._buckets.pop(key, (0.0, now, None))
         # Drain since the last call (the clock is monotonic; min/max builtins cost more than these tests).
         if now > at:
-            level -= (now - at) * rate
+            level -= (now - at) * per_second
             if level < 0.0:
                 level = 0.0
-        if level + 1 > limit.burst + _EPSILON:
-            self._buckets[key] = (level, now)
-            raise RateLimited(retry_after_seconds=(level + 1 - limit.burst) / rate, limit_key=key)
-        self._buckets[key] = (level + 1, now)
-        self._evict(now, rate)
+        if level + 1 > burst + _EPSILON:
+            self._buckets[key] = (level, now, own_rate)
+            # > 0 here (level + 1 exceeds burst by more than _EPSILON), and exactly the drain time to fit one call.
+            raise RateLimited(retry_after_seconds=(level + 1 - burst) / per_second, limit_key=key)
+        self._buckets[key] = (level + 1, now, own_rate)
+        self._evict(now, default_rate)
 
-    def _evict(self, now: float, rate: float) -> None:
-        # Amortised O(1): each bucket is inserted once per use and dropped at most once.
+    def _evict(self, now: float, default_rate: float) -> None:
+        # Amortised O(1): each bucket is inserted once per use and dropped at most once. Each bucket drains at its
+        # key's own rate when it has one (a slow key's bucket is not dropped early because a fast key called).
         while self._buckets:
-            key, (level, at) = next(iter(self._buckets.items()))
+            key, (level, at, own_rate) = next(iter(self._buckets.items()))
+            rate = default_rate if own_rate is None else own_rate
             if len(self._buckets) <= self._max_keys and level - (now - at) * rate > _EPSILON:
                 return
             del self._buckets[key]
@@ -253,11 +316,11 @@ class RedisRateLimiter:
         """True while decisions are taken by the per-process fallback."""
         return self._degraded
 
-    async def acquire(self, key: str) -> None:
+    async def acquire(self, key: str, rate: KeyRate | None = None) -> None:
         """Count one call against `key` in Redis; raises RateLimited when the shared budget is spent."""
-        limit = self._limit
-        if not limit.enabled:
+        if not self._limit.enabled:
             return
+        limit = self._limit.for_key(rate)
         try:
             async with self._breaker:
                 reply = await self._script(
@@ -265,7 +328,7 @@ class RedisRateLimiter:
                 )
         except (RedisError, OSError, DependencyUnavailable) as exc:
             self._fall_back(exc)
-            self._fallback.check(key)
+            self._fallback.check(key, rate)
             return
         if self._degraded:
             self._degraded = False

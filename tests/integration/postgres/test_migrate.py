@@ -33,6 +33,9 @@ FOUNDATION_SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
         "created_at": (TIMESTAMPTZ, False),
         "revoked_at": (TIMESTAMPTZ, True),
         "last_used_at": (TIMESTAMPTZ, True),
+        # A key's own rate limit (0006_key_rates); NULL takes the server's.
+        "calls_per_minute": ("double precision", True),
+        "burst": ("integer", True),
     },
     "runtime_config": {
         "key": ("text", False),
@@ -167,6 +170,32 @@ async def test_upgrading_release_by_release_yields_the_schema_of_a_fresh_install
     assert [(v, n, c) for v, n, c in await _recorded(pg_empty_dsn)] == [
         (m.version, m.name, m.checksum) for m in packaged
     ]
+
+
+async def test_key_rates_upgrade_keeps_existing_keys_on_the_default_and_bounds_new_rates(pg_empty_dsn: str) -> None:
+    packaged = await to_thread.run_sync(load_migrations)
+    index = next(i for i, migration in enumerate(packaged) if migration.name == "key_rates")
+    await migrate(pg_empty_dsn, packaged[:index])
+    connection = await asyncpg.connect(pg_empty_dsn)
+    try:
+        await connection.execute("INSERT INTO api_keys (id, key_hash, scopes) VALUES ('old', 'x', '{read}')")
+        await migrate(pg_empty_dsn)
+        # A key issued before the upgrade keeps the server's limit.
+        assert tuple(await connection.fetchrow("SELECT calls_per_minute, burst FROM api_keys WHERE id = 'old'")) == (
+            None,
+            None,
+        )
+        insert = (
+            "INSERT INTO api_keys (id, key_hash, scopes, calls_per_minute, burst) VALUES ($1, 'x', '{read}', $2, $3)"
+        )
+        await connection.execute(insert, "bulk", 1_000_000.0, 100_000)
+        for number, (calls_per_minute, burst) in enumerate(
+            [(0.0, None), (1_000_001.0, None), (float("nan"), None), (float("inf"), None), (None, 0), (None, 100_001)]
+        ):
+            with pytest.raises(asyncpg.CheckViolationError):
+                await connection.execute(insert, f"bad{number}", calls_per_minute, burst)
+    finally:
+        await connection.close()
 
 
 async def test_migration_lock_held_too_long_is_a_dependency_unavailable_with_retry_after(pg_empty_dsn: str) -> None:

@@ -25,3 +25,12 @@ def test_a_rate_limit_keeps_its_wait_for_the_host() -> None:
     assert isinstance(mapped, MCPError)
     assert mapped.error.code == RATE_LIMITED
     assert mapped.error.data == {"retry_after_seconds": 2.5}
+
+
+def test_a_wait_below_a_millisecond_is_never_reported_as_zero() -> None:
+    # A fast key's emission interval: 1,000,000 calls a minute refill one call in 60 microseconds.
+    for wait, reported in [(0.00006, 0.001), (1e-12, 0.001), (0.0015, 0.002), (2.0001, 2.001), (3.0, 3.0)]:
+        mapped = to_mcp_error(RateLimited(retry_after_seconds=wait, limit_key="k"))
+        assert isinstance(mapped, MCPError)
+        assert mapped.error.data == {"retry_after_seconds": reported}
+        assert "retry in 0" not in mapped.error.message and "0.00" not in mapped.error.message
