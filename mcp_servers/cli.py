@@ -73,6 +73,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(args: argparse.Namespace, settings: StackSettings) -> None:
+    """Servers and `up` log as configured (a summary on a terminal); a one-shot command prints only its answer on
+    the console (warnings aside). Every process also logs JSON to its own file under the log dir."""
+    observability = settings.observability
+    long_running = args.command in ("serve", "worker", "up")
+    if args.command == "serve":
+        process = args.server
+    elif args.command == "worker":
+        process = f"{args.server}-worker"
+    else:
+        process = "up" if args.command == "up" else "cli"
+    configure_logging(
+        observability.log_level,
+        observability.log_format,
+        console=observability.console if long_running else "full",
+        console_level=None if long_running else "WARNING",
+        process=process,
+        log_file=settings.log_path / f"{process}.jsonl",
+        max_file_bytes=observability.log_file_max_bytes,
+        file_backups=observability.log_file_backups,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `mcp-stack`; configuration and domain errors end in one line on stderr."""
     os.umask(PRIVATE_UMASK)  # nothing we or our engines create is readable by other local users
@@ -85,11 +108,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigurationError as exc:
         print(f"mcp-stack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.observability.log_level, settings.observability.log_format)
+    data_dir_error = None
     try:
         make_data_dir(settings.data_dir)
     except OSError as exc:  # a read-only data dir works with a DSN and a Qdrant server; each store reports its own
-        logger.warning("data dir not prepared", extra={"path": str(settings.data_dir), "error": exc.strerror})
+        data_dir_error = exc
+    _configure_logging(args, settings)
+    if data_dir_error is not None:
+        logger.warning(
+            "data dir not prepared", extra={"path": str(settings.data_dir), "error": data_dir_error.strerror}
+        )
     try:
         if args.command == "serve":
             anyio.run(_serve, args.server, args.transport, settings, args.host, args.port)

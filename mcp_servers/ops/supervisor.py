@@ -24,6 +24,7 @@ from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.ops import accounts
 from mcp_servers.shared.config import ServerName, StackSettings, env_variable, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
+from mcp_servers.shared.observability.logging import NOTABLE
 from mcp_servers.shared.postgres.pool import database_dsn, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
@@ -149,7 +150,7 @@ class Supervisor:
                 result = "refused: not a server started by mcp-stack up"
             else:
                 result = await self.restart(name)
-            logger.info("service command carried out", extra={"command_id": command.id, "result": result})
+            logger.info("service command carried out", extra={"command_id": command.id, "result": result, **NOTABLE})
             with contextlib.suppress(StackError):
                 await store.finish_command(command.id, result)
 
@@ -182,9 +183,15 @@ async def up(settings: StackSettings, names: Sequence[ServerName] = UP_ORDER) ->
                 await supervisor.start(name)
             for name in names:
                 await supervisor.wait_healthy(name)
+            created = {"admin_api_key": admin_token} if admin_token is not None else {}
+            if dashboard_admin is not None:
+                created |= {"dashboard_username": dashboard_admin[0], "dashboard_password": dashboard_admin[1]}
+            if created:
+                await accounts.save_initial_credentials(settings, created)
             print_banner(settings, names, admin_token)
             if dashboard_admin is not None:
                 print(f"\nDashboard login (shown once): {dashboard_admin[0]} / {dashboard_admin[1]}", flush=True)
+            print_footer(settings)
             async with (
                 open_database(settings, BreakerRegistry(settings.breaker)) as database,
                 anyio.create_task_group() as tg,
@@ -211,4 +218,20 @@ def print_banner(settings: StackSettings, names: Sequence[ServerName], admin_tok
         lines += ["", "Admin API key (shown once, store it now):", f"  {admin_token}"]
     else:
         lines += ["", "An admin key exists already; add keys with `mcp-stack keys create --name NAME --scopes read`."]
+    print("\n".join(lines), flush=True)
+
+
+def print_footer(settings: StackSettings) -> None:
+    """Where the credentials and the logs are, and what to run next; the terminal then shows notable events."""
+    credentials = accounts.credentials_path(settings)
+    lines = [""]
+    if credentials.exists():
+        lines.append(f"Credentials created by `up` are also in {credentials} (mode 0600; delete it once stored).")
+    lines += [
+        "Lost the dashboard password? `mcp-stack dashboard-user reset-password --username admin --generate`",
+        f"Logs (JSON, one file per process): {settings.log_path}",
+        "Stdio clients (`mcp-stack client-config claude-desktop`) use this running stack while it is up.",
+        "Features that are off and how to turn them on: `mcp-stack doctor`",
+        "",
+    ]
     print("\n".join(lines), flush=True)

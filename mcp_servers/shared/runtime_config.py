@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.observability.logging import NOTABLE
 from mcp_servers.shared.postgres.pool import BREAKER_NAME as POSTGRES_BREAKER
 from mcp_servers.shared.postgres.pool import Connection, Database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, BreakerState
@@ -229,7 +230,7 @@ class RuntimeConfig:
         if effective.observability.log_level != previous.observability.log_level:
             logging.getLogger().setLevel(effective.observability.log_level)
         self.version += 1
-        logger.info("runtime settings applied", extra={"keys": sorted(valid), "version": self.version})
+        logger.info("runtime settings applied", extra={"keys": sorted(valid), "version": self.version, **NOTABLE})
         if self._on_change is not None:
             self._on_change(effective)
 
