@@ -1,6 +1,6 @@
 """The operator subcommands of `mcp-stack` (cli.py loads settings, configures logging and delegates here).
 
-mcp-stack up                                           every server over HTTP, supervised (ops/supervisor.py)
+mcp-stack up [--root DIR]... [--local-llm]             every server over HTTP, supervised (ops/supervisor.py)
 mcp-stack keys create|list|revoke                      API keys for the HTTP transports
 mcp-stack dashboard-user create --username U           a dashboard account (password from stdin or a prompt)
 mcp-stack dashboard-user reset-password --username U   a new password (stdin, a prompt or --generate); ends sessions
@@ -11,6 +11,7 @@ mcp-stack client-config CLIENT [--server S] [--http]   a configuration snippet f
 """
 
 import argparse
+import functools
 import getpass
 import sys
 from pathlib import Path
@@ -29,7 +30,8 @@ COMMANDS: Final = ("up", "keys", "dashboard-user", "backup", "restore", "doctor"
 
 def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register the operator subcommands on `mcp-stack`'s subparsers."""
-    commands.add_parser("up", help="run every server over HTTP on embedded defaults")
+    up = commands.add_parser("up", help="run every server over HTTP on embedded defaults")
+    _add_up_options(up)
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create")
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace, settings: StackSettings) -> None:
         StackError: ConfigurationError and the domain errors, for the caller to print as one line.
     """
     if args.command == "up":
-        anyio.run(supervisor.up, settings)
+        anyio.run(functools.partial(supervisor.up, settings, roots=tuple(args.root), local_llm=args.local_llm))
     elif args.command == "keys":
         anyio.run(_keys, settings, args)
     elif args.command == "dashboard-user" and args.user_command == "reset-password":
@@ -136,3 +138,22 @@ def _reset_password(settings: StackSettings, args: argparse.Namespace) -> None:
         password = getpass.getpass("New password: ")
     anyio.run(accounts.reset_dashboard_password, settings, args.username, password)
     print(f"new password for {args.username}: {password}" if args.generate else f"password of {args.username} reset")
+
+
+# up's options: what a first `make run` needs to be a working stack
+
+
+def _add_up_options(up: argparse.ArgumentParser) -> None:
+    up.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a directory AIDB's ingest_path may read (repeatable; also editable live: aidb.allowed_roots)",
+    )
+    up.add_argument(
+        "--local-llm",
+        action="store_true",
+        help="run the provisioned local model (scripts/provision-tools.sh llama) as Hybrid's local backend",
+    )

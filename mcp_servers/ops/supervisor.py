@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Final
 
 import anyio
@@ -159,8 +160,36 @@ class Supervisor:
         await stop_all(self.processes)
 
 
-async def up(settings: StackSettings, names: Sequence[ServerName] = UP_ORDER) -> None:
-    """Run `names` until SIGINT/SIGTERM; prints the banner (and keys shown once) when all are healthy."""
+def ingest_roots(settings: StackSettings, roots: Sequence[Path]) -> dict[str, str]:
+    """AIDB's environment for the configured ingest roots plus `up --root` ones.
+
+    Raises:
+        ConfigurationError: a root is not an existing directory.
+    """
+    if not roots:
+        return {}
+    chosen = list(settings.aidb.allowed_roots)
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigurationError(f"--root {root}: not a directory; name an existing directory to ingest from")
+        chosen.append(root.resolve())
+    return {env_variable("aidb.allowed_roots"): json.dumps([str(root) for root in dict.fromkeys(chosen)])}
+
+
+async def up(
+    settings: StackSettings,
+    names: Sequence[ServerName] = UP_ORDER,
+    *,
+    roots: Sequence[Path] = (),
+    local_llm: bool = False,
+) -> None:
+    """Run `names` until SIGINT/SIGTERM; prints the banner (and keys shown once) when all are healthy.
+
+    Args:
+        roots: directories AIDB may ingest besides the configured ones (`up --root`).
+        local_llm: serve the provisioned local model and make it Hybrid's local backend (`up --local-llm`).
+    """
+    aidb_roots = ingest_roots(settings, roots)
     async with database_dsn(settings) as dsn:
         # One DSN for every child: with the embedded server, this process keeps it running for them.
         settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
@@ -177,6 +206,8 @@ async def up(settings: StackSettings, names: Sequence[ServerName] = UP_ORDER) ->
                 env_variable("dashboard.supervised"): "true",
             }
             dashboard_admin = await accounts.ensure_dashboard_admin(settings)
+        if "aidb" in names:
+            peers["aidb"] |= aidb_roots
         supervisor = Supervisor(settings, {name: common | peers[name] for name in names})
         try:
             for name in names:

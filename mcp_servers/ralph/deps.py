@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mcp_servers.ralph.backends.hybrid import HybridBackend
 from mcp_servers.ralph.backends.port import Backend
-from mcp_servers.ralph.backends.registry import BackendRegistry, command_backends
+from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout, TaskChanges
@@ -95,7 +95,8 @@ async def open_ralph(
     """
     settings = core.settings
     async with open_downstreams(core) as remote:
-        backends = BackendRegistry({**command_backends(settings.ralph), **remote})
+        runtime = core.runtime
+        backends = BackendRegistry(remote, live=lambda: runtime.effective.ralph)
         store = TaskStore(database)
         events = TaskEvents(core.telemetry)
         workers = None
