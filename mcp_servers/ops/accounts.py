@@ -34,6 +34,7 @@ __all__ = [
     "reissue_key",
     "reset_dashboard_password",
     "revoke_key",
+    "revoke_keys_named",
     "save_initial_credentials",
 ]
 
@@ -82,6 +83,15 @@ async def reissue_key(settings: StackSettings, name: str, scope: str) -> str:
             if key.name == name and key.revoked_at is None:
                 await keys.revoke(key.key_id)
         return (await keys.create(name, [scope])).token
+
+
+async def revoke_keys_named(settings: StackSettings, name: str) -> None:
+    """Revoke every active key named `name` (the keys `up` issued for its own run, when it stops)."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        keys = KeyStore(database)
+        for key in await keys.list():
+            if key.name == name and key.revoked_at is None:
+                await keys.revoke(key.key_id)
 
 
 async def ensure_dashboard_admin(settings: StackSettings) -> tuple[str, str] | None:

@@ -22,7 +22,7 @@ import httpx
 from anyio.abc import Process
 
 from mcp_servers.dashboard.store import DashboardStore
-from mcp_servers.ops import accounts
+from mcp_servers.ops import accounts, stack_file
 from mcp_servers.shared.config import ServerName, StackSettings, env_variable, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.observability.logging import NOTABLE
@@ -37,6 +37,7 @@ UP_ORDER: Final[tuple[ServerName, ...]] = ("aidb", "hybrid", "ralph", "dashboard
 """Started in this order: servers that others call come first."""
 SERVICE_KEY_NAME: Final = "dashboard service (created by mcp-stack up)"
 PEER_KEY_NAME: Final = "server peers (created by mcp-stack up)"
+BRIDGE_KEY_NAME: Final = "stdio bridge (created by mcp-stack up)"
 COMMAND_POLL_SECONDS: Final = 1.0
 HEALTH_DEADLINE_SECONDS: Final = 120.0
 _HEALTH_POLL_SECONDS: Final = 0.2
@@ -190,6 +191,10 @@ async def up(
         local_llm: serve the provisioned local model and make it Hybrid's local backend (`up --local-llm`).
     """
     aidb_roots = ingest_roots(settings, roots)
+    running = await anyio.to_thread.run_sync(stack_file.running_up, settings)
+    if running is not None:
+        raise ConfigurationError(f"mcp-stack up is running already (pid {running}) on {settings.data_dir}")
+    await stack_file.stores_free(settings, tuple(names), what="mcp-stack up")
     async with database_dsn(settings) as dsn:
         # One DSN for every child: with the embedded server, this process keeps it running for them.
         settings = load_settings(postgres={**settings.postgres.model_dump(), "dsn": dsn})
@@ -222,6 +227,7 @@ async def up(
             print_banner(settings, names, admin_token)
             if dashboard_admin is not None:
                 print(f"\nDashboard login (shown once): {dashboard_admin[0]} / {dashboard_admin[1]}", flush=True)
+            await publish_stack(settings, names)
             print_footer(settings)
             async with (
                 open_database(settings, BreakerRegistry(settings.breaker)) as database,
@@ -234,8 +240,28 @@ async def up(
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                await withdraw_stack(settings)
                 await supervisor.stop()
     print("mcp-stack stopped", file=sys.stderr)
+
+
+async def publish_stack(settings: StackSettings, names: Sequence[ServerName]) -> None:
+    """Write the stack file with a fresh bridge key, so stdio entry points serve their clients through us.
+
+    The key has the admin scope a stdio client has always had (it is trusted as the user); the file is 0600 in
+    the data dir, which already holds the database files and the credentials file, and the key is revoked when
+    `up` stops and replaced by the next `up`.
+    """
+    bridge_key = await accounts.reissue_key(settings, BRIDGE_KEY_NAME, "admin")
+    urls: dict[str, str] = {name: f"{base_url(settings, name)}/mcp" for name in names if name != "dashboard"}
+    await anyio.to_thread.run_sync(stack_file.write, settings, urls, bridge_key)
+
+
+async def withdraw_stack(settings: StackSettings) -> None:
+    """Remove the stack file and revoke the bridge key (best effort: `up` is stopping)."""
+    await anyio.to_thread.run_sync(stack_file.remove, settings)
+    with contextlib.suppress(StackError), anyio.move_on_after(_DRAIN_SECONDS):
+        await accounts.revoke_keys_named(settings, BRIDGE_KEY_NAME)
 
 
 def print_banner(settings: StackSettings, names: Sequence[ServerName], admin_token: str | None) -> None:
