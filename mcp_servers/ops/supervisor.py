@@ -7,15 +7,17 @@ environment names settings through `env_variable`, so a renamed setting fails he
 """
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 import anyio
 import httpx
@@ -23,8 +25,9 @@ from anyio.abc import Process
 
 from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.ops import accounts, stack_file
-from mcp_servers.shared.config import ServerName, StackSettings, env_variable, load_settings
+from mcp_servers.shared.config import LlmBackendSettings, ServerName, StackSettings, env_variable, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
+from mcp_servers.shared.files import make_private_dir
 from mcp_servers.shared.observability.logging import NOTABLE
 from mcp_servers.shared.postgres.pool import database_dsn, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -73,7 +76,9 @@ def peer_environment(settings: StackSettings, names: Sequence[ServerName], peer_
     return env
 
 
-async def wait_healthy(url: str, process: Process, deadline_seconds: float = HEALTH_DEADLINE_SECONDS) -> None:
+async def wait_healthy(
+    url: str, process: Process, deadline_seconds: float = HEALTH_DEADLINE_SECONDS, *, probe: str = "/health"
+) -> None:
     """Poll `/health` until it answers; a child that exits first is a start-up failure.
 
     Raises:
@@ -84,7 +89,7 @@ async def wait_healthy(url: str, process: Process, deadline_seconds: float = HEA
         with anyio.fail_after(deadline_seconds):
             while process.returncode is None:
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(f"{url}/health")).status_code == 200:
+                    if (await client.get(f"{url}{probe}")).status_code == 200:
                         return
                 await anyio.sleep(_HEALTH_POLL_SECONDS)
     raise ConfigurationError(f"{url} exited with status {process.returncode} during start-up")
@@ -177,6 +182,68 @@ def ingest_roots(settings: StackSettings, roots: Sequence[Path]) -> dict[str, st
     return {env_variable("aidb.allowed_roots"): json.dumps([str(root) for root in dict.fromkeys(chosen)])}
 
 
+LOCAL_MODEL: Final = Path.home() / ".cache/mcp-stack/models/gemma3-270m-q4_k_m.gguf"
+"""The model `scripts/provision-tools.sh llama` assembles (Gemma 3 270M, Q4_K_M)."""
+LOCAL_BACKEND: Final = "local"
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def local_llm_server(settings: StackSettings) -> AsyncIterator[dict[str, str]]:
+    """Serve the provisioned local model with llama.cpp on a free loopback port for the block's lifetime; yields
+    Hybrid's environment with that server as its local backend (before any configured backends).
+
+    Raises:
+        ConfigurationError: the model or llama-cpp-python is not provisioned, or the server did not start.
+    """
+    if not await anyio.Path(LOCAL_MODEL).is_file() or importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigurationError(
+            "--local-llm: the local model is not provisioned; run `bash scripts/provision-tools.sh llama` "
+            "(`make run LLM=1` does it)"
+        )
+    port = await anyio.to_thread.run_sync(_free_loopback_port)
+    log = await anyio.to_thread.run_sync(_llama_log, settings)
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(LOCAL_MODEL), "--chat_format", "gemma"]
+    process = await anyio.open_process(
+        [*argv, "--host", "127.0.0.1", "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url, process, probe="/v1/models")
+        local = {
+            "name": LOCAL_BACKEND,
+            "kind": "local",
+            "base_url": f"{url}/v1",
+            "model": "gemma3-270m",
+            "context_window_tokens": 8192,
+            "json_mode": "json_object",  # llama-cpp-python's server rejects the OpenAI json_schema form
+        }
+        others = [_backend_json(backend) for backend in settings.hybrid.backends if backend.name != LOCAL_BACKEND]
+        logger.info("local LLM serving", extra={"port": port, **NOTABLE})
+        yield {env_variable("hybrid.backends"): json.dumps([local, *others])}
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stop_all({"hybrid": process})
+            log.close()
+
+
+def _llama_log(settings: StackSettings) -> IO[bytes]:
+    make_private_dir(settings.log_path)
+    return open(settings.log_path / "llama.log", "ab")  # closed by local_llm_server when the server stops
+
+
+def _backend_json(backend: LlmBackendSettings) -> dict[str, object]:
+    data: dict[str, object] = backend.model_dump(mode="json", exclude_none=True)
+    if backend.api_key is not None:  # the child needs the key itself, not its mask
+        data["api_key"] = backend.api_key.get_secret_value()
+    return data
+
+
 async def up(
     settings: StackSettings,
     names: Sequence[ServerName] = UP_ORDER,
@@ -213,6 +280,9 @@ async def up(
             dashboard_admin = await accounts.ensure_dashboard_admin(settings)
         if "aidb" in names:
             peers["aidb"] |= aidb_roots
+        llm = contextlib.AsyncExitStack()
+        if local_llm and "hybrid" in names:
+            peers["hybrid"] |= await llm.enter_async_context(local_llm_server(settings))
         supervisor = Supervisor(settings, {name: common | peers[name] for name in names})
         try:
             for name in names:
@@ -242,6 +312,7 @@ async def up(
             with anyio.CancelScope(shield=True):
                 await withdraw_stack(settings)
                 await supervisor.stop()
+                await llm.aclose()
     print("mcp-stack stopped", file=sys.stderr)
 
 

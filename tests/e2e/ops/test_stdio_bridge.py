@@ -16,6 +16,7 @@ from mcp_servers.ops.supervisor import UP_ORDER
 from mcp_servers.shared.config import StackSettings
 from tests.e2e.test_transports import stack_env
 from tests.support import VENV_BIN, free_port, http_client
+from tests.tools import gemma_model_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -25,9 +26,11 @@ def _env(settings: StackSettings, ports: dict[str, int]) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(env: dict[str, str]) -> AsyncIterator[tuple[Process, str]]:
+async def running_stack(env: dict[str, str], *options: str) -> AsyncIterator[tuple[Process, str]]:
     """`mcp-stack up` until the block ends; yields the process and its banner (up to the footer)."""
-    process = await anyio.open_process([str(VENV_BIN / "mcp-stack"), "up"], env=env, stderr=subprocess.DEVNULL)
+    process = await anyio.open_process(
+        [str(VENV_BIN / "mcp-stack"), "up", *options], env=env, stderr=subprocess.DEVNULL
+    )
     try:
         assert process.stdout is not None
         banner = ""
@@ -89,3 +92,17 @@ async def test_up_beside_an_embedded_stdio_server_ends_in_one_line(stack_setting
         assert "vector store" in lines[0] and "Traceback" not in lines[0]
     assert b"mcp-stack is up" not in result.stdout
     assert not await anyio.Path(stack_settings.data_dir / STACK_FILE).exists()
+
+
+async def test_up_with_the_local_llm_answers_route_query(stack_settings: StackSettings) -> None:
+    gemma_model_path()  # provisioned by `scripts/provision-tools.sh llama` (the suite's `make tools`)
+    ports = {name: free_port() for name in UP_ORDER}
+    env = _env(stack_settings, ports)
+    async with running_stack(env, "--local-llm") as (_, banner):
+        admin_key = re.search(r"^\s+(mcps_\S+)$", banner, re.MULTILINE)
+        assert admin_key is not None, banner
+        async with http_client(f"http://127.0.0.1:{ports['hybrid']}", admin_key.group(1)) as hybrid:
+            answer = await hybrid.call_tool("route_query", {"prompt": "Say hello.", "max_tokens": 16})
+        assert not answer.is_error, answer
+        assert answer.structured_content is not None
+        assert answer.structured_content["backend"] == "local"
