@@ -27,8 +27,11 @@ sandbox:
 		bash scripts/provision-tools.sh sandbox; } || \
 		echo "bubblewrap is missing: Ralph will refuse command tasks (install it: apt-get install bubblewrap)" >&2
 
+# make run LLM=1: also provision and serve the local model (Gemma 3 270M) as Hybrid's backend.
+# make run ROOT=~/notes: a directory AIDB's ingest_path may read.
 run: setup sandbox
-	$(VENV)/bin/mcp-stack up
+	$(if $(LLM),bash scripts/provision-tools.sh llama)
+	$(VENV)/bin/mcp-stack up $(if $(LLM),--local-llm) $(if $(ROOT),--root $(ROOT))
 
 tools: setup
 	bash scripts/provision-tools.sh all

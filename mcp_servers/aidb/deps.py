@@ -7,7 +7,7 @@ a task group for as long as the dependencies are open.
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -43,11 +43,13 @@ class AidbDeps:
     embedder: Embedder
     indexer: Indexer
     searcher: Searcher
+    live: Callable[[], StackSettings] | None = None
+    """The settings in force (live overrides applied); unset = `settings`."""
 
     @property
     def aidb(self) -> AidbSettings:
-        """AIDB's own settings section."""
-        return self.settings.aidb
+        """AIDB's own settings section, live overrides (the ingest roots) applied."""
+        return (self.live() if self.live is not None else self.settings).aidb
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
         """Checks `/ready` runs besides PostgreSQL."""
@@ -131,7 +133,8 @@ async def open_aidb(core: Core, database: Database, *, cache_requests: Counter) 
                 max_candidates=settings.aidb.max_search_candidates,
                 dense_weight=settings.aidb.hybrid_dense_weight,
             )
-            deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher)
+            runtime = core.runtime
+            deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher, live=lambda: runtime.effective)
             async with background_tasks("aidb") as background:
                 background.start("indexer", indexer.run)
                 if settings.aidb.register_servers:

@@ -94,6 +94,23 @@ class DashboardStore:
             "UPDATE dashboard_users SET password_hash = $2 WHERE username = $1", username, password_hash
         )
 
+    async def reset_password(self, username: str, password_hash: str) -> None:
+        """Give an account a new password and end every session it has (the operator's reset).
+
+        Raises:
+            NotFound: no account has that name.
+        """
+        async with self._database.transaction() as conn:
+            updated = await conn.execute(
+                "UPDATE dashboard_users SET password_hash = $2 WHERE username = $1", username, password_hash
+            )
+            if updated == "UPDATE 0":
+                raise NotFound(f"no dashboard user {username!r}; create it with `mcp-stack dashboard-user create`")
+            await conn.execute(
+                "UPDATE dashboard_sessions SET revoked_at = now() WHERE username = $1 AND revoked_at IS NULL",
+                username,
+            )
+
     async def create_session(self, session_id: str, username: str, csrf_token: str, max_age_seconds: int) -> None:
         """Store a new session that ends after `max_age_seconds`."""
         await self._database.execute(

@@ -97,6 +97,10 @@ class Router:
         self._thresholds: dict[str, float] = {}
         self._observer = observer
 
+    def replace_backends(self, backends: Sequence[Backend]) -> None:
+        """Route over `backends` from the next call on (a live settings change); calls in flight keep theirs."""
+        self.backends = {backend.settings.name: backend for backend in backends}
+
     async def load_thresholds(self) -> None:
         """Read the adapted thresholds (missing task types use the configured initial value)."""
         self._thresholds = await store.load_thresholds(self._database)
@@ -134,8 +138,12 @@ class Router:
             DependencyUnavailable: every candidate failed, or only budget-exhausted backends were left.
         """
         started = time.perf_counter()
-        if not self.backends:
-            raise InvalidRequest("no LLM backend is configured; set MCP_STACK_HYBRID__BACKENDS")
+        backends = self.backends  # one set per call, whatever a live settings change swaps in meanwhile
+        if not backends:
+            raise InvalidRequest(
+                "no LLM backend is configured; add one in the dashboard's live configuration (hybrid.backends), "
+                "set MCP_STACK_HYBRID__BACKENDS, or start the stack with a local model (make run LLM=1)"
+            )
         prompt_text = "\n".join(message.content for message in messages)
         user_text = "\n".join(message.content for message in messages if message.role == "user")
         wants_json = json_schema is not None
@@ -151,18 +159,18 @@ class Router:
         )
         plan = plan_route(
             request,
-            [backend.settings for backend in self.backends.values()],
+            [backend.settings for backend in backends.values()],
             threshold=self.threshold(task_type),
             allow_secrets_remote=self._settings.allow_secrets_remote,
             # The budget is checked per costed attempt below (most calls never reach one).
             budget_left=math.inf,
-            breaker_open={name: backend.breaker.state is BreakerState.OPEN for name, backend in self.backends.items()},
+            breaker_open={name: backend.breaker.state is BreakerState.OPEN for name, backend in backends.items()},
         )
         attempts = [Attempt(skip.backend, "skipped", skip.reason) for skip in plan.skipped]
         llm_seconds = 0.0
         first_rejection: InvalidRequest | None = None
         for name in plan.candidates:
-            backend = self.backends[name]
+            backend = backends[name]
             if backend.settings.cost_per_1k_tokens > 0:
                 left = await self._budget_left()
                 if worst_case_cost(backend.settings, request.prompt_tokens, max_tokens) > left:

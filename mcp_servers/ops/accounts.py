@@ -5,33 +5,46 @@ Every function opens the system of record for its own duration (the embedded ser
 """
 
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Final
+
+import anyio
+import anyio.to_thread
 
 from mcp_servers.dashboard.auth import Passwords
 from mcp_servers.dashboard.store import DashboardStore, Role
 from mcp_servers.shared.auth.keys import IssuedKey, KeyStore
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import ConfigurationError
+from mcp_servers.shared.files import write_atomically
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.resilience.ratelimit import KeyRate
 
 __all__ = [
+    "CREDENTIALS_FILE",
     "MIN_PASSWORD_CHARS",
     "create_dashboard_user",
     "create_key",
+    "credentials_path",
     "describe_rate",
     "ensure_admin_key",
     "ensure_dashboard_admin",
+    "generate_password",
     "list_keys",
     "reissue_key",
     "reissue_keys",
+    "reset_dashboard_password",
     "revoke_key",
+    "revoke_keys_named",
+    "save_initial_credentials",
 ]
 
 MIN_PASSWORD_CHARS: Final = 8
 _FIRST_ADMIN: Final = "admin"
+CREDENTIALS_FILE: Final = "initial-credentials"
 
 
 async def create_key(
@@ -110,13 +123,22 @@ async def reissue_keys(
         return {name: (await store.create(name, list(scopes))).token for name, scopes in keys.items()}
 
 
+async def revoke_keys_named(settings: StackSettings, name: str) -> None:
+    """Revoke every active key named `name` (the keys `up` issued for its own run, when it stops)."""
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        keys = KeyStore(database)
+        for key in await keys.list():
+            if key.name == name and key.revoked_at is None:
+                await keys.revoke(key.key_id)
+
+
 async def ensure_dashboard_admin(settings: StackSettings) -> tuple[str, str] | None:
     """Create the first dashboard admin when there is no account; return (username, password) to print once."""
     async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
         store = DashboardStore(database)
         if await store.count_users() > 0:
             return None
-        password = secrets.token_urlsafe(18)
+        password = generate_password()
         await store.create_user(_FIRST_ADMIN, await Passwords().hash(password), "admin")
         return _FIRST_ADMIN, password
 
@@ -133,3 +155,43 @@ async def create_dashboard_user(settings: StackSettings, username: str, role: Ro
     async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
         password_hash = await Passwords().hash(password)
         await DashboardStore(database).create_user(username, password_hash, role)
+
+
+async def reset_dashboard_password(settings: StackSettings, username: str, password: str) -> None:
+    """Give an account a new password and end its sessions.
+
+    Raises:
+        ConfigurationError: the password is shorter than `MIN_PASSWORD_CHARS`.
+        NotFound: no account has that name.
+    """
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ConfigurationError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        await DashboardStore(database).reset_password(username, await Passwords().hash(password))
+
+
+def generate_password() -> str:
+    """A random dashboard password (144 bits)."""
+    return secrets.token_urlsafe(18)
+
+
+def credentials_path(settings: StackSettings) -> Path:
+    """Where `up` keeps the credentials it creates (mode 0600): `<data_dir>/initial-credentials`."""
+    return settings.data_dir / CREDENTIALS_FILE
+
+
+async def save_initial_credentials(settings: StackSettings, entries: dict[str, str]) -> Path:
+    """Add the credentials `up` just created to the private credentials file (earlier entries are kept)."""
+    path = credentials_path(settings)
+
+    def write() -> None:
+        try:
+            previous = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            previous = "# Credentials created by mcp-stack up. Store them elsewhere, then delete this file.\n"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = [f"\n# created {stamp}", *(f"{key}={value}" for key, value in entries.items())]
+        write_atomically(path, previous + "\n".join(lines) + "\n", mode=0o600)
+
+    await anyio.to_thread.run_sync(write)
+    return path

@@ -1,8 +1,9 @@
 """The operator subcommands of `mcp-stack` (cli.py loads settings, configures logging and delegates here).
 
-mcp-stack up                                           every server over HTTP, supervised (ops/supervisor.py)
+mcp-stack up [--root DIR]... [--local-llm]             every server over HTTP, supervised (ops/supervisor.py)
 mcp-stack keys create|list|revoke                      API keys for the HTTP transports (each may have its own rate)
 mcp-stack dashboard-user create --username U           a dashboard account (password from stdin or a prompt)
+mcp-stack dashboard-user reset-password --username U   a new password (stdin, a prompt or --generate); ends sessions
 mcp-stack backup ARCHIVE [--vectors snapshot|skip]     one archive: database, vectors, telemetry, config
 mcp-stack restore ARCHIVE                              into an empty database and empty data directories
 mcp-stack doctor                                       check everything; non-zero exit on problems
@@ -10,6 +11,7 @@ mcp-stack client-config CLIENT [--server S] [--http]   a configuration snippet f
 """
 
 import argparse
+import functools
 import getpass
 import sys
 from pathlib import Path
@@ -28,7 +30,8 @@ COMMANDS: Final = ("up", "keys", "dashboard-user", "backup", "restore", "doctor"
 
 def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register the operator subcommands on `mcp-stack`'s subparsers."""
-    commands.add_parser("up", help="run every server over HTTP on embedded defaults")
+    up = commands.add_parser("up", help="run every server over HTTP on embedded defaults")
+    _add_up_options(up)
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create")
@@ -55,6 +58,7 @@ def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     create_user.add_argument("--username", required=True)
     create_user.add_argument("--role", choices=["admin", "viewer"], default="admin")
     create_user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _add_reset_password(user_commands)
     backup_parser = commands.add_parser("backup", help="write one archive: database, vectors, telemetry, config")
     backup_parser.add_argument("archive", type=Path)
     backup_parser.add_argument(
@@ -82,9 +86,11 @@ def run(args: argparse.Namespace, settings: StackSettings) -> None:
         StackError: ConfigurationError and the domain errors, for the caller to print as one line.
     """
     if args.command == "up":
-        anyio.run(supervisor.up, settings)
+        anyio.run(functools.partial(supervisor.up, settings, roots=tuple(args.root), local_llm=args.local_llm))
     elif args.command == "keys":
         anyio.run(_keys, settings, args)
+    elif args.command == "dashboard-user" and args.user_command == "reset-password":
+        _reset_password(settings, args)
     elif args.command == "dashboard-user":
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
         anyio.run(_create_dashboard_user, settings, args.username, args.role, password)
@@ -131,3 +137,44 @@ async def _backup(settings: StackSettings, archive: Path, vectors: backup.Vector
 async def _restore(settings: StackSettings, archive: Path) -> None:
     manifest = await backup.restore_backup(settings, archive)
     print(f"restored {archive}: {backup.describe(manifest)}")
+
+
+# dashboard-user reset-password (the operator's way back in when the password printed by `up` is lost)
+
+
+def _add_reset_password(user_commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    reset = user_commands.add_parser("reset-password", help="set a new password and end the account's sessions")
+    reset.add_argument("--username", required=True)
+    source = reset.add_mutually_exclusive_group()
+    source.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    source.add_argument("--generate", action="store_true", help="generate a password and print it")
+
+
+def _reset_password(settings: StackSettings, args: argparse.Namespace) -> None:
+    if args.generate:
+        password = accounts.generate_password()
+    elif args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("New password: ")
+    anyio.run(accounts.reset_dashboard_password, settings, args.username, password)
+    print(f"new password for {args.username}: {password}" if args.generate else f"password of {args.username} reset")
+
+
+# up's options: what a first `make run` needs to be a working stack
+
+
+def _add_up_options(up: argparse.ArgumentParser) -> None:
+    up.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a directory AIDB's ingest_path may read (repeatable; also editable live: aidb.allowed_roots)",
+    )
+    up.add_argument(
+        "--local-llm",
+        action="store_true",
+        help="run the provisioned local model (scripts/provision-tools.sh llama) as Hybrid's local backend",
+    )

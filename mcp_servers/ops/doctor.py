@@ -7,6 +7,7 @@ embedded PostgreSQL that is not running is started for the check and stopped aga
 
 import contextlib
 import json
+import shutil
 import socket
 import stat
 import sys
@@ -30,6 +31,7 @@ from mcp_servers.shared.postgres.embedded import cluster_dir
 from mcp_servers.shared.postgres.migrate import load_migrations
 from mcp_servers.shared.postgres.pool import database_dsn
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.runtime_config import apply_overrides, valid_overrides
 
 __all__ = ["Finding", "format_report", "main", "run_checks"]
 
@@ -62,7 +64,9 @@ async def run_checks(settings: StackSettings) -> list[Finding]:
     await _guard("database", emit, _check_database(settings, emit))
     await _guard("vectors", emit, _check_vectors(settings, emit))
     await _guard("embedder", emit, _check_embedder(settings, emit))
-    await _guard("llm", emit, _check_llm_backends(settings, emit))
+    effective, users = await _live_state(settings)
+    await _guard("llm", emit, _check_llm_backends(effective, emit))
+    await _check_features(effective, users, emit)
     await _check_auth(settings, emit)
     await _check_sandbox(settings, emit)
     await _check_ports(settings, emit)
@@ -256,7 +260,10 @@ async def _check_llm_backends(settings: StackSettings, emit: Emit) -> None:
     backends = settings.hybrid.backends
     if not backends:
         emit(
-            "llm", "warn", "no LLM backend configured; Hybrid's route_query cannot answer (MCP_STACK_HYBRID__BACKENDS)"
+            "llm",
+            "warn",
+            "off: route_query cannot answer. Turn it on: `make run LLM=1` (a local model), or add a backend in the "
+            "dashboard's Live configuration (hybrid.backends)",
         )
         return
     async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS) as client:
@@ -284,6 +291,61 @@ async def _check_llm_backends(settings: StackSettings, emit: Emit) -> None:
                 emit(
                     f"llm {backend.name}", "ok", f"{backend.kind} {backend.protocol} backend answers ({backend.model})"
                 )
+
+
+async def _live_state(settings: StackSettings) -> tuple[StackSettings, int | None]:
+    """The settings in force (stored live overrides applied) and the number of dashboard accounts (None when
+    the database cannot be read: the database check reports why)."""
+    if settings.postgres.dsn is None and not await anyio.Path(cluster_dir(settings.data_dir)).exists():
+        return settings, None
+    try:
+        async with database_dsn(settings) as dsn:
+            connection = await asyncpg.connect(dsn, timeout=_PROBE_TIMEOUT_SECONDS)
+            try:
+                rows = await connection.fetch("SELECT key, value FROM runtime_config")
+                users = int(await connection.fetchval("SELECT count(*) FROM dashboard_users"))
+            finally:
+                await connection.close()
+    except (StackError, OSError, asyncpg.PostgresError):
+        return settings, None
+    stored = {row["key"]: json.loads(row["value"]) for row in rows}
+    return apply_overrides(settings, valid_overrides(settings, stored)), users
+
+
+async def _check_features(settings: StackSettings, users: int | None, emit: Emit) -> None:
+    """One finding per headline feature that is off, with the one step that turns it on."""
+    if not settings.aidb.allowed_roots:
+        emit(
+            "ingest",
+            "warn",
+            "off: ingest_path refuses every path. Turn it on: `mcp-stack up --root DIR` (make run ROOT=DIR), or "
+            "add the directory in the dashboard's Live configuration (aidb.allowed_roots)",
+        )
+    else:
+        emit("ingest", "ok", f"ingest_path may read {len(settings.aidb.allowed_roots)} root(s)")
+    if not settings.ralph.command_templates:
+        emit(
+            "agents",
+            "warn",
+            'off: submit_task(backend="command") is refused. Turn it on: add an agent in the dashboard\'s Live '
+            'configuration (ralph.command_templates), e.g. {"default": ["claude", "-p", "{prompt}"]}',
+        )
+    else:
+        emit("agents", "ok", f"agent templates: {', '.join(sorted(settings.ralph.command_templates))}")
+    if await anyio.to_thread.run_sync(shutil.which, "bwrap") is None:
+        emit(
+            "sandbox",
+            "warn",
+            "off: bubblewrap (bwrap) is not installed, so agent commands cannot be sandboxed. Turn it on: "
+            "`sudo apt-get install bubblewrap`",
+        )
+    if users == 0:
+        emit(
+            "dashboard users",
+            "warn",
+            "off: nobody can log in to the dashboard. Turn it on: `mcp-stack up` creates the first account, or "
+            "`mcp-stack dashboard-user create --username NAME`",
+        )
 
 
 async def _check_auth(settings: StackSettings, emit: Emit) -> None:

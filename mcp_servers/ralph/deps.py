@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mcp_servers.ralph.backends.hybrid import HybridBackend
 from mcp_servers.ralph.backends.port import Backend
-from mcp_servers.ralph.backends.registry import BackendRegistry, command_backends
+from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.notify import ResourceFanout, TaskChanges
@@ -100,7 +100,8 @@ async def open_ralph(
     async with open_downstreams(core) as remote:
         await log_mode(settings.ralph)
         sandbox = Sandbox(settings.ralph)
-        backends = BackendRegistry({**command_backends(settings.ralph, sandbox), **remote})
+        runtime = core.runtime
+        backends = BackendRegistry(remote, sandbox=sandbox, live=lambda: runtime.effective.ralph)
         store = TaskStore(database)
         events = TaskEvents(core.telemetry)
         workers = None

@@ -4,6 +4,7 @@ Workers in any number of processes share the queue in PostgreSQL; SIGINT/SIGTERM
 to the queue before the process exits.
 """
 
+import functools
 import logging
 import signal
 
@@ -26,10 +27,16 @@ async def run_workers(settings: StackSettings, *, concurrency: int | None = None
     if settings.ralph.workers < 1:
         raise ConfigurationError("MCP_STACK_RALPH__WORKERS must be at least 1 for a worker process")
     core = build_core("ralph", settings)
-    async with open_database(settings, core.breakers, application_name="mcp-stack-ralph-worker") as database:
+    async with (
+        open_database(settings, core.breakers, application_name="mcp-stack-ralph-worker") as database,
+        anyio.create_task_group() as live,
+    ):
+        # Live settings (the command templates) reach worker processes too.
+        live.start_soon(functools.partial(core.runtime.run, database, core.breakers, listen=False))
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with open_ralph(core, database, metrics=RalphMetrics(core.metrics.registry)) as deps:
                 assert deps.workers is not None
                 logger.info("ralph worker process ready", extra={"worker_id": deps.workers.worker_id})
                 async for _ in signals:
                     break
+        live.cancel_scope.cancel()

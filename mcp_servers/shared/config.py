@@ -173,6 +173,14 @@ class ObservabilitySettings(_Section):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    console: Literal["auto", "summary", "full"] = Field(
+        default="auto",
+        description="stderr: summary = warnings and notable events as short lines; full = every record in "
+        "log_format; auto = summary on a terminal, full otherwise",
+    )
+    log_dir: Path | None = Field(default=None, description="JSON log files, one per process; default <data_dir>/logs")
+    log_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096, le=1024**3, description="rotate at this size")
+    log_file_backups: int = Field(default=3, ge=0, le=100, description="rotated log files kept per process")
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint; unset = no export")
 
 
@@ -572,6 +580,10 @@ class StackSettings(BaseSettings):
     @property
     def telemetry_path(self) -> Path:
         return self.telemetry.path or self.data_dir / "telemetry"
+
+    @property
+    def log_path(self) -> Path:
+        return self.observability.log_dir or self.data_dir / "logs"
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -1,5 +1,6 @@
 """The one MCP client for calling another MCP server: Ralph -> Hybrid/AIDB, Hybrid -> AIDB/Ralph, the dashboard,
-and AIDB's tool discovery. Only this module imports `mcp.client` (import-linter and a unit test enforce it).
+AIDB's tool discovery, and the stdio bridge (`relay_stdio`: a stdio entry point serving its client through the
+running stack). Only this module imports `mcp.client` (import-linter and a unit test enforce it).
 
 One `Peer` per link, opened once per lifespan by `open_peer`: its own HTTP client (built on a worker thread; it
 carries the link's bearer key, explicit timeouts and limits) and its own breaker. Errors map one way:
@@ -27,6 +28,7 @@ import httpx2
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, RequestParamsMeta, TextContent, TextResourceContents
 from pydantic import SecretStr, ValidationError
@@ -51,6 +53,7 @@ __all__ = [
     "list_stdio_tools",
     "mcp_endpoint",
     "open_peer",
+    "relay_stdio",
 ]
 
 logger = logging.getLogger(__name__)
@@ -392,3 +395,49 @@ async def list_stdio_tools(
 
     with _mapped(name, "tools/list"):
         return await _session(connect, functools.partial(_every_tool, max_tools=max_tools, meta=None), timeout_seconds)
+
+
+_BRIDGE_READ_TIMEOUT_SECONDS: Final = 3600.0  # a tool call may stream progress for a long time (ingest_path)
+
+
+async def relay_stdio(url: str, api_key: SecretStr) -> None:
+    """Serve this process's stdio client through a running server's Streamable HTTP endpoint until stdin closes.
+
+    Messages are relayed one by one, both ways, unchanged: the client's own handshake, era and requests reach the
+    server, which authenticates the bridge by `api_key`. A message that cannot be parsed or delivered is logged
+    (stderr is the client's log) and skipped; the SDK's HTTP transport answers a failed request with an error.
+    """
+    spec = PeerSpec("bridge", url, api_key, _BRIDGE_READ_TIMEOUT_SECONDS)
+    _admit(spec)
+    http = await anyio.to_thread.run_sync(_http_client, spec)
+    try:
+        async with (
+            stdio_server() as (from_client, to_client),
+            streamable_http_client(url, http_client=http, terminate_on_close=True) as (from_server, to_server),
+            anyio.create_task_group() as tg,
+        ):
+
+            async def upstream() -> None:
+                async for item in from_client:
+                    if isinstance(item, Exception):
+                        logger.warning(
+                            "stdio bridge: unreadable client message", extra={"error_type": type(item).__name__}
+                        )
+                        continue
+                    await to_server.send(item)
+                tg.cancel_scope.cancel()  # stdin closed: the client has gone
+
+            async def downstream() -> None:
+                async for item in from_server:
+                    if isinstance(item, Exception):
+                        logger.warning(
+                            "stdio bridge: server transport error", extra={"error_type": type(item).__name__}
+                        )
+                        continue
+                    await to_client.send(item)
+
+            tg.start_soon(upstream)
+            tg.start_soon(downstream)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await http.aclose()

@@ -5,7 +5,8 @@ models the servers load, writes it with an `audit_log` row and sends `NOTIFY mcp
 server process runs `RuntimeConfig.run` (started by the harness): it LISTENs on that channel and also re-reads the
 table every `poll_seconds` (a missed notification or a dropped listener costs at most one poll), then applies the
 known keys: the rate limiter's `update()`, the root log level, and `effective` settings that servers read (e.g.
-Hybrid's `checkpoint_every_events`).
+Hybrid's `checkpoint_every_events`, AIDB's ingest roots, Ralph's command templates; Hybrid rebuilds its LLM
+backends when `wait_changed` reports a new version). Structured keys (lists, mappings) are stored as JSON.
 """
 
 import logging
@@ -16,10 +17,12 @@ from typing import Any, Final
 
 import anyio
 import asyncpg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
 
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.observability.logging import NOTABLE
 from mcp_servers.shared.postgres.pool import BREAKER_NAME as POSTGRES_BREAKER
 from mcp_servers.shared.postgres.pool import Connection, Database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, BreakerState
@@ -49,6 +52,8 @@ class RuntimeKey:
     key: str
     label: str
     description: str
+    structured: bool = False
+    """A list or mapping: stored as JSON, edited as JSON text on the dashboard."""
 
     @property
     def section(self) -> str:
@@ -72,6 +77,25 @@ RUNTIME_KEYS: Final[dict[str, RuntimeKey]] = {
             "hybrid.backpressure_bytes", "Hybrid backpressure threshold (bytes)", "backlog that sheds low-value work"
         ),
         RuntimeKey("observability.log_level", "Log level", "DEBUG, INFO, WARNING or ERROR"),
+        RuntimeKey(
+            "aidb.allowed_roots",
+            "Ingest roots",
+            'directories ingest_path may read, a JSON list: ["/home/me/notes"]',
+            structured=True,
+        ),
+        RuntimeKey(
+            "hybrid.backends",
+            "LLM backends",
+            'JSON list: [{"name": "local", "kind": "local", "base_url": "http://127.0.0.1:8080/v1", "model": "m"}]; '
+            "API keys by api_key_path (live settings are stored and audited in PostgreSQL)",
+            structured=True,
+        ),
+        RuntimeKey(
+            "ralph.command_templates",
+            "Agent command templates",
+            'JSON object, agent name -> argv: {"default": ["claude", "-p", "{prompt}"]}',
+            structured=True,
+        ),
     )
 }
 
@@ -97,7 +121,25 @@ def apply_overrides(settings: StackSettings, overrides: Mapping[str, Any]) -> St
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or next(iter(fields))
             raise InvalidRequest(f"{section}.{field}: {first['msg']}") from None
+        for field in fields:
+            if _holds_secret(getattr(update[section], field)):
+                raise InvalidRequest(
+                    f"{section}.{field}: a live setting may not carry a secret (it is stored and audited in "
+                    "PostgreSQL); put the key in a file and name it (api_key_path)"
+                )
     return settings.model_copy(update=update)
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        return True
+    if isinstance(value, BaseModel):
+        return any(_holds_secret(getattr(value, name)) for name in type(value).model_fields)
+    if isinstance(value, list | tuple):
+        return any(_holds_secret(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_secret(item) for item in value.values())
+    return False
 
 
 def valid_overrides(settings: StackSettings, stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,6 +245,7 @@ class RuntimeConfig:
         """The settings in force: configured values with the valid stored overrides applied."""
         self.version = 0
         """Incremented each time a change is applied (tests and pages wait on it)."""
+        self._changed: anyio.Event | None = None  # created by the first waiter (inside the event loop)
 
     def value(self, key: str) -> Any:
         """The value in force for one runtime key."""
@@ -229,9 +272,20 @@ class RuntimeConfig:
         if effective.observability.log_level != previous.observability.log_level:
             logging.getLogger().setLevel(effective.observability.log_level)
         self.version += 1
-        logger.info("runtime settings applied", extra={"keys": sorted(valid), "version": self.version})
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+        logger.info("runtime settings applied", extra={"keys": sorted(valid), "version": self.version, **NOTABLE})
         if self._on_change is not None:
             self._on_change(effective)
+
+    async def wait_changed(self, seen: int) -> int:
+        """Wait until a change after version `seen` has been applied; returns the version in force."""
+        while self.version == seen:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return self.version
 
     async def run(self, database: Database, breakers: BreakerRegistry, *, listen: bool = True) -> None:
         """Keep the process's settings in step with PostgreSQL until cancelled; survives database outages.
@@ -273,8 +327,10 @@ class RuntimeConfig:
 
 
 def _read(settings: StackSettings, key: str) -> Any:
+    """The value in force as JSON data (paths as strings, models as objects, secrets masked)."""
     known = RUNTIME_KEYS[key]
-    return getattr(getattr(settings, known.section), known.field)
+    value = getattr(getattr(settings, known.section), known.field)
+    return to_jsonable_python(value) if known.structured else value
 
 
 async def _load(conn: Connection) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""`mcp-stack keys`: create, list and revoke API keys from the command line."""
+"""`mcp-stack keys` and `dashboard-user`: keys and accounts from the command line, printing only their answer."""
 
+import json
 import re
+import stat
 import subprocess
 
 import pytest
 
+from mcp_servers.dashboard.auth import Passwords
+from mcp_servers.dashboard.store import DashboardStore
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.postgres.pool import open_database
@@ -15,14 +19,17 @@ from tests.support import VENV_BIN
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
-def run_cli(settings: StackSettings, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: StackSettings, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(VENV_BIN / "mcp-stack"), *args],
-        env=stack_env(settings),
+        env=stack_env(settings) | (env or {}),
         capture_output=True,
         text=True,
         timeout=60,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         check=False,
     )
 
@@ -95,3 +102,50 @@ async def test_a_key_rate_out_of_bounds_is_a_one_line_error_and_creates_no_key(
     assert result.stderr.startswith(f"mcp-stack: key rate {field}: ")
     assert "Traceback" not in result.stderr
     assert "too-fast" not in run_cli(stack_settings, "keys", "list").stdout
+
+
+async def test_commands_print_only_their_answer_and_log_to_a_private_file(stack_settings: StackSettings) -> None:
+    info = {"MCP_STACK_OBSERVABILITY__LOG_LEVEL": "INFO"}
+    created = run_cli(stack_settings, "keys", "create", "--name", "quiet", "--scopes", "read", env=info)
+    listed = run_cli(stack_settings, "keys", "list", env=info)
+    assert created.returncode == 0 and listed.returncode == 0
+    assert created.stderr == "" and listed.stderr == ""
+    assert created.stdout.splitlines()[0].startswith("key id: ")
+    assert all(not line.startswith("{") for line in created.stdout.splitlines() + listed.stdout.splitlines())
+    log_file = stack_settings.data_dir / "logs" / "cli.jsonl"
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log_file.parent.stat().st_mode) == 0o700
+    assert all(json.loads(line)["level"] for line in log_file.read_text(encoding="utf-8").splitlines())
+
+
+async def test_reset_password_replaces_the_hash_and_ends_sessions(stack_settings: StackSettings) -> None:
+    created = run_cli(
+        stack_settings, "dashboard-user", "create", "--username", "ops", "--password-stdin", stdin="first-pass\n"
+    )
+    assert created.returncode == 0, created.stderr
+    async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
+        await DashboardStore(database).create_session("sid-1", "ops", "csrf", 3600)
+    generated = run_cli(stack_settings, "dashboard-user", "reset-password", "--username", "ops", "--generate")
+    assert generated.returncode == 0, generated.stderr
+    password = re.fullmatch(r"new password for ops: (\S+)\n", generated.stdout)
+    assert password is not None
+    async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
+        store = DashboardStore(database)
+        user = await store.user("ops")
+        assert user is not None
+        assert await Passwords().verify(user.password_hash, password.group(1))
+        assert not await Passwords().verify(user.password_hash, "first-pass")
+        assert await store.session("sid-1") is None
+    from_stdin = run_cli(
+        stack_settings,
+        "dashboard-user",
+        "reset-password",
+        "--username",
+        "ops",
+        "--password-stdin",
+        stdin="third-pass\n",
+    )
+    assert from_stdin.stdout == "password of ops reset\n"
+    unknown = run_cli(stack_settings, "dashboard-user", "reset-password", "--username", "nobody", "--generate")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("mcp-stack: ") and len(unknown.stderr.splitlines()) == 1

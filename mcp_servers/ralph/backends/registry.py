@@ -1,6 +1,6 @@
 """Which backends this deployment offers, built once from settings (the composition root of backends)."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from mcp_servers.ralph.backends.command import CommandBackend, template_name
 from mcp_servers.ralph.backends.port import Backend
@@ -10,17 +10,43 @@ from mcp_servers.shared.errors import InvalidRequest
 
 
 class BackendRegistry:
-    """Backend name -> backend; names are `hybrid`, `command` and `command:NAME`."""
+    """Backend name -> backend; names are `hybrid`, `command` and `command:NAME`.
 
-    def __init__(self, backends: Mapping[str, Backend]) -> None:
+    With `live`, the command backends follow the command templates in force (a live settings change is seen by
+    the next lookup, no restart); the others are fixed.
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        *,
+        sandbox: Sandbox | None = None,
+        live: Callable[[], RalphSettings] | None = None,
+    ) -> None:
+        if live is not None and sandbox is None:
+            raise ValueError("live command templates need the sandbox their commands run in")
         self._backends = dict(backends)
+        self._sandbox = sandbox
+        self._live = live
+        self._templates: Mapping[str, object] | None = None
+        self._commands: dict[str, Backend] = {}
+
+    def _current(self) -> dict[str, Backend]:
+        if self._live is None:
+            return self._backends
+        settings = self._live()
+        if settings.command_templates != self._templates:
+            assert self._sandbox is not None  # checked in __init__
+            self._commands = command_backends(settings, self._sandbox)
+            self._templates = settings.command_templates
+        return {**self._backends, **self._commands}
 
     def names(self) -> list[str]:
-        return sorted(self._backends)
+        return sorted(self._current())
 
     def get(self, name: str) -> Backend:
         """The backend, or InvalidRequest naming the configured ones."""
-        backend = self._backends.get(name)
+        backend = self._current().get(name)
         if backend is None:
             offered = ", ".join(self.names()) or "none"
             hint = ""

@@ -121,3 +121,19 @@ def extract_archive(archive: Path, staging: Path) -> str:
     if meta is None:
         raise ValueError("snapshot has no collection metadata")
     return meta
+
+
+def store_in_use(root: Path) -> bool:
+    """Whether another process holds the store at `root` open (a store never opened is free).
+
+    For a clear start-up message before anything opens it: the answer may change right after.
+    """
+    if not (root / LOCK_FILE).exists():
+        return False
+    probe = filelock.FileLock(root / LOCK_FILE, timeout=0)
+    try:
+        probe.acquire()
+    except filelock.Timeout:
+        return True
+    probe.release()
+    return False

@@ -4,6 +4,7 @@ from typing import assert_never
 
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.vectors import _edge_store
 from mcp_servers.shared.vectors._common import EngineFailure
 from mcp_servers.shared.vectors.port import VectorIndex
 
@@ -34,3 +35,8 @@ def create_vector_index(settings: StackSettings, breakers: BreakerRegistry) -> V
             )
         return QdrantServerIndex(path=settings.vector_path / "qdrant-local", breaker=breaker)
     assert_never(vectors.backend)
+
+
+def vector_store_in_use(settings: StackSettings) -> bool:
+    """Whether another process holds the embedded Edge store these settings open (blocking; False for a server)."""
+    return settings.vectors.backend == "edge" and _edge_store.store_in_use(settings.vector_path / "edge")

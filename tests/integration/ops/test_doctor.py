@@ -15,8 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from mcp_servers.ops.accounts import create_dashboard_user
 from mcp_servers.ops.doctor import Finding, format_report, run_checks
 from mcp_servers.shared.config import StackSettings, load_settings
+from mcp_servers.shared.postgres.pool import open_database
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
+from mcp_servers.shared.runtime_config import RuntimeConfigStore
 from tests.integration.test_harness import issue_key
 from tests.support import bind_loopback, free_port, serve_app
 
@@ -46,6 +50,7 @@ def by_check(findings: list[Finding]) -> dict[str, Finding]:
 
 async def test_a_healthy_stack_passes_every_check(stack_settings: StackSettings, tmp_path: Path) -> None:
     await issue_key(stack_settings, ["admin"])
+    await create_dashboard_user(stack_settings, "ops", "admin", "long-enough")
     async with scripted_llm() as llm_url:
         settings = load_settings(
             data_dir=tmp_path / "data",
@@ -56,6 +61,8 @@ async def test_a_healthy_stack_passes_every_check(stack_settings: StackSettings,
                     {"name": "tiny", "kind": "local", "base_url": llm_url, "model": "tiny", "api_key": "sk-doctor"}
                 ]
             },
+            aidb={"allowed_roots": [tmp_path]},
+            ralph={"command_templates": {"default": ["true"]}},
         )
         (tmp_path / "data").mkdir(mode=0o700)
         findings = await run_checks(settings)
@@ -121,3 +128,22 @@ async def test_the_command_exits_non_zero_with_a_readable_report(tmp_path: Path)
     output = result.stdout.decode()
     assert result.returncode == 1
     assert output.splitlines()[0].startswith("[FAIL] config") and "MCP_STACK_EMBEDDER__DIMENSION" in output
+
+
+async def test_each_feature_that_is_off_is_one_finding_until_the_live_config_turns_it_on(
+    stack_settings: StackSettings, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=stack_settings.data_dir, postgres=stack_settings.postgres.model_dump())
+    off = by_check(await run_checks(settings))
+    for check, step in [
+        ("llm", "make run LLM=1"),
+        ("ingest", "--root DIR"),
+        ("agents", "ralph.command_templates"),
+        ("dashboard users", "dashboard-user create"),
+    ]:
+        assert off[check].status == "warn" and step in off[check].detail, off[check]
+    async with open_database(settings, BreakerRegistry(settings.breaker)) as database:
+        await RuntimeConfigStore(database).set(settings, "aidb.allowed_roots", [str(tmp_path)], actor="t")
+        await RuntimeConfigStore(database).set(settings, "ralph.command_templates", {"default": ["true"]}, actor="t")
+    on = by_check(await run_checks(settings))
+    assert on["ingest"].status == "ok" and on["agents"].status == "ok"
