@@ -10,6 +10,7 @@ it per connection): the first entry opens them, the last exit closes them.
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -293,7 +294,11 @@ class StackServer(Generic[D]):
 
         def decorator(fn: F) -> F:
             self._tool_scopes[name] = required
-            self.mcp.tool(name=name, title=title, annotations=annotations)(translate_errors(fn))
+            # The docstring is the description the model reads: without its source indentation.
+            description = inspect.cleandoc(fn.__doc__) if fn.__doc__ else None
+            self.mcp.tool(name=name, title=title, description=description, annotations=annotations)(
+                translate_errors(fn)
+            )
             return fn
 
         return decorator

@@ -105,7 +105,8 @@ async def test_document_lifecycle_over_every_transport(aidb_server: StackServer[
             found = await search(client, "quick brown fox", mode=mode)
             assert fox["document_id"] not in {h["document_id"] for h in found["hits"]}
         assert "no document" in error_text(await client.call_tool("get_document", {"document_id": fox["document_id"]}))
-        assert error_text(await client.call_tool("delete_document", {"document_id": fox["document_id"]}))
+        again = structured(await client.call_tool("delete_document", {"document_id": fox["document_id"]}))
+        assert again == {"document_id": fox["document_id"], "deleted": False}  # idempotent, as annotated
         with pytest.raises(MCPError) as missing:
             await client.read_resource(f"aidb://documents/{fox['document_id']}")
         assert missing.value.code == INVALID_PARAMS
@@ -213,13 +214,14 @@ async def test_filters_by_project_kind_and_metadata(aidb_server: StackServer[Aid
         async def ids(**args: Any) -> set[str]:
             return {h["document_id"] for h in (await search(client, "retry backoff", **args))["hits"]}
 
-        assert await ids() == {a["document_id"], b["document_id"], c["document_id"]}
+        assert await ids(project="*") == {a["document_id"], b["document_id"], c["document_id"]}
+        assert await ids() == set()  # no project = "default", where nothing was stored
         assert await ids(project="api") == {a["document_id"], b["document_id"]}
-        assert await ids(kind="code") == {b["document_id"]}
+        assert await ids(kind="code", project="*") == {b["document_id"]}
         assert await ids(project="api", kind="error_solution") == set()
-        assert await ids(filters={"team": "core"}) == {a["document_id"], c["document_id"]}
-        assert await ids(filters={"team": ["web", "nobody"]}) == {b["document_id"]}
-        assert await ids(filters={"priority": 1}) == {a["document_id"]}
+        assert await ids(filters={"team": "core"}, project="*") == {a["document_id"], c["document_id"]}
+        assert await ids(filters={"team": ["web", "nobody"]}, project="*") == {b["document_id"]}
+        assert await ids(filters={"priority": 1}, project="*") == {a["document_id"]}
         assert "filter key" in error_text(await client.call_tool("search", {"query": "x", "filters": {"bad key": "v"}}))
 
 

@@ -59,7 +59,7 @@ async def _searches(settings: StackSettings) -> list[list[tuple[str, str, float]
     async with Client(create_aidb(build_core("aidb", settings)).mcp) as client:
         answers = []
         for query in QUERIES:
-            hits = (await _call(client, "search", query=query, limit=3))["hits"]
+            hits = (await _call(client, "search", query=query, limit=3, project="*"))["hits"]
             answers.append([(hit["document_id"], hit["title"], round(hit["score"], 4)) for hit in hits])
         return answers
 
