@@ -106,11 +106,17 @@ async def _register_peers(deps: AidbDeps) -> None:
                 break
 
 
-async def _catch_up(deps: AidbDeps, own_tools: OwnTools | None) -> None:
-    """Once at start: index AIDB's own tools for find_tools, then reindex chunks the vector index lacks (after a
-    restore without vectors, or a lost vector directory) once the outbox is drained."""
-    if own_tools is not None:
+async def _index_own_tools(deps: AidbDeps, own_tools: OwnTools) -> None:
+    """Index AIDB's own tools for find_tools before serving (a no-op when they are stored already)."""
+    try:
         await index_own_tools(deps.database, deps.vectors, deps.embedder, await own_tools())
+    except Exception:  # find_tools without AIDB's own tools must not keep the knowledge base from starting
+        logger.exception("indexing AIDB's own tools failed")
+
+
+async def _catch_up(deps: AidbDeps) -> None:
+    """Once at start: reindex chunks the vector index lacks (after a restore without vectors, or a lost vector
+    directory) once the outbox is drained."""
     await deps.indexer.drain()
     await reindex_missing(deps.database, deps.vectors)
 
@@ -151,9 +157,11 @@ async def open_aidb(
                 dense_weight=settings.aidb.hybrid_dense_weight,
             )
             deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher)
+            if own_tools is not None:
+                await _index_own_tools(deps, own_tools)
             async with background_tasks("aidb") as background:
                 background.start("indexer", indexer.run)
-                background.start("catch-up", functools.partial(_catch_up, deps, own_tools))
+                background.start("catch-up", functools.partial(_catch_up, deps))
                 if settings.aidb.register_servers:
                     background.start("register-peers", functools.partial(_register_peers, deps))
                 yield deps

@@ -111,9 +111,11 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         glob: Annotated[str, Field(description="file pattern, e.g. '*.md' or 'docs/**/*.py'", max_length=200)] = "*",
         project: Project = None,
     ) -> IngestResult:
-        """Store every matching text file under a directory of the configured allowed roots. Changed files update
-        their document, unchanged ones are skipped; binary, oversized and symlinked-out files are listed with the
-        reason. Sends progress notifications. Refuses paths outside the roots."""
+        """Store every matching text file under a directory of the configured allowed roots. HTML is stored as
+        its text (titled by its <title>), .gz/.bz2/.xz files decompressed. Changed files update their document,
+        unchanged ones are skipped; binary, oversized and symlinked-out files are counted by reason, with a few
+        examples. Sends progress notifications with a message at least every 2 s. Refuses paths outside the
+        roots."""
         return await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
 
     @server.tool("search", annotations=READ_ONLY)
