@@ -7,15 +7,17 @@ a task group for as long as the dependencies are open.
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter
 
 from mcp_servers.aidb.cache import GenerationCache
 from mcp_servers.aidb.discovery import Targets, is_url, register_server
-from mcp_servers.aidb.indexer import Indexer
+from mcp_servers.aidb.indexer import Indexer, reindex_missing
+from mcp_servers.aidb.own_tools import index_own_tools
 from mcp_servers.aidb.points import CHUNKS_COLLECTION, TOOLS_COLLECTION
 from mcp_servers.aidb.search import Ranking, Searcher
 from mcp_servers.shared.background import background_tasks
@@ -31,6 +33,9 @@ from mcp_servers.shared.vectors.port import VectorIndex
 logger = logging.getLogger(__name__)
 
 _PEER_RETRY_MAX_SECONDS = 60.0
+
+OwnTools = Callable[[], Awaitable[Sequence[Mapping[str, Any]]]]
+"""The server's own tool list (MCP tool dicts), for find_tools."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +106,29 @@ async def _register_peers(deps: AidbDeps) -> None:
                 break
 
 
+async def _index_own_tools(deps: AidbDeps, own_tools: OwnTools) -> None:
+    """Index AIDB's own tools for find_tools before serving (a no-op when they are stored already)."""
+    try:
+        await index_own_tools(deps.database, deps.vectors, deps.embedder, await own_tools())
+    except Exception:  # find_tools without AIDB's own tools must not keep the knowledge base from starting
+        logger.exception("indexing AIDB's own tools failed")
+
+
+async def _catch_up(deps: AidbDeps) -> None:
+    """Once at start: reindex chunks the vector index lacks (after a restore without vectors, or a lost vector
+    directory) once the outbox is drained."""
+    await deps.indexer.drain()
+    await reindex_missing(deps.database, deps.vectors)
+
+
 @contextlib.asynccontextmanager
-async def open_aidb(core: Core, database: Database, *, cache_requests: Counter) -> AsyncIterator[AidbDeps]:
+async def open_aidb(
+    core: Core, database: Database, *, cache_requests: Counter, own_tools: OwnTools | None = None
+) -> AsyncIterator[AidbDeps]:
     """Open the vector index and the embedder, check dimensions, start the indexer; close all on exit.
 
-    `cache_requests` (from `cache_counter`) counts ranking-cache lookups.
+    `cache_requests` (from `cache_counter`) counts ranking-cache lookups; `own_tools` lists the server's tools,
+    indexed at start so that find_tools finds AIDB's own tools too.
     """
     settings = core.settings
     dimension = settings.embedder.dimension
@@ -135,8 +158,11 @@ async def open_aidb(core: Core, database: Database, *, cache_requests: Counter) 
             )
             runtime = core.runtime
             deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher, live=lambda: runtime.effective)
+            if own_tools is not None:
+                await _index_own_tools(deps, own_tools)
             async with background_tasks("aidb") as background:
                 background.start("indexer", indexer.run)
+                background.start("catch-up", functools.partial(_catch_up, deps))
                 if settings.aidb.register_servers:
                     background.start("register-peers", functools.partial(_register_peers, deps))
                 yield deps

@@ -16,7 +16,7 @@ from mcp_servers.aidb import store
 from mcp_servers.aidb.chunking import Chunk, ChunkStrategy, choose_strategy, chunk_document
 from mcp_servers.aidb.content import content_hash, guess_title, normalize_content
 from mcp_servers.aidb.indexer import Indexer
-from mcp_servers.aidb.inputs import check_metadata
+from mcp_servers.aidb.inputs import check_metadata, project_to_store
 from mcp_servers.aidb.models import DeleteResult, Document, DocumentList, ListRequest, StoreRequest, StoreResult
 from mcp_servers.aidb.points import chunk_point_id, index_text
 from mcp_servers.shared.config import AidbSettings
@@ -24,8 +24,6 @@ from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 from mcp_servers.shared.postgres.pool import Database
-
-DEFAULT_PROJECT = "default"
 
 # Normalising and chunking a multi-megabyte document is pure CPU; keep it off the event loop, two at a time.
 _CHUNKING_LIMITER = anyio.CapacityLimiter(2)
@@ -93,7 +91,7 @@ async def prepare_document(deps: DocumentDeps, request: StoreRequest) -> Prepare
     doc_title = (request.title or "").strip()[:500] or guess_title(normalized, fallback=source or "untitled")
     document = store.NewDocument(
         id=str(uuid.uuid4()),
-        project=request.project or DEFAULT_PROJECT,
+        project=project_to_store(request.project),
         kind=request.kind,
         title=doc_title,
         source=source,
@@ -239,9 +237,10 @@ async def list_documents(database: Database, request: ListRequest) -> DocumentLi
 
 
 async def delete_document(database: Database, indexer: Indexer, document_id: str) -> DeleteResult:
-    """Delete a document; it is gone from search as soon as this returns. NotFound if it does not exist."""
+    """Delete a document; it is gone from search as soon as this returns. Idempotent: deleting a document that
+    is already gone (or never existed) returns `deleted=False`; NotFound only for a malformed id."""
     parsed = _document_id(document_id)
     if not await store.delete_document(database, parsed):
-        raise NotFound(f"no document with id {document_id!r}; it may already be deleted")
+        return DeleteResult(document_id=str(parsed), deleted=False)
     await indexer.apply_documents([str(parsed)])
     return DeleteResult(document_id=str(parsed), deleted=True)

@@ -8,8 +8,10 @@ A row is deleted in the same transaction that applied it, so a crash at any poin
 """
 
 import logging
+import math
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
@@ -106,8 +108,17 @@ class Indexer:
             self._wake = anyio.Event()
 
 
+RebuildProgress = Callable[[int, int], Awaitable[None]]
+"""Called with (chunks written, chunks to write) after each page of a rebuild."""
+
+
 async def rebuild(
-    database: Database, vectors: VectorIndex, dimension: int, *, project: str | None
+    database: Database,
+    vectors: VectorIndex,
+    dimension: int,
+    *,
+    project: str | None,
+    progress: RebuildProgress | None = None,
 ) -> tuple[int, int, int, int]:
     """Recreate the index from PostgreSQL: (documents, chunks, tools, outbox rows cleared).
 
@@ -123,20 +134,79 @@ async def rebuild(
         await vectors.delete_where(CHUNKS_COLLECTION, project_filter(project))
     await vectors.ensure_collection(CHUNKS_COLLECTION, dimension)
     await vectors.ensure_collection(TOOLS_COLLECTION, dimension)
+    documents, chunks = await upsert_chunks(database, vectors, project=project, progress=progress)
+    tools = 0
+    if project is None:
+        tools = await upsert_tools(database, vectors)
+    cleared = await store.clear_outbox(database, pending) if pending else 0
+    await store.bump_generation(database)
+    return documents, chunks, tools, cleared
+
+
+async def upsert_chunks(
+    database: Database, vectors: VectorIndex, *, project: str | None, progress: RebuildProgress | None = None
+) -> tuple[int, int]:
+    """Write every stored chunk (of one project, or all) into the index, a page at a time: (documents, chunks).
+
+    Idempotent (deterministic point ids); a point written for a chunk that a concurrent change removed meanwhile
+    is deleted again, so the index never keeps what PostgreSQL no longer has.
+    """
+    total = await store.chunk_count(database, project=project)
     chunks = 0
     documents: set[str] = set()
     after: str | None = None
+    if progress is not None:
+        await progress(0, total)
     while page := await store.all_chunks(database, project=project, after=after, limit=_REBUILD_PAGE):
+        points = [chunk.point_id for chunk in page]
         await vectors.upsert(CHUNKS_COLLECTION, [chunk_point(chunk) for chunk in page])
+        async with database.transaction() as conn:
+            orphans = sorted(set(points) - await store.current_point_ids(conn, points))
+        if orphans:
+            await vectors.delete(CHUNKS_COLLECTION, orphans)
         chunks += len(page)
         documents.update(chunk.document_id for chunk in page)
         after = page[-1].point_id
-    tools = 0
-    if project is None:
-        all_tools = await store.all_tools(database)
-        if all_tools:
-            await vectors.upsert(TOOLS_COLLECTION, [tool_point(tool) for tool in all_tools])
-        tools = len(all_tools)
-    cleared = await store.clear_outbox(database, pending) if pending else 0
-    await store.bump_generation(database)
-    return len(documents), chunks, tools, cleared
+        if progress is not None:
+            await progress(chunks, max(total, chunks))
+    return len(documents), chunks
+
+
+async def upsert_tools(database: Database, vectors: VectorIndex) -> int:
+    """Write every registered tool into the index; returns how many."""
+    all_tools = await store.all_tools(database)
+    if all_tools:
+        await vectors.upsert(TOOLS_COLLECTION, [tool_point(tool) for tool in all_tools])
+    return len(all_tools)
+
+
+async def reindex_missing(database: Database, vectors: VectorIndex, *, progress_every_seconds: float = 2.0) -> int:
+    """Start-up check: when the index holds fewer chunks than PostgreSQL (a restore without vectors, a lost or
+    replaced vector directory), write them all again, logging progress; returns the chunks written (0 if none).
+
+    Run it after the outbox was drained: pending changes are the indexer's, not missing chunks.
+    """
+    counts = await store.counts(database)
+    indexed = await vectors.count(CHUNKS_COLLECTION)
+    indexed_tools = await vectors.count(TOOLS_COLLECTION)
+    written = 0
+    if indexed < counts.chunks:
+        logger.warning(
+            "the vector index lacks chunks that PostgreSQL holds; reindexing them",
+            extra={"chunks_stored": counts.chunks, "chunks_indexed": indexed},
+        )
+        last_report = -math.inf
+
+        async def report(done: int, total: int) -> None:
+            nonlocal last_report
+            now = time.monotonic()
+            if done == total or now - last_report >= progress_every_seconds:
+                last_report = now
+                logger.info("reindexing chunks", extra={"chunks_done": done, "chunks_total": total})
+
+        _, written = await upsert_chunks(database, vectors, project=None, progress=report)
+        await store.bump_generation(database)
+        logger.info("reindex finished", extra={"chunks": written})
+    if indexed_tools < counts.tools:
+        await upsert_tools(database, vectors)
+    return written

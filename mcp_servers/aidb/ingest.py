@@ -5,17 +5,23 @@ one is recognised by its content hash without re-embedding.
 """
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import anyio
 
 from mcp_servers.aidb import paths
 from mcp_servers.aidb.documents import DocumentDeps, PreparedDocument, prepare_document, store_documents
-from mcp_servers.aidb.models import IngestRequest, IngestResult, Kind, SkippedFile, StoreRequest
+from mcp_servers.aidb.models import IngestRequest, IngestResult, Kind, SkippedFile, SkippedSummary, StoreRequest
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], Awaitable[None]]
+ProgressCallback = Callable[[int, int, str], Awaitable[None]]
+"""Called with (files done, files to do, a one-line message) after each batch and at least every few seconds."""
+
+PROGRESS_EVERY_SECONDS = 2.0
+SKIPPED_EXAMPLES = 5
 
 _FS_LIMITER = anyio.CapacityLimiter(2)
 
@@ -39,7 +45,8 @@ def kind_for(name: str) -> Kind:
 async def ingest_path(
     deps: DocumentDeps, request: IngestRequest, progress: ProgressCallback | None = None
 ) -> IngestResult:
-    """Store the files under `request.path` that match its glob; report progress after each batch of files."""
+    """Store the files under `request.path` that match its glob; report progress after each batch of files and
+    at least every PROGRESS_EVERY_SECONDS while files are read."""
     settings = deps.aidb
     roots = settings.allowed_roots
     target, _ = await anyio.to_thread.run_sync(paths.resolve_target, request.path, roots, limiter=_FS_LIMITER)
@@ -50,8 +57,19 @@ async def ingest_path(
     counts = {"created": 0, "updated": 0, "duplicate": 0}
     document_ids: list[str] = []
     total = len(candidates)
-    if progress is not None:
-        await progress(0, total)
+    last_report = time.monotonic()
+
+    async def report(done: int) -> None:
+        nonlocal last_report
+        last_report = time.monotonic()
+        if progress is not None:
+            message = (
+                f"{done} of {total} files: {counts['created']} new, {counts['updated']} updated, "
+                f"{counts['duplicate']} unchanged, {len(skipped)} skipped"
+            )
+            await progress(done, total, message)
+
+    await report(0)
     batch: list[tuple[paths.Candidate, PreparedDocument]] = []
     batch_bytes = 0
 
@@ -66,8 +84,7 @@ async def ingest_path(
             if result.status != "duplicate":
                 document_ids.append(result.document_id)
         batch, batch_bytes = [], 0
-        if progress is not None:
-            await progress(done, total)
+        await report(done)
 
     for done, candidate in enumerate(candidates, start=1):
         loaded = await anyio.to_thread.run_sync(
@@ -80,9 +97,9 @@ async def ingest_path(
         else:
             file = StoreRequest(
                 loaded.text,
-                title=candidate.relative,
+                title=loaded.title or candidate.relative,
                 project=request.project,
-                kind=kind_for(candidate.path.name),
+                kind=kind_for(loaded.name or candidate.path.name),
                 source=str(candidate.path),
             )
             document = await prepare_document(deps, file)
@@ -90,6 +107,8 @@ async def ingest_path(
             batch_bytes += loaded.size_bytes
         if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES or done == total:
             await flush(done)
+        elif time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+            await report(done)
     created, updated, unchanged = counts["created"], counts["updated"], counts["duplicate"]
     logger.info(
         "ingest finished",
@@ -107,6 +126,14 @@ async def ingest_path(
         created=created,
         updated=updated,
         unchanged=unchanged,
-        skipped=skipped,
+        skipped=summarise_skipped(skipped),
         document_ids=document_ids,
+    )
+
+
+def summarise_skipped(skipped: list[SkippedFile]) -> SkippedSummary:
+    """How many files were skipped, by reason, with the first few as examples (a tree can skip thousands)."""
+    by_reason = Counter(file.reason for file in skipped)
+    return SkippedSummary(
+        total=len(skipped), by_reason=dict(by_reason.most_common()), examples=skipped[:SKIPPED_EXAMPLES]
     )

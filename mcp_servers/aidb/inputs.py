@@ -43,3 +43,23 @@ def check_metadata(metadata: Mapping[str, MetadataValue] | None) -> dict[str, Me
         if isinstance(value, str) and len(value) > MAX_METADATA_STRING:
             raise InvalidRequest(f"metadata {key!r} is longer than {MAX_METADATA_STRING} characters")
     return result
+
+
+# One project rule for every tool: an omitted project is "default" (where store_document puts a document stored
+# without one), and "*" reads every project. Only reads accept "*".
+DEFAULT_PROJECT = "default"
+ALL_PROJECTS = "*"
+
+
+def project_to_store(project: str | None) -> str:
+    """The project a write goes to; InvalidRequest for "*" (a document lives in one project)."""
+    if project == ALL_PROJECTS:
+        raise InvalidRequest(f"project {ALL_PROJECTS!r} means every project and is only for reading; name one project")
+    return project or DEFAULT_PROJECT
+
+
+def project_to_read(project: str | None) -> str | None:
+    """The project a read is limited to, or None for every project ("*")."""
+    if project == ALL_PROJECTS:
+        return None
+    return project or DEFAULT_PROJECT

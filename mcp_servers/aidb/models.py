@@ -84,6 +84,14 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+class SkippedSummary(BaseModel):
+    """The files ingest_path did not store: how many, by reason, and a few examples."""
+
+    total: int
+    by_reason: dict[str, int] = Field(description="reason -> number of files, most frequent first")
+    examples: list[SkippedFile] = Field(description="the first few skipped files, with their reasons")
+
+
 class IngestResult(BaseModel):
     """Counts of what ingest_path did with each matching file."""
 
@@ -91,7 +99,7 @@ class IngestResult(BaseModel):
     created: int
     updated: int
     unchanged: int = Field(description="identical content already stored (skipped)")
-    skipped: list[SkippedFile] = Field(description="refused files: binary, oversized, symlinks out of the roots")
+    skipped: SkippedSummary = Field(description="refused files: binary, oversized, symlinks out of the roots")
     document_ids: list[str] = Field(description="ids of the created and updated documents")
 
 
@@ -163,7 +171,7 @@ class DeleteResult(BaseModel):
     """Outcome of delete_document."""
 
     document_id: str
-    deleted: bool
+    deleted: bool = Field(description="false when the document was already gone (deleting is idempotent)")
 
 
 class StatsResult(BaseModel):

@@ -4,13 +4,18 @@ Every check uses the fully resolved path, so a symlink inside a root that points
 like a direct path outside. All functions here block (filesystem); callers run them in a worker thread.
 """
 
+import bz2
+import gzip
+import lzma
 import os
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mcp_servers.aidb.html import html_text
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 
 SNIFF_BYTES = 8192
@@ -36,10 +41,12 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class TextFile:
-    """A file's decoded UTF-8 text."""
+    """A file's text (decompressed, and extracted from HTML), its size in bytes, and its title if it names one."""
 
     text: str
     size_bytes: int
+    title: str | None = None
+    name: str = ""  # the file name without a compression suffix: what decides the kind and chunking
 
 
 def resolve_target(raw: str, roots: Sequence[Path]) -> tuple[Path, Path]:
@@ -151,22 +158,54 @@ def _iter_files(target: Path) -> Iterator[str]:
             yield (base / name).as_posix()
 
 
+_COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz"})
+_HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+
+
 def read_text_file(path: Path, max_bytes: int) -> TextFile | str:
-    """The file's text, or the reason it is skipped (oversized, binary, not UTF-8)."""
+    """The file's text, or the reason it is skipped (oversized, binary, not UTF-8).
+
+    `.gz`, `.bz2` and `.xz` files are decompressed (at most `max_bytes` of output: a small bomb cannot fill
+    memory); HTML is reduced to its text, with its title.
+    """
+    name = path.name
+    suffix = path.suffix.lower()
+    compressed = suffix in _COMPRESSED_SUFFIXES
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return f"larger than the {max_bytes} byte limit ({size} bytes)"
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError:
-        return "cannot be read"
+            return f"larger than the {max_bytes} byte limit"
+        if not compressed:
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)
+        else:
+            name = path.stem
+            data = _decompressed(path, suffix, max_bytes + 1)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+        return "damaged compressed file" if compressed else "cannot be read"
     if len(data) > max_bytes:
-        return f"larger than the {max_bytes} byte limit"
+        return f"larger than the {max_bytes} byte limit" + (" once decompressed" if compressed else "")
+    if data.startswith(b"%PDF-"):
+        return "PDF: text extraction is not supported; store its text with store_document"
     if b"\x00" in data[:SNIFF_BYTES]:
         return "binary file"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return "binary or not UTF-8 text"
-    return TextFile(text=text, size_bytes=len(data))
+    if Path(name).suffix.lower() in _HTML_SUFFIXES:
+        page = html_text(text)
+        return TextFile(text=page.text, size_bytes=len(data), title=page.title, name=name)
+    return TextFile(text=text, size_bytes=len(data), name=name)
+
+
+def _decompressed(path: Path, suffix: str, limit: int) -> bytes:
+    """At most `limit` bytes of a compressed file's content."""
+    if suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            return handle.read(limit)
+    if suffix == ".bz2":
+        with bz2.open(path, "rb") as handle:
+            return handle.read(limit)
+    with lzma.open(path, "rb") as handle:
+        return handle.read(limit)

@@ -17,7 +17,7 @@ from pydantic import Field
 from mcp_servers.aidb import discovery, documents, indexer, prompts
 from mcp_servers.aidb.deps import AidbDeps, cache_counter, open_aidb
 from mcp_servers.aidb.ingest import ingest_path as ingest_files
-from mcp_servers.aidb.inputs import MAX_QUERY_CHARS
+from mcp_servers.aidb.inputs import MAX_QUERY_CHARS, project_to_read
 from mcp_servers.aidb.models import (
     DeleteResult,
     Document,
@@ -46,13 +46,20 @@ from mcp_servers.shared.harness import Core, StackServer
 INSTRUCTIONS = (
     "Knowledge base for agents. Call `search` before answering questions about the user's projects, code, skills "
     "or past error solutions; store what you learn with `store_document` (or a directory with `ingest_path`). "
-    "Use `find_tools` to discover tools of other registered MCP servers."
+    "A document stored without a project goes to project 'default', and search and list_documents without a "
+    "project read 'default' too; pass project='*' to read every project. "
+    "Use `find_tools` to discover tools of AIDB and of other registered MCP servers."
 )
 
 Project = Annotated[
     str | None,
-    Field(description="project namespace; omit for 'default' (store) or all projects (search/list)", max_length=200),
+    Field(description="project namespace; omitted = 'default' (where documents stored without one go)", max_length=200),
 ]
+ReadProject = Annotated[
+    str | None,
+    Field(description="only this project; omitted = 'default' (as when storing); '*' = every project", max_length=200),
+]
+ReindexProject = Annotated[str | None, Field(description="only this project; omitted = every project", max_length=200)]
 DocId = Annotated[str, Field(description="document id from search or list_documents", max_length=100)]
 
 
@@ -62,8 +69,12 @@ def _deps(ctx: Context[AidbDeps, Any]) -> AidbDeps:
 
 def create_server(core: Core) -> StackServer[AidbDeps]:
     """Build the AIDB server; nothing is opened until a transport starts it."""
+
     # The counter outlives each opening of the dependencies (legacy SSE may reopen them in one process).
-    open_deps = functools.partial(open_aidb, cache_requests=cache_counter(core.metrics.registry))
+    async def own_tools() -> list[dict[str, Any]]:
+        return [tool.model_dump(by_alias=True, exclude_none=True) for tool in await server.mcp.list_tools()]
+
+    open_deps = functools.partial(open_aidb, cache_requests=cache_counter(core.metrics.registry), own_tools=own_tools)
     server = StackServer(core, instructions=INSTRUCTIONS, open_deps=open_deps, title="AIDB knowledge base")
 
     @server.tool("store_document", annotations=IDEMPOTENT_WRITE)
@@ -100,16 +111,18 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         glob: Annotated[str, Field(description="file pattern, e.g. '*.md' or 'docs/**/*.py'", max_length=200)] = "*",
         project: Project = None,
     ) -> IngestResult:
-        """Store every matching text file under a directory of the configured allowed roots. Changed files update
-        their document, unchanged ones are skipped; binary, oversized and symlinked-out files are listed with the
-        reason. Sends progress notifications. Refuses paths outside the roots."""
+        """Store every matching text file under a directory of the configured allowed roots. HTML is stored as
+        its text (titled by its <title>), .gz/.bz2/.xz files decompressed. Changed files update their document,
+        unchanged ones are skipped; binary, oversized and symlinked-out files are counted by reason, with a few
+        examples. Sends progress notifications with a message at least every 2 s. Refuses paths outside the
+        roots."""
         return await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
 
     @server.tool("search", annotations=READ_ONLY)
     async def search(
         query: Annotated[str, Field(description="words or a question", min_length=1, max_length=MAX_QUERY_CHARS)],
         ctx: Context[AidbDeps, Any],
-        project: Project = None,
+        project: ReadProject = None,
         kind: Annotated[Kind | None, Field(description="only documents of this kind")] = None,
         filters: Annotated[
             dict[str, FilterValue] | None,
@@ -129,7 +142,8 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Search the knowledge base; one hit per document (its best chunk), best first, with title, text, score
         and provenance. Pass next_cursor back for the next page. Then call get_document for a full document."""
         deps = _deps(ctx)
-        request = SearchRequest(query, mode, limit or deps.aidb.search_limit, project, kind, filters, min_score, cursor)
+        limit = limit or deps.aidb.search_limit
+        request = SearchRequest(query, mode, limit, project_to_read(project), kind, filters, min_score, cursor)
         return await deps.searcher.search(request)
 
     @server.tool("get_document", annotations=READ_ONLY)
@@ -140,17 +154,19 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
     @server.tool("list_documents", annotations=READ_ONLY)
     async def list_documents(
         ctx: Context[AidbDeps, Any],
-        project: Project = None,
+        project: ReadProject = None,
         kind: Annotated[Kind | None, Field(description="only documents of this kind")] = None,
         limit: Annotated[int, Field(description="documents per page", ge=1, le=200, strict=True)] = 50,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page", max_length=2000)] = None,
     ) -> DocumentList:
         """Stored documents, newest first, without content; pass next_cursor back for the next page."""
-        return await documents.list_documents(_deps(ctx).database, ListRequest(limit, project, kind, cursor))
+        request = ListRequest(limit, project_to_read(project), kind, cursor)
+        return await documents.list_documents(_deps(ctx).database, request)
 
     @server.tool("delete_document", annotations=DESTRUCTIVE)
     async def delete_document(document_id: DocId, ctx: Context[AidbDeps, Any]) -> DeleteResult:
-        """Delete a document and its chunks; search never returns it once this returns."""
+        """Delete a document and its chunks; search never returns it once this returns. Repeating it is harmless:
+        a document already gone comes back with `deleted: false`."""
         deps = _deps(ctx)
         return await documents.delete_document(deps.database, deps.indexer, document_id)
 
@@ -163,7 +179,7 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
     @server.tool("reindex", annotations=IDEMPOTENT_WRITE, scope="admin")
     async def reindex(
         ctx: Context[AidbDeps, Any],
-        project: Project = None,
+        project: ReindexProject = None,
         reembed: Annotated[
             bool,
             Field(
@@ -182,8 +198,12 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
                 await ctx.report_progress(done, None, f"{done} embeddings replaced")
 
             reembedded = await embed_again(deps.database, deps.embedder, project=project, progress=progress)
+
+        async def rebuilt(done: int, total: int) -> None:
+            await ctx.report_progress(done, total, f"{done} of {total} chunks indexed")
+
         docs, chunks, tools, cleared = await indexer.rebuild(
-            deps.database, deps.vectors, deps.settings.embedder.dimension, project=project
+            deps.database, deps.vectors, deps.settings.embedder.dimension, project=project, progress=rebuilt
         )
         return ReindexResult(documents=docs, chunks=chunks, tools=tools, pending_applied=cleared, reembedded=reembedded)
 
@@ -222,7 +242,8 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         limit: Annotated[int, Field(description="how many tools", ge=1, le=50, strict=True)] = 5,
         server_name: Annotated[str | None, Field(description="only this registered server", max_length=100)] = None,
     ) -> FindToolsResult:
-        """The registered servers' tools that best fit a task, with their input schemas, best first."""
+        """The tools that best fit a task, AIDB's own (server `aidb`) and every registered server's, with their
+        input schemas, best first."""
         deps = _deps(ctx)
         return await discovery.find_tools(
             deps.database, deps.vectors, deps.embedder, query, limit=limit, server=server_name
@@ -245,6 +266,6 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         "answer_with_sources", description="Answer a question from the knowledge base, citing the sources as [n]"
     )
     async def answer_with_sources(question: str, ctx: Context[AidbDeps, Any], project: str | None = None) -> str:
-        return await prompts.cited_answer(_deps(ctx).searcher, question, project)
+        return await prompts.cited_answer(_deps(ctx).searcher, question, project_to_read(project))
 
     return server

@@ -454,6 +454,28 @@ async def all_chunks(database: Database, *, project: str | None, after: str | No
     return [_chunk_record(row) for row in rows]
 
 
+async def chunk_count(database: Database, *, project: str | None) -> int:
+    """How many chunks are stored (in one project, or all)."""
+    count = await database.fetchval(
+        """SELECT count(*) FROM aidb_chunks c JOIN aidb_documents d ON d.id = c.document_id
+           WHERE $1::text IS NULL OR d.project = $1""",
+        project,
+    )
+    return int(count or 0)
+
+
+async def queue_reindex(database: Database, *, project: str | None) -> int:
+    """Queue every document (of one project, or all) for the indexer, as if each had just changed; returns how
+    many. The running server's indexer applies them (`mcp-stack reindex` while AIDB runs)."""
+    async with database.transaction() as conn:
+        status = await conn.execute(
+            """INSERT INTO aidb_outbox (document_id)
+               SELECT id FROM aidb_documents WHERE $1::text IS NULL OR project = $1""",
+            project,
+        )
+    return int(status.split()[-1])
+
+
 async def outbox_ids(database: Database) -> list[int]:
     """Ids of the outbox rows committed so far."""
     return [row["id"] for row in await database.fetch("SELECT id FROM aidb_outbox ORDER BY id")]

@@ -71,8 +71,12 @@ async def augment_query(
     aidb_tool: str,
     vectors: VectorIndex,
     embedder: Embedder,
+    project: str | None = None,
 ) -> AugmentResult:
-    """Gather context (AIDB first, then patterns, error solutions, best practices, codebase) within `max_tokens`."""
+    """Gather context (AIDB first, then patterns, error solutions and best practices) within `max_tokens`.
+
+    AIDB is searched in `project` under its own rule (omitted = its 'default' project, '*' = every project).
+    """
     notes: list[str] = []
     candidates: list[ContextItem] = []
     aidb_used = False
@@ -80,7 +84,10 @@ async def augment_query(
         notes.append("aidb: not configured")
     else:
         try:
-            answer = await aidb.call_tool(aidb_tool, {"query": query, "limit": AIDB_LIMIT})
+            arguments: dict[str, Any] = {"query": query, "limit": AIDB_LIMIT}
+            if project is not None:
+                arguments["project"] = project
+            answer = await aidb.call_tool(aidb_tool, arguments)
             candidates += parse_aidb_hits(answer.data())
             aidb_used = True
         except (DependencyUnavailable, RateLimited, PeerToolError) as exc:

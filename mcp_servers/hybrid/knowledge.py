@@ -1,6 +1,7 @@
 """Hybrid's own collections in its vector namespace: write text with dense + BM25 vectors, search them.
 
-Public names (tool arguments) map to engine collection names; `interaction-history` is for admins only.
+Public names (tool arguments) map to engine collection names; `interaction-history` is for admins only. Code and
+documents live in AIDB (ingest_path), which augment_query searches first; Hybrid keeps only what it learns.
 """
 
 from collections.abc import Mapping
@@ -13,7 +14,6 @@ from mcp_servers.shared.vectors.ids import point_id
 from mcp_servers.shared.vectors.port import SearchMode, VectorIndex, VectorPoint
 
 COLLECTIONS: Final[dict[str, str]] = {
-    "codebase-context": "hybrid_codebase_context",
     "skills-patterns": "hybrid_skills_patterns",
     "error-solutions": "hybrid_error_solutions",
     "best-practices": "hybrid_best_practices",
@@ -25,7 +25,6 @@ AUGMENT_SOURCES: Final[tuple[Collection, ...]] = (
     "skills-patterns",
     "error-solutions",
     "best-practices",
-    "codebase-context",
 )
 MAX_STORED_TEXT_CHARS: Final = 8000
 

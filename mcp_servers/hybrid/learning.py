@@ -24,8 +24,11 @@ from mcp_servers.hybrid.routing import (
     estimate_complexity,
 )
 from mcp_servers.shared.config import HybridSettings
+from mcp_servers.shared.errors import Conflict
 
 OutcomeName = Literal["success", "partial", "failure"]
+# Feedback is stored as float4: a repeat of the same value reads back within this.
+_FEEDBACK_TOLERANCE = 1e-6
 
 WEIGHTS = {"outcome": 0.4, "feedback": 0.2, "reusability": 0.2, "complexity": 0.1, "novelty": 0.1}
 _OUTCOME_SCORE = {"success": 1.0, "partial": 0.5, "failure": 0.0}
@@ -152,6 +155,8 @@ class InteractionRecord:
     outcome: str | None
     pattern_id: uuid.UUID | None
     routed_kind: BackendKind | None
+    user_feedback: float | None = None
+    value_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +194,7 @@ class OutcomeAssessment:
     value_score: float
     example: TrainingExample | None
     threshold: ThresholdChange | None
+    repeat: bool = False  # the same outcome was recorded before: nothing is written again
 
 
 def assess_outcome(
@@ -199,8 +205,25 @@ def assess_outcome(
     novelty: float,
     settings: HybridSettings,
 ) -> OutcomeAssessment:
-    """Score an outcome; successes teach an example, and only the first outcome of a routed interaction moves
-    the threshold (repeating update_outcome must not adapt it again)."""
+    """Score an outcome; successes teach an example, and a routed interaction's outcome moves the threshold.
+
+    An outcome is recorded once: repeating the same outcome and feedback is a no-op (`repeat`, the recorded
+    score), and a different one raises Conflict rather than silently scoring the interaction again.
+    """
+    if interaction.outcome is not None:
+        same_feedback = (interaction.user_feedback is None) == (feedback is None) and (
+            feedback is None or abs((interaction.user_feedback or 0.0) - feedback) < _FEEDBACK_TOLERANCE
+        )
+        if interaction.outcome != outcome or not same_feedback:
+            recorded = f"outcome {interaction.outcome!r}" + (
+                f" with feedback {round(interaction.user_feedback, 4)}" if interaction.user_feedback is not None else ""
+            )
+            raise Conflict(
+                f"interaction {interaction.id} already has {recorded}; an outcome is recorded once "
+                "(repeat the same outcome to read it back)"
+            )
+        score = round(interaction.value_score or 0.0, 4)
+        return OutcomeAssessment(outcome, feedback, score, None, None, repeat=True)
     score = value_score(
         outcome=outcome,
         feedback=feedback,
@@ -214,7 +237,7 @@ def assess_outcome(
         else None
     )
     threshold = None
-    if interaction.routed_kind is not None and interaction.outcome is None:
+    if interaction.routed_kind is not None:
         threshold = ThresholdChange(
             task_type=interaction.task_type,
             initial=settings.complexity_threshold,

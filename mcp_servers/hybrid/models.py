@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from mcp_servers.hybrid.routing import Preference
 
-Collection = Literal["codebase-context", "skills-patterns", "error-solutions", "best-practices", "interaction-history"]
+Collection = Literal["skills-patterns", "error-solutions", "best-practices", "interaction-history"]
 AgentType = Literal["local", "remote"]
 Outcome = Literal["success", "partial", "failure"]
 TrainingFormat = Literal["openai", "sharegpt"]
@@ -24,6 +24,7 @@ class AugmentRequest:
     query: str
     agent_type: AgentType = "local"
     max_tokens: int | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

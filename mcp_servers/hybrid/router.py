@@ -169,10 +169,11 @@ class Router:
         attempts = [Attempt(skip.backend, "skipped", skip.reason) for skip in plan.skipped]
         llm_seconds = 0.0
         first_rejection: InvalidRequest | None = None
+        budget_left: float | None = None
         for name in plan.candidates:
             backend = backends[name]
             if backend.settings.cost_per_1k_tokens > 0:
-                left = await self._budget_left()
+                left = budget_left = await self._budget_left()
                 if worst_case_cost(backend.settings, request.prompt_tokens, max_tokens) > left:
                     attempts.append(Attempt(name, "skipped", "budget_exhausted"))
                     continue
@@ -212,7 +213,7 @@ class Router:
         await self._record_failure(request, plan.threshold, plan.reason, attempts)
         if self._observer is not None:
             self._observer.decision("none", plan.reason)
-        raise self._no_backend_error(request, attempts, first_rejection)
+        raise self._no_backend_error(request, attempts, first_rejection, budget_left)
 
     def _observe_call(self, backend: str, started: float) -> float:
         seconds = time.perf_counter() - started
@@ -221,9 +222,19 @@ class Router:
         return seconds
 
     def _no_backend_error(
-        self, request: RouteRequest, attempts: Sequence[Attempt], rejection: InvalidRequest | None
+        self,
+        request: RouteRequest,
+        attempts: Sequence[Attempt],
+        rejection: InvalidRequest | None,
+        budget_left: float | None,
     ) -> Exception:
         reasons = {attempt.reason for attempt in attempts}
+        budget_state = (
+            "daily budget exhausted"
+            if budget_left is None or budget_left <= 0
+            else f"the worst case of this request (max_tokens={request.max_tokens}) would exceed the "
+            f"{budget_left:.4g} left of the daily budget; lower max_tokens"
+        )
         summary = ", ".join(f"{attempt.backend}: {attempt.reason}" for attempt in attempts) or "no candidates"
         if attempts and reasons == {"context_overflow"}:
             largest = max(backend.settings.context_window_tokens for backend in self.backends.values())
@@ -237,7 +248,7 @@ class Router:
             return rejection
         if "budget_exhausted" in reasons and not any(attempt.outcome == "error" for attempt in attempts):
             return DependencyUnavailable(
-                "llm", retry_after_seconds=seconds_until_utc_midnight(), reason=f"daily budget exhausted ({summary})"
+                "llm", retry_after_seconds=seconds_until_utc_midnight(), reason=f"{budget_state} ({summary})"
             )
         if request.prefer == "local" and not any(
             backend.settings.kind == "local" for backend in self.backends.values()

@@ -81,12 +81,20 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
             int | None,
             Field(description="context budget in tokens (default from settings)", ge=0, le=200_000, strict=True),
         ] = None,
+        project: Annotated[
+            str | None,
+            Field(
+                description="AIDB project to draw documents from; omitted = 'default' (as in AIDB's search); "
+                "'*' = every project",
+                max_length=200,
+            ),
+        ] = None,
     ) -> AugmentResult:
-        """Retrieve context for a query from AIDB (knowledge base) and Hybrid's collections (patterns, error
-        solutions, best practices, codebase) and return an augmented prompt, the context ids (pass them to
+        """Retrieve context for a query from AIDB (knowledge base, one project) and Hybrid's collections
+        (patterns, error solutions, best practices) and return an augmented prompt, the context ids (pass them to
         track_interaction) and its token count. Works without AIDB (see `notes`); when AIDB is configured the
         caller needs AIDB's read scope too. Next: route_query."""
-        request = AugmentRequest(query=query, agent_type=agent_type, max_tokens=max_tokens)
+        request = AugmentRequest(query=query, agent_type=agent_type, max_tokens=max_tokens, project=project)
         may_read_aidb = principal_of(ctx.request_context).holds("aidb", "read")
         return await service.augment(ctx.request_context.lifespan_context, request, may_read_aidb=may_read_aidb)
 
@@ -164,8 +172,9 @@ def create_server(core: Core) -> StackServer[HybridDeps]:
         ctx: Context[HybridDeps, Any],
         user_feedback: Annotated[float | None, Field(description="-1 (bad) .. 1 (good)", ge=-1, le=1)] = None,
     ) -> OutcomeResult:
-        """Record how an interaction turned out. Scores it; valuable ones become reusable patterns, successes
-        become training examples, and routing thresholds adapt for its task type."""
+        """Record how an interaction turned out, once. Scores it; valuable ones become reusable patterns,
+        successes become training examples, and routing thresholds adapt for its task type. Repeating the same
+        outcome returns what was recorded; a different outcome for the same interaction is refused."""
         request = OutcomeRequest(interaction_id=interaction_id, outcome=outcome, user_feedback=user_feedback)
         return await service.update_outcome(ctx.request_context.lifespan_context, request)
 

@@ -120,6 +120,15 @@ async def update_outcome(deps: HybridDeps, request: OutcomeRequest) -> OutcomeRe
     )
     interaction = recorded.interaction
     value = recorded.assessment.value_score
+    if recorded.assessment.repeat:  # recorded before: report it, change nothing
+        return OutcomeResult(
+            interaction_id=interaction_id,
+            value_score=value,
+            pattern_id=str(interaction.pattern_id) if interaction.pattern_id else None,
+            pattern_merged=False,
+            training_example_added=False,
+            threshold=None,
+        )
     if recorded.threshold is not None:
         deps.router.set_threshold(interaction.task_type, recorded.threshold)
     pattern_id = interaction.pattern_id
@@ -206,6 +215,7 @@ async def augment(deps: HybridDeps, request: AugmentRequest, *, may_read_aidb: b
         aidb_tool=deps.settings.hybrid.aidb_search_tool,
         vectors=deps.vectors,
         embedder=deps.embedder,
+        project=request.project,
     )
 
 

@@ -77,12 +77,19 @@ def _interaction(row: asyncpg.Record) -> InteractionRecord:
         query=row["query"],
         response=row["response"],
         task_type=row["task_type"],
-        complexity=float(row["complexity"]),
+        complexity=_real(row["complexity"]),
         secret=bool(row["secret"]),
         outcome=row["outcome"],
         pattern_id=row["pattern_id"],
         routed_kind=row["routed_kind"],
+        user_feedback=None if row["user_feedback"] is None else _real(row["user_feedback"]),
+        value_score=None if row["value_score"] is None else _real(row["value_score"]),
     )
+
+
+def _real(value: float) -> float:
+    """A `real` (float4) column as the float it was written as: 0.6 reads back as 0.6000000238418579 otherwise."""
+    return round(float(value), 6)
 
 
 async def record_outcome(
@@ -106,6 +113,8 @@ async def record_outcome(
             raise NotFound(f"no interaction {interaction_id}; {_NO_INTERACTION}")
         interaction = _interaction(row)
         assessment = assess(interaction)
+        if assessment.repeat:
+            return RecordedOutcome(interaction, assessment, False, None)
         await conn.execute(
             """UPDATE hybrid_interactions SET outcome = $2, user_feedback = $3, outcome_at = now(), value_score = $4
                WHERE id = $1""",
@@ -129,7 +138,7 @@ async def record_outcome(
             current = await conn.fetchval(
                 "SELECT complexity_threshold FROM hybrid_thresholds WHERE task_type = $1 FOR UPDATE", change.task_type
             )
-            threshold = change.apply(float(current))
+            threshold = round(change.apply(_real(current)), 6)
             await conn.execute(
                 """UPDATE hybrid_thresholds SET complexity_threshold = $2, samples = samples + 1, updated_at = now()
                    WHERE task_type = $1""",
@@ -164,7 +173,7 @@ async def link_pattern(database: Database, interaction_id: uuid.UUID, pattern_id
 async def load_thresholds(database: Database) -> dict[str, float]:
     """Every adapted threshold by task type (task types without a row use the configured initial value)."""
     rows = await database.fetch("SELECT task_type, complexity_threshold FROM hybrid_thresholds")
-    return {row["task_type"]: float(row["complexity_threshold"]) for row in rows}
+    return {row["task_type"]: _real(row["complexity_threshold"]) for row in rows}
 
 
 async def spent_today(database: Database) -> float:

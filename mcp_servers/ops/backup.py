@@ -64,6 +64,8 @@ class BackupManifest:
     vector_mode: str
     collections: tuple[tuple[str, str, str], ...]  # (namespace path, collection, member name)
     files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    # Vector namespaces a running server held during the backup: not in the archive, rebuilt from PostgreSQL.
+    rebuilt_namespaces: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """The manifest as stored in the archive."""
@@ -80,6 +82,7 @@ class BackupManifest:
                     "collections": [
                         {"namespace": ns, "collection": name, "member": member} for ns, name, member in self.collections
                     ],
+                    "rebuilt_namespaces": list(self.rebuilt_namespaces),
                 },
                 "files": {name: {"sha256": sha, "size": size} for name, (sha, size) in sorted(self.files.items())},
             },
@@ -107,6 +110,7 @@ class BackupManifest:
                     (str(c["namespace"]), str(c["collection"]), str(c["member"])) for c in vectors["collections"]
                 ),
                 files={str(name): (str(f["sha256"]), int(f["size"])) for name, f in record["files"].items()},
+                rebuilt_namespaces=tuple(str(ns) for ns in vectors.get("rebuilt_namespaces", [])),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"manifest field missing or malformed: {exc}") from None
@@ -168,8 +172,9 @@ def _edge_collections(root: Path) -> list[str]:
 
 
 async def _snapshot_vectors(
-    settings: StackSettings, mode: VectorMode, staging: Path
+    settings: StackSettings, mode: VectorMode, staging: Path, skipped: list[str]
 ) -> tuple[tuple[str, str, str], ...]:
+    """Snapshots of every vector collection; `skipped` receives the namespaces a running server holds."""
     if mode == "skip":
         return ()
     if settings.vectors.backend == "qdrant":
@@ -177,10 +182,16 @@ async def _snapshot_vectors(
 
         return await qdrant_snapshots.snapshot_all(settings, staging)
     # Adapters import their engine; only this branch needs Qdrant Edge.
-    from mcp_servers.shared.vectors.edge import EdgeVectorIndex
+    from mcp_servers.shared.vectors.edge import EdgeVectorIndex, held_by_running_server
 
     collections: list[tuple[str, str, str]] = []
     for namespace, root in await anyio.to_thread.run_sync(_edge_roots, settings):
+        if await held_by_running_server(root):
+            # A running server owns these shards. AIDB rebuilds its index from PostgreSQL when it starts after
+            # the restore; the archive says which namespaces were left out.
+            logger.warning("vectors held by a running server are rebuilt after restore", extra={"namespace": namespace})
+            skipped.append(namespace)
+            continue
         index = EdgeVectorIndex(root)
         try:
             for name in await anyio.to_thread.run_sync(_edge_collections, root):
@@ -189,8 +200,8 @@ async def _snapshot_vectors(
                     written = await index.snapshot(name, target)
                 except ConfigurationError:
                     raise Conflict(
-                        "the embedded vector index is open by a running server; stop the stack before "
-                        "`mcp-stack backup`, or pass --vectors skip and run AIDB's reindex after restoring"
+                        "the embedded vector index was opened by a server while the backup ran; run "
+                        "`mcp-stack backup` again"
                     ) from None
                 member = f"vectors/{namespace}/{name}.tar.gz"
                 await anyio.to_thread.run_sync(os.replace, written, staging / member)
@@ -278,7 +289,8 @@ async def create_backup(settings: StackSettings, archive: Path, *, vectors: Vect
                 environment,
                 "pg_dump",
             )
-        collections = await _snapshot_vectors(settings, vectors, staging)
+        held: list[str] = []
+        collections = await _snapshot_vectors(settings, vectors, staging, held)
         await anyio.to_thread.run_sync(copy_for_backup, settings.telemetry_path, staging / "telemetry")
         await anyio.to_thread.run_sync(_write_config, settings, staging)
         manifest = BackupManifest(
@@ -289,6 +301,7 @@ async def create_backup(settings: StackSettings, archive: Path, *, vectors: Vect
             vector_backend=settings.vectors.backend,
             vector_mode="rebuild" if vectors == "skip" else "snapshot",
             collections=collections,
+            rebuilt_namespaces=tuple(held),
         )
         complete = await anyio.to_thread.run_sync(_pack, staging, archive, manifest)
     finally:
@@ -450,8 +463,13 @@ def describe(manifest: BackupManifest) -> str:
     vectors = (
         f"{len(manifest.collections)} vector collections"
         if manifest.vector_mode == "snapshot"
-        else "no vectors (run AIDB's reindex after restoring)"
+        else "no vectors (AIDB reindexes from PostgreSQL when it starts after the restore)"
     )
+    if manifest.rebuilt_namespaces:
+        vectors += (
+            f" (not {', '.join(manifest.rebuilt_namespaces)}: held by a running server; AIDB reindexes its own from "
+            "PostgreSQL when it starts after the restore)"
+        )
     return (
         f"{len(manifest.files)} files, {size / 1e6:.1f} MB: PostgreSQL {manifest.postgres_server_version} dump, "
         f"{vectors}, created {manifest.created_at} by mcp-stack {manifest.stack_version}"

@@ -8,6 +8,7 @@ mcp-stack backup ARCHIVE [--vectors snapshot|skip]     one archive: database, ve
 mcp-stack restore ARCHIVE                              into an empty database and empty data directories
 mcp-stack doctor                                       check everything; non-zero exit on problems
 mcp-stack client-config CLIENT [--server S] [--http]   a configuration snippet for an MCP client
+mcp-stack reindex [--project P]                        rebuild AIDB's vector index from PostgreSQL (running or not)
 """
 
 import argparse
@@ -20,12 +21,12 @@ from typing import Final
 import anyio
 
 from mcp_servers.dashboard.store import Role
-from mcp_servers.ops import accounts, backup, client_config, supervisor
+from mcp_servers.ops import accounts, backup, client_config, reindex, supervisor
 from mcp_servers.shared.config import StackSettings
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
-COMMANDS: Final = ("up", "keys", "dashboard-user", "backup", "restore", "doctor", "client-config")
+COMMANDS: Final = ("up", "keys", "dashboard-user", "backup", "restore", "doctor", "client-config", "reindex")
 
 
 def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -65,7 +66,7 @@ def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
         "--vectors",
         choices=["snapshot", "skip"],
         default="snapshot",
-        help="skip: leave vectors out (AIDB's reindex rebuilds them from PostgreSQL after a restore)",
+        help="skip: leave vectors out (AIDB reindexes from PostgreSQL when it starts after a restore)",
     )
     restore_parser = commands.add_parser("restore", help="restore an archive into an empty database and data dir")
     restore_parser.add_argument("archive", type=Path)
@@ -77,6 +78,11 @@ def add_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     )
     clients.add_argument("--http", action="store_true", help="connect over HTTP with a bearer key, not stdio")
     clients.add_argument("--base-url", default=None, help="HTTP base, e.g. https://mcp.example.org (default: local)")
+    # reindex
+    reindex_parser = commands.add_parser(
+        "reindex", help="rebuild AIDB's vector index from PostgreSQL (a running AIDB applies it itself)"
+    )
+    reindex_parser.add_argument("--project", default=None, help="only this project (default: every project)")
 
 
 def run(args: argparse.Namespace, settings: StackSettings) -> None:
@@ -99,6 +105,8 @@ def run(args: argparse.Namespace, settings: StackSettings) -> None:
         print(client_config.render(settings, args.client, servers, http=args.http, base_url=args.base_url))
     elif args.command == "backup":
         anyio.run(_backup, settings, args.archive, args.vectors)
+    elif args.command == "reindex":
+        anyio.run(_reindex, settings, args.project)
     else:
         anyio.run(_restore, settings, args.archive)
 
@@ -178,3 +186,7 @@ def _add_up_options(up: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the provisioned local model (scripts/provision-tools.sh llama) as Hybrid's local backend",
     )
+
+
+async def _reindex(settings: StackSettings, project: str | None) -> None:
+    print(await reindex.reindex(settings, project=project, say=lambda line: print(line, flush=True)))

@@ -589,9 +589,13 @@ class StackSettings(BaseSettings):
 def describe_validation_error(error: ValidationError) -> str:
     """One line naming the environment variable and what it expects, for start-up failures."""
     first = error.errors()[0]
-    location = [str(part) for part in first["loc"] if not str(part).isdigit()]
-    variable = ENV_PREFIX + "__".join(location).upper() if location else ENV_PREFIX + "*"
-    return f"invalid configuration: {variable}: {first['msg']}"
+    location = [str(part) for part in first["loc"]]
+    # A list (e.g. hybrid.backends) is one variable holding JSON: name it, then the item and field inside it.
+    index = next((i for i, part in enumerate(location) if isinstance(first["loc"][i], int)), len(location))
+    variable = ENV_PREFIX + "__".join(location[:index]).upper() if index else ENV_PREFIX + "*"
+    inside = location[index:]
+    where = f" (item {inside[0]}" + (f", field {'.'.join(inside[1:])}" if inside[1:] else "") + ")" if inside else ""
+    return f"invalid configuration: {variable}{where}: {first['msg']}"
 
 
 def env_variable(path: str) -> str:

@@ -299,7 +299,11 @@ class StackServer(Generic[D]):
             self._tool_scopes[name] = required
             # The arguments a caller may pass: the signature without the injected Context.
             self._tool_parameters[name] = frozenset(inspect.signature(fn).parameters) - {find_context_parameter(fn)}
-            self.mcp.tool(name=name, title=title, annotations=annotations)(translate_errors(fn))
+            # The docstring is the description the model reads: without its source indentation.
+            description = inspect.cleandoc(fn.__doc__) if fn.__doc__ else None
+            self.mcp.tool(name=name, title=title, description=description, annotations=annotations)(
+                translate_errors(fn)
+            )
             return fn
 
         return decorator

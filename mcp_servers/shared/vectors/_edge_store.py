@@ -61,6 +61,20 @@ def lock_root(root: Path) -> filelock.BaseFileLock:
     return lock
 
 
+def held_elsewhere(root: Path) -> bool:
+    """True when another open index (a running server) holds the store at `root`."""
+    lock_path = root / LOCK_FILE
+    if not lock_path.is_file():
+        return False
+    lock = filelock.FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def read_meta(directory: Path) -> str | None:
     """The metadata text of a collection directory, or None if it holds no collection."""
     try:

@@ -81,6 +81,11 @@ class _Collection:
     indexed_fields: set[str] = field(default_factory=set)
 
 
+async def held_by_running_server(root: Path) -> bool:
+    """True when the Edge store at `root` is open in a running process (its shards cannot be opened here)."""
+    return await anyio.to_thread.run_sync(store.held_elsewhere, root)
+
+
 class EdgeVectorIndex:
     """`VectorIndex` over Qdrant Edge shards in `root`; this index owns the shards and closes them in `close()`.
 

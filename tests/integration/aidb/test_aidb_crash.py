@@ -80,7 +80,9 @@ async def test_acknowledged_documents_survive_sigkill_exactly_once(
 
         async def hits_for(number: int) -> list[str]:
             page = structured(
-                await client.call_tool("search", {"query": f"uniqueword{number}", "mode": "lexical", "limit": 5})
+                await client.call_tool(
+                    "search", {"query": f"uniqueword{number}", "mode": "lexical", "limit": 5, "project": "crash"}
+                )
             )
             return [hit["document_id"] for hit in page["hits"]]
 

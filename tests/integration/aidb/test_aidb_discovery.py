@@ -17,6 +17,7 @@ from mcp_servers.aidb.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import StackServer, build_core
 from tests.integration.aidb.conftest import structured
+from tests.integration.aidb.test_aidb_tools import TOOLS as OWN_TOOLS
 from tests.support import recording_listener, serve_app, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -103,10 +104,11 @@ async def test_registered_servers_tools_are_found_by_task(aidb_settings: StackSe
         # Re-indexing by name alone keeps the tools, and reindex rebuilds them from PostgreSQL.
         again = structured(await client.call_tool("register_mcp_server", {"name": "weather"}))
         assert again["tools"] == ["get_forecast", "list_stations"]
-        assert structured(await client.call_tool("reindex", {}))["tools"] == 4
+        own = len(OWN_TOOLS)  # AIDB's own tools are indexed too (server "aidb")
+        assert structured(await client.call_tool("reindex", {}))["tools"] == 4 + own
         after = structured(await client.call_tool("find_tools", {"query": "rain forecast for a city", "limit": 1}))
         assert after["tools"][0]["name"] == "get_forecast"
-        assert structured(await client.call_tool("stats", {}))["tools_indexed"] == 4
+        assert structured(await client.call_tool("stats", {}))["tools_indexed"] == 4 + own
 
         # An operator's stdio name cannot be pointed at a URL instead.
         moved = await client.call_tool("register_mcp_server", {"name": "calc", "url": f"{url}/mcp"})
@@ -121,7 +123,10 @@ async def test_registering_an_unreachable_or_invalid_server_is_a_tool_error(aidb
         assert scheme.is_error and "http:// or https://" in scheme.content[0].text  # type: ignore[union-attr]
         unknown = await client.call_tool("register_mcp_server", {"name": "never-registered"})
         assert unknown.is_error and "no registered server" in unknown.content[0].text  # type: ignore[union-attr]
-        assert structured(await client.call_tool("find_tools", {"query": "anything"}))["tools"] == []
+        # Nothing was registered: only AIDB's own tools are found.
+        assert {
+            t["server"] for t in structured(await client.call_tool("find_tools", {"query": "anything"}))["tools"]
+        } == {"aidb"}
 
 
 async def test_register_mcp_server_takes_no_command_line(aidb_server: StackServer[AidbDeps], tmp_path: Path) -> None:
@@ -208,7 +213,8 @@ async def test_configured_peer_servers_are_registered_at_start_up(aidb_settings:
         async with Client(server.mcp) as client:
 
             async def registered() -> bool:
-                return bool(structured(await client.call_tool("stats", {}))["tools_indexed"])
+                args = {"query": "weather forecast", "server_name": "weather"}
+                return bool(structured(await client.call_tool("find_tools", args))["tools"])
 
             await wait_until(registered, timeout=30)
             found = structured(await client.call_tool("find_tools", {"query": "weather forecast", "limit": 1}))

@@ -91,7 +91,9 @@ async def test_document_lifecycle_over_every_transport(aidb_server: StackServer[
         projects = json.loads((await client.read_resource("aidb://projects")).contents[0].text)  # type: ignore[union-attr]
         assert {p["project"]: p["documents"] for p in projects["projects"]} == {"dev": 1, "other": 1, "zoo": 1}
 
-        prompt = await client.get_prompt("answer_with_sources", {"question": "how do I build a wheel?"})
+        prompt = await client.get_prompt(
+            "answer_with_sources", {"question": "how do I build a wheel?", "project": "dev"}
+        )
         text = prompt.messages[0].content.text  # type: ignore[union-attr]
         assert "[1] Python packaging" in text and "cite" in text
 
@@ -105,7 +107,8 @@ async def test_document_lifecycle_over_every_transport(aidb_server: StackServer[
             found = await search(client, "quick brown fox", mode=mode)
             assert fox["document_id"] not in {h["document_id"] for h in found["hits"]}
         assert "no document" in error_text(await client.call_tool("get_document", {"document_id": fox["document_id"]}))
-        assert error_text(await client.call_tool("delete_document", {"document_id": fox["document_id"]}))
+        again = structured(await client.call_tool("delete_document", {"document_id": fox["document_id"]}))
+        assert again == {"document_id": fox["document_id"], "deleted": False}  # idempotent, as annotated
         with pytest.raises(MCPError) as missing:
             await client.read_resource(f"aidb://documents/{fox['document_id']}")
         assert missing.value.code == INVALID_PARAMS
@@ -213,13 +216,14 @@ async def test_filters_by_project_kind_and_metadata(aidb_server: StackServer[Aid
         async def ids(**args: Any) -> set[str]:
             return {h["document_id"] for h in (await search(client, "retry backoff", **args))["hits"]}
 
-        assert await ids() == {a["document_id"], b["document_id"], c["document_id"]}
+        assert await ids(project="*") == {a["document_id"], b["document_id"], c["document_id"]}
+        assert await ids() == set()  # no project = "default", where nothing was stored
         assert await ids(project="api") == {a["document_id"], b["document_id"]}
-        assert await ids(kind="code") == {b["document_id"]}
+        assert await ids(kind="code", project="*") == {b["document_id"]}
         assert await ids(project="api", kind="error_solution") == set()
-        assert await ids(filters={"team": "core"}) == {a["document_id"], c["document_id"]}
-        assert await ids(filters={"team": ["web", "nobody"]}) == {b["document_id"]}
-        assert await ids(filters={"priority": 1}) == {a["document_id"]}
+        assert await ids(filters={"team": "core"}, project="*") == {a["document_id"], c["document_id"]}
+        assert await ids(filters={"team": ["web", "nobody"]}, project="*") == {b["document_id"]}
+        assert await ids(filters={"priority": 1}, project="*") == {a["document_id"]}
         assert "filter key" in error_text(await client.call_tool("search", {"query": "x", "filters": {"bad key": "v"}}))
 
 
@@ -308,7 +312,8 @@ async def test_reindex_reembeds_what_another_model_embedded(aidb_settings: Stack
         assert stats["embedder"] != old_name
         assert stats["chunks_by_embedder"] == {old_name: 3, stats["embedder"]: 1}
         result = structured(await client.call_tool("reindex", {"reembed": True}, progress_callback=on_progress))
-        assert (result["reembedded"], result["chunks"]) == (3, 4) and progress == [3]
+        # 3 re-embedded, then the rebuild: 0 and 4 of 4 chunks.
+        assert (result["reembedded"], result["chunks"]) == (3, 4) and progress == [3, 0, 4]
         stats = structured(await client.call_tool("stats", {}))
         assert stats["chunks_by_embedder"] == {stats["embedder"]: 4}
         assert stats["chunks_indexed"] == 4
@@ -351,7 +356,8 @@ async def test_ingest_path_stores_updates_skips_and_reports_progress(
             )
         )
         assert (first["created"], first["updated"], first["unchanged"]) == (2, 0, 0)
-        reasons = {s["path"]: s["reason"] for s in first["skipped"]}
+        assert first["skipped"]["total"] == 3 and sum(first["skipped"]["by_reason"].values()) == 3
+        reasons = {s["path"]: s["reason"] for s in first["skipped"]["examples"]}
         assert set(reasons) == {"image.md", "big.md", "leak.md"}
         assert "binary" in reasons["image.md"]
         assert "limit" in reasons["big.md"]
@@ -370,7 +376,9 @@ async def test_ingest_path_stores_updates_skips_and_reports_progress(
 
         code = structured(await client.call_tool("ingest_path", {"path": "docs/script.py", "project": "kb"}))
         assert code["created"] == 1
-        assert (await search(client, "main print", kind="code"))["hits"][0]["provenance"]["kind"] == "code"
+        assert (await search(client, "main print", kind="code", project="kb"))["hits"][0]["provenance"][
+            "kind"
+        ] == "code"
 
 
 async def test_ingest_path_stores_many_files_in_batches(
@@ -397,7 +405,7 @@ async def test_ingest_path_stores_many_files_in_batches(
             await client.call_tool("ingest_path", {"path": "notes", "glob": "*.md"}, progress_callback=on_progress)
         )
         # copy.md repeats note03.md within the same batch; known.md repeats a document stored before.
-        assert (result["created"], result["updated"], result["unchanged"], result["skipped"]) == (70, 0, 2, [])
+        assert (result["created"], result["updated"], result["unchanged"], result["skipped"]["total"]) == (70, 0, 2, 0)
         assert len(set(result["document_ids"])) == 70
         assert progress == sorted(progress) and progress[0] == 0 and progress[-1] == 72
         assert len(progress) >= 4  # the start and one update per batch of at most 32 files

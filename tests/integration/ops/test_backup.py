@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 from mcp import Client
 
+from mcp_servers.aidb.points import CHUNKS_COLLECTION, project_filter
 from mcp_servers.aidb.server import create_server as create_aidb
-from mcp_servers.ops.backup import create_backup, read_manifest, restore_backup
+from mcp_servers.ops.backup import create_backup, describe, read_manifest, restore_backup
 from mcp_servers.ralph.server import create_server as create_ralph
 from mcp_servers.shared.config import StackSettings, load_settings
 from mcp_servers.shared.errors import Conflict, InvalidRequest
@@ -24,6 +25,7 @@ from mcp_servers.shared.telemetry import (
     TelemetryReader,
     TelemetryWriter,
 )
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -59,7 +61,7 @@ async def _searches(settings: StackSettings) -> list[list[tuple[str, str, float]
     async with Client(create_aidb(build_core("aidb", settings)).mcp) as client:
         answers = []
         for query in QUERIES:
-            hits = (await _call(client, "search", query=query, limit=3))["hits"]
+            hits = (await _call(client, "search", query=query, limit=3, project="*"))["hits"]
             answers.append([(hit["document_id"], hit["title"], round(hit["score"], 4)) for hit in hits])
         return answers
 
@@ -168,15 +170,75 @@ async def test_a_corrupted_archive_is_refused_before_anything_is_written(
     assert len(lines) == 1 and lines[0].startswith("mcp-stack: backup archive stack.tar is corrupted"), lines
 
 
-async def test_backup_refuses_embedded_vectors_held_by_a_running_server(
-    stack_settings: StackSettings, tmp_path: Path
+async def test_backup_while_running_leaves_held_vectors_to_a_rebuild_at_the_next_start(
+    stack_settings: StackSettings, pg_empty_dsn: str, tmp_path: Path
 ) -> None:
     source = _settings(stack_settings)
+    archive = tmp_path / "stack.tar"
     async with Client(create_aidb(build_core("aidb", source)).mcp) as client:
         await _call(client, "store_document", content=DOCUMENTS[0][0], project="zoo")
-        # The server holds its Edge shards: a snapshot would race its writes, so the backup says what to do.
-        with pytest.raises(Conflict):
-            await create_backup(source, tmp_path / "stack.tar")
-        manifest = await create_backup(source, tmp_path / "stack.tar", vectors="skip")
-    assert manifest.vector_mode == "rebuild" and manifest.collections == ()
+        # The running server holds its Edge shards: the backup goes on without them and says so.
+        manifest = await create_backup(source, archive)
+    assert manifest.vector_mode == "snapshot" and manifest.rebuilt_namespaces == ("aidb",)
+    assert not [ns for ns, _, _ in manifest.collections if ns == "aidb"]
+    assert "held by a running server" in describe(manifest)
+    assert (await read_manifest(archive)).rebuilt_namespaces == ("aidb",)
     assert not [p async for p in anyio.Path(tmp_path).glob(".*")]  # no staging left behind
+
+    target = _settings(data_dir=tmp_path / "target", postgres={"dsn": pg_empty_dsn})
+    await restore_backup(target, archive)
+    async with Client(create_aidb(build_core("aidb", target)).mcp) as client:
+        # The first start finds PostgreSQL's chunks missing from the index and reindexes them.
+        async def found() -> bool:
+            hits = (await _call(client, "search", query="brown fox", project="zoo", mode="lexical"))["hits"]
+            return [hit["title"] for hit in hits] == ["Foxes"]
+
+        await wait_until(found, timeout=60)
+
+
+def _cli_environment(settings: StackSettings) -> dict[str, str]:
+    assert settings.postgres.dsn is not None
+    return {
+        **os.environ,
+        "MCP_STACK_DATA_DIR": str(settings.data_dir),
+        "MCP_STACK_POSTGRES__DSN": settings.postgres.dsn.get_secret_value(),
+    }
+
+
+async def _reindex_cli(settings: StackSettings) -> list[str]:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "mcp_servers.cli", "reindex"],
+        env=_cli_environment(settings),
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().strip().splitlines()
+
+
+async def test_mcp_stack_reindex_rebuilds_with_aidb_stopped_and_queues_with_it_running(
+    stack_settings: StackSettings,
+) -> None:
+    settings = _settings(stack_settings)
+    server = create_aidb(build_core("aidb", settings))
+    async with Client(server.mcp) as client:
+        for content, project in DOCUMENTS:
+            await _call(client, "store_document", content=content, project=project)
+        await server.deps.vectors.delete_where(CHUNKS_COLLECTION, project_filter("zoo"))  # an index missing chunks
+        assert (await _call(client, "stats"))["chunks_indexed"] == 2
+        lines = await _reindex_cli(settings)
+        # Running: the CLI cannot open the shards, so the running server's indexer does the work.
+        assert len(lines) == 1 and lines[0].startswith("AIDB is running: queued 4 documents"), lines
+
+        async def indexed() -> bool:
+            stats = await _call(client, "stats")
+            return bool(stats["pending_index"] == 0 and stats["chunks_indexed"] == stats["chunks"] == 4)
+
+        await wait_until(indexed, timeout=60)
+        await server.deps.vectors.drop(CHUNKS_COLLECTION)
+    # Stopped: the CLI opens the index itself and rebuilds it, with progress lines.
+    lines = await _reindex_cli(settings)
+    assert lines[-1].startswith("reindexed every project: 4 documents, 4 chunks") and "reindex: 4 of 4 chunks" in lines
+    async with Client(create_aidb(build_core("aidb", settings)).mcp) as client:
+        hits = (await _call(client, "search", query="owls at night", project="*", mode="lexical"))["hits"]
+        assert [hit["title"] for hit in hits] == ["Owls"]

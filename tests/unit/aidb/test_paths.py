@@ -1,5 +1,6 @@
 """Path safety for ingest_path: roots, '..', symlinks, binary and oversized files."""
 
+import gzip
 import os
 from pathlib import Path
 
@@ -107,4 +108,21 @@ def test_binary_oversized_and_non_utf8_files_are_skipped_with_a_reason(tmp_path:
     assert read_text_file(binary, 100) == "binary file"
     assert "UTF-8" in str(read_text_file(latin, 100))
     assert "limit" in str(read_text_file(big, 100))
-    assert read_text_file(good, 100) == TextFile(text="hello", size_bytes=5)
+    assert read_text_file(good, 100) == TextFile(text="hello", size_bytes=5, name="good.txt")
+
+
+def test_compressed_text_is_read_within_the_limit_and_html_becomes_text(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.md.gz"
+    notes.write_bytes(gzip.compress(b"# Notes\nhello"))
+    assert read_text_file(notes, 100) == TextFile(text="# Notes\nhello", size_bytes=13, name="notes.md")
+    bomb = tmp_path / "bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b"a" * 10_000_000))  # about 10 KB packed
+    assert read_text_file(bomb, 1_000_000) == "larger than the 1000000 byte limit once decompressed"
+    damaged = tmp_path / "damaged.txt.xz"
+    damaged.write_bytes(b"not xz at all")
+    assert read_text_file(damaged, 100) == "damaged compressed file"
+    page = tmp_path / "page.html"
+    page.write_text("<body><h1>Only &lt;h1&gt;</h1><script>x()</script><p>Body text.</p></body>", encoding="utf-8")
+    loaded = read_text_file(page, 1000)
+    assert isinstance(loaded, TextFile)
+    assert (loaded.title, loaded.text) == ("Only <h1>", "# Only <h1>\n\nBody text.")

@@ -23,6 +23,7 @@ from mcp_servers.hybrid.pipeline import EVENT_NAMESPACE, _Batch
 from mcp_servers.hybrid.proposals import MIN_CALLS, proposals_from
 from mcp_servers.hybrid.store import ToolStats
 from mcp_servers.shared.config import HybridSettings
+from mcp_servers.shared.errors import Conflict
 from mcp_servers.shared.telemetry.events import TelemetryEvent
 
 SETTINGS = HybridSettings()
@@ -105,14 +106,17 @@ def test_only_the_first_outcome_of_a_routed_interaction_moves_its_threshold() ->
     assert first.threshold.task_type == "code" and first.threshold.initial == SETTINGS.complexity_threshold
     assert first.threshold.apply(0.6) == pytest.approx(0.6 - SETTINGS.threshold_step)
     assert first.threshold.apply(SETTINGS.complexity_threshold_min) == SETTINGS.complexity_threshold_min
-    repeated = assess_outcome(
-        dataclasses.replace(BASE, routed_kind="local", outcome="failure"),
-        outcome="success",
-        feedback=None,
-        novelty=0.5,
-        settings=SETTINGS,
-    )
-    assert repeated.threshold is None
+    recorded = dataclasses.replace(BASE, routed_kind="local", outcome="failure", value_score=0.2)
+    repeated = assess_outcome(recorded, outcome="failure", feedback=None, novelty=0.9, settings=SETTINGS)
+    assert repeated.repeat and repeated.threshold is None and repeated.example is None
+    assert repeated.value_score == 0.2  # the recorded score, not a new one (novelty changed)
+
+
+@pytest.mark.parametrize(("outcome", "feedback"), [("success", None), ("failure", 0.5)])
+def test_a_different_second_outcome_is_refused_not_rescored(outcome: OutcomeName, feedback: float | None) -> None:
+    recorded = dataclasses.replace(BASE, routed_kind="local", outcome="failure", value_score=0.2)
+    with pytest.raises(Conflict, match="already has outcome 'failure'"):
+        assess_outcome(recorded, outcome=outcome, feedback=feedback, novelty=0.5, settings=SETTINGS)
 
 
 def event(event_id: str, kind: str, **data: object) -> TelemetryEvent:

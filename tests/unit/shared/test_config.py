@@ -82,3 +82,14 @@ def test_env_variable_names_the_variable_that_load_settings_reads(monkeypatch: p
 def test_env_variable_refuses_a_path_that_names_no_setting(path: str) -> None:
     with pytest.raises(ValueError):
         env_variable(path)
+
+
+def test_a_bad_list_item_names_the_list_variable_and_the_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = '{"name": "x", "kind": "cloud", "base_url": "http://127.0.0.1:1/v1", "model": "m"}'
+    monkeypatch.setenv("MCP_STACK_HYBRID__BACKENDS", f"[{backend}]")
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    message = str(error.value)
+    # The variable is the one that holds the JSON list; no MCP_STACK_HYBRID__BACKENDS__KIND exists.
+    assert message.startswith("invalid configuration: MCP_STACK_HYBRID__BACKENDS (item 0, field kind): ")
+    assert "__KIND" not in message
