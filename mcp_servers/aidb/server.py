@@ -2,10 +2,11 @@
 
 Offers: `store_document`, `ingest_path`, `search`, `get_document`, `list_documents`, `delete_document`, `stats`,
 `reindex` (admin), `register_mcp_server` (admin), `find_tools`; resources `aidb://documents/{id}` and
-`aidb://projects`; the prompt `answer_with_sources`. Depends on PostgreSQL (documents, the source of truth), a
-vector index (Qdrant Edge or a Qdrant server) and a sentence embedder. Failures the model can act on (unknown
-id, duplicate, path outside the roots, oversized document, dependency down: retry later) come back as tool
-errors; unknown tools, missing scopes and rate limits are JSON-RPC errors.
+`aidb://projects`; the prompt `answer_with_sources`; completions of project names and document ids. Depends on
+PostgreSQL (documents, the source of truth), a vector index (Qdrant Edge or a Qdrant server) and a sentence
+embedder. Failures the model can act on (unknown id, duplicate, path outside the roots, oversized document,
+dependency down: retry later) come back as tool errors; unknown tools, missing scopes and rate limits are
+JSON-RPC errors.
 """
 
 import functools
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from mcp_servers.aidb import discovery, documents, indexer, prompts
+from mcp_servers.aidb import completions, discovery, documents, indexer, prompts
 from mcp_servers.aidb.deps import AidbDeps, cache_counter, open_aidb
 from mcp_servers.aidb.ingest import ingest_path as ingest_files
 from mcp_servers.aidb.inputs import MAX_QUERY_CHARS
@@ -248,5 +249,13 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
     )
     async def answer_with_sources(question: str, ctx: Context[AidbDeps, Any], project: str | None = None) -> str:
         return await prompts.cited_answer(_deps(ctx).searcher, question, project)
+
+    @server.complete("answer_with_sources", "project")
+    async def complete_project(prefix: str, limit: int) -> list[str]:
+        return await completions.project_names(server.deps.database, prefix, limit)
+
+    @server.complete("aidb://documents/{document_id}", "document_id")
+    async def complete_document_id(prefix: str, limit: int) -> list[str]:
+        return await completions.document_ids(server.deps.database, prefix, limit)
 
     return server

@@ -33,6 +33,7 @@ from mcp_servers import __version__
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.scopes import Scope
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
+from mcp_servers.shared.completions import Completer, Completions
 from mcp_servers.shared.config import ServerName, StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.middleware.http import AuthFailureCounter, SessionAdmission, bearer_protected
@@ -224,6 +225,7 @@ class StackServer(Generic[D]):
         self._tool_scopes: dict[str, Scope] = {}
         self._extra_routes: list[BaseRoute] = []
         self._prompts: set[str] = set()
+        self.completions = Completions()
         settings = core.settings
         self.base_url = f"http://{_url_host(settings.http.host)}:{self.port}"
         self.verifier = StackTokenVerifier(self._keys, settings.auth)
@@ -253,6 +255,9 @@ class StackServer(Generic[D]):
                 )
             ],
         )
+        # Every server answers completion/complete (an empty list where nothing completes); see `complete`.
+        # MCPServer.completion is untyped in mcp 2.3.
+        self.mcp.completion()(translate_prompt_errors(self.completions.handle))  # type: ignore[no-untyped-call]
 
     @property
     def port(self) -> int:
@@ -304,6 +309,15 @@ class StackServer(Generic[D]):
         def decorator(fn: F) -> F:
             self.mcp.prompt(name=name, description=description)(translate_prompt_errors(fn))
             self._prompts.add(name)
+            return fn
+
+        return decorator
+
+    def complete(self, ref: str, argument: str) -> Callable[[Completer], Completer]:
+        """Complete `argument` of the prompt or resource template `ref` with `fn(prefix, limit) -> values`."""
+
+        def decorator(fn: Completer) -> Completer:
+            self.completions.add(ref, argument, fn)
             return fn
 
         return decorator
