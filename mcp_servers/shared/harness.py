@@ -49,6 +49,7 @@ from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.resilience.ratelimit import RateLimiter, create_rate_limiter
 from mcp_servers.shared.runtime_config import RuntimeConfig
+from mcp_servers.shared.subscriptions import ResourceFanout, accept_log_level
 from mcp_servers.shared.telemetry import RotationPolicy, TelemetryWriter
 
 logger = logging.getLogger(__name__)
@@ -255,6 +256,9 @@ class StackServer(Generic[D]):
                 )
             ],
         )
+        # resources/subscribe (2025-11-25) and change notifications in both eras; servers publish through it.
+        self.fanout = ResourceFanout(self.mcp)
+        accept_log_level(self.mcp)
         # Every server answers completion/complete (an empty list where nothing completes); see `complete`.
         # MCPServer.completion is untyped in mcp 2.3.
         self.mcp.completion()(translate_prompt_errors(self.completions.handle))  # type: ignore[no-untyped-call]
@@ -275,6 +279,11 @@ class StackServer(Generic[D]):
         # The names `prompt` registered: MCPServer lists its prompts publicly only through the async
         # `list_prompts()`, and the middleware asks synchronously.
         return frozenset(self._prompts)
+
+    @property
+    def declared_names(self) -> frozenset[str]:
+        """The names of the tools and prompts registered so far."""
+        return frozenset(self._tool_scopes) | frozenset(self._prompts)
 
     @property
     def database(self) -> Database:

@@ -1,5 +1,7 @@
 """Change notifications to MCP clients in both protocol eras: one implementation for every server.
 
+(Also `accept_log_level`, the other legacy-era method every server serves without sending anything.)
+
 2026-07-28 clients hold a `subscriptions/listen` stream and receive what the SDK's subscription bus publishes
 (resource updates, list changes). 2025-11-25 sessions subscribe to a resource with `resources/subscribe` and
 get `notifications/resources/updated` on their session; list changes (`notifications/*/list_changed`) go to
@@ -21,7 +23,7 @@ from mcp.server.subscriptions import (
     SubscriptionBus,
     ToolsListChanged,
 )
-from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp_types import EmptyResult, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +100,15 @@ class ResourceFanout:
                 await send()
             except _GONE:
                 self._sessions.discard(connection)
+
+
+async def _accept_level(_ctx: ServerRequestContext[Any, Any], _params: SetLevelRequestParams) -> EmptyResult:
+    return EmptyResult()
+
+
+def accept_log_level(mcp: MCPServer[Any]) -> None:
+    """Serve 2025-11-25 `logging/setLevel`: accepted, and trivially honoured, since our servers log to their own
+    stderr and files and send no `notifications/message` (the 2026-07-28 era removed the method; the SDK answers
+    it there with Method not found)."""
+    # MCPServer has no public hook for it (mcp 2.3; no upstream issue); the lowlevel server's public one does.
+    mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _accept_level)

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
@@ -32,13 +31,11 @@ from mcp_types import (
     ElicitRequestFormParams,
     ElicitResult,
     EmbeddedResource,
-    EmptyResult,
     ImageContent,
     InputRequest,
     InputRequiredResult,
     ListRootsRequest,
     SamplingMessage,
-    SetLevelRequestParams,
     TextContent,
     TextResourceContents,
 )
@@ -48,7 +45,6 @@ from mcp_servers.shared.annotations import READ_ONLY, WRITE
 from mcp_servers.shared.config import load_settings
 from mcp_servers.shared.harness import Core, StackServer, build_core, serve_http
 from mcp_servers.shared.postgres.pool import Database
-from mcp_servers.shared.subscriptions import ResourceFanout
 
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_EMPTY = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
@@ -142,14 +138,8 @@ class Enums(BaseModel):
 
 def create_fixture_server(core: Core) -> StackServer[FixtureDeps]:
     server = StackServer(core, instructions="Conformance fixtures.", open_deps=open_fixture, title="fixtures")
-    fanout = ResourceFanout(server.mcp)
+    fanout = server.fanout
     mcp = server.mcp
-
-    async def set_level(_ctx: ServerRequestContext[Any, Any], _params: SetLevelRequestParams) -> EmptyResult:
-        return EmptyResult()
-
-    # logging/setLevel (2025-11-25 only): MCPServer has no public hook for it (mcp 2.3).
-    mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
     @server.tool("test_simple_text", annotations=READ_ONLY)
     async def simple_text() -> str:
