@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from mcp_servers.aidb import completions, discovery, documents, indexer, prompts
+from mcp_servers.aidb import completions, discovery, documents, indexer, notify, prompts
 from mcp_servers.aidb.deps import AidbDeps, cache_counter, open_aidb
 from mcp_servers.aidb.ingest import ingest_path as ingest_files
 from mcp_servers.aidb.inputs import MAX_QUERY_CHARS
@@ -90,7 +90,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         not stored twice (status `duplicate`); new content for a known `source` updates it (status `updated`).
         Returns the document id. Searchable as soon as this returns."""
         request = StoreRequest(content, title, project, kind, source, metadata)
-        return await documents.store_document(_deps(ctx), request)
+        result = await documents.store_document(_deps(ctx), request)
+        await notify.documents_changed(server.fanout, [result.document_id] if result.status != "duplicate" else [])
+        return result
 
     @server.tool("ingest_path", annotations=IDEMPOTENT_WRITE)
     async def ingest_path(
@@ -104,7 +106,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Store every matching text file under a directory of the configured allowed roots. Changed files update
         their document, unchanged ones are skipped; binary, oversized and symlinked-out files are listed with the
         reason. Sends progress notifications. Refuses paths outside the roots."""
-        return await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
+        result = await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
+        await notify.documents_changed(server.fanout, result.document_ids)
+        return result
 
     @server.tool("search", annotations=READ_ONLY)
     async def search(
@@ -153,7 +157,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
     async def delete_document(document_id: DocId, ctx: Context[AidbDeps, Any]) -> DeleteResult:
         """Delete a document and its chunks; search never returns it once this returns."""
         deps = _deps(ctx)
-        return await documents.delete_document(deps.database, deps.indexer, document_id)
+        result = await documents.delete_document(deps.database, deps.indexer, document_id)
+        await notify.documents_changed(server.fanout, [result.document_id] if result.deleted else [])
+        return result
 
     @server.tool("stats", annotations=READ_ONLY)
     async def stats(ctx: Context[AidbDeps, Any]) -> StatsResult:
