@@ -228,26 +228,31 @@ def assert_inspected(results: dict[str, dict[str, Any]], server: str) -> None:
     assert called.get("isError") is False and isinstance(called.get("structuredContent"), dict), called
 
 
+ERAS = ("legacy", "modern")  # the Inspector's --protocol-era: 2025-11-25 handshake, or stateless 2026-07-28
+
+
+@pytest.mark.parametrize("era", ERAS)
 @pytest.mark.parametrize("server", SERVERS)
-async def test_inspector_lists_and_calls_over_stdio(server: str, module_settings: StackSettings) -> None:
+async def test_inspector_lists_and_calls_over_stdio(server: str, era: str, module_settings: StackSettings) -> None:
     # Templates are listed over HTTP only: every stdio call costs a server start-up.
     methods = ("tools/list", "resources/list", "prompts/list")
 
     def target(method: str) -> list[str]:
         # Concurrent processes must not share an embedded vector store: one data dir per call.
-        data_dir = module_settings.data_dir / f"stdio-{server}-{method.replace('/', '-')}"
+        data_dir = module_settings.data_dir / f"stdio-{server}-{era}-{method.replace('/', '-')}"
         env = stack_env(module_settings, MCP_STACK_DATA_DIR=str(data_dir))
         env_args = [a for key, value in env.items() if key.startswith("MCP_STACK_") for a in ("-e", f"{key}={value}")]
         return [*env_args, str(VENV_BIN / "mcp-stack"), "serve", server, "--transport", "stdio"]
 
-    assert_inspected(await inspect(target, [], methods, server), server)
+    assert_inspected(await inspect(target, ["--protocol-era", era], methods, server), server)
 
 
+@pytest.mark.parametrize("era", ERAS)
 @pytest.mark.parametrize("server", SERVERS)
 async def test_inspector_lists_and_calls_over_http_with_a_key(
-    server: str, module_settings: StackSettings, tmp_path: Path
+    server: str, era: str, module_settings: StackSettings, tmp_path: Path
 ) -> None:
     token = await issue_key(module_settings, ["read"])
     async with served(server, module_settings, tmp_path / "logs") as proc:
-        trailing = ["--protocol-era", "modern", "--stored-auth-only", "--header", f"Authorization: Bearer {token}"]
+        trailing = ["--protocol-era", era, "--stored-auth-only", "--header", f"Authorization: Bearer {token}"]
         assert_inspected(await inspect(lambda _: [f"{proc.url}/mcp"], trailing, LIST_METHODS, server), server)
