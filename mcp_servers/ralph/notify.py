@@ -10,68 +10,26 @@ of that task (`stop_task` waiting for the worker's confirmation).
 import contextlib
 import logging
 import uuid
-import weakref
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
-from mcp.server.connection import Connection
-from mcp.server.context import ServerRequestContext
-from mcp.server.mcpserver import MCPServer
-from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
-from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from mcp_servers.ralph._sql import CHANNEL
 from mcp_servers.ralph.models import iterations_uri, task_uri
 from mcp_servers.shared.postgres.notify import listen
 from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.subscriptions import ResourceFanout as SharedFanout
 
 logger = logging.getLogger(__name__)
 
 
-def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
-    # `ctx.session` is a per-request proxy; its connection lives as long as the client stays connected.
-    # The SDK offers no public accessor from a lowlevel handler's context (mcp 2.3; no upstream issue):
-    # pinned by tests/unit/ralph/test_notify.py.
-    connection: Connection = ctx.session._connection
-    return connection
-
-
-class ResourceFanout:
-    """Delivers task changes to subscribed MCP clients of one server."""
-
-    def __init__(self, mcp: MCPServer[Any]) -> None:
-        # The SDK exposes no public handle on its bus outside a request; the attribute is the documented seam
-        # (`MCPServer(subscriptions=...)`), read here instead of replacing it (mcp 2.3; no upstream issue):
-        # pinned by tests/unit/ralph/test_notify.py.
-        self._bus: SubscriptionBus = mcp._subscriptions
-        # Per-connection (not per-request) handles, held weakly: a closed connection drops out by itself.
-        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
-        # MCPServer has no public way to serve resources/subscribe (mcp 2.3; no upstream issue): its lowlevel
-        # server's public add_request_handler does. Pinned by tests/unit/ralph/test_notify.py.
-        lowlevel = mcp._lowlevel_server
-        lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
-        lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
-
-    async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        self._subscribers.setdefault(str(params.uri), weakref.WeakSet()).add(_connection(ctx))
-        return EmptyResult()
-
-    async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        sessions = self._subscribers.get(str(params.uri))
-        if sessions is not None:
-            sessions.discard(_connection(ctx))
-        return EmptyResult()
+class ResourceFanout(SharedFanout):
+    """Delivers task changes to subscribed MCP clients of one server (the shared fanout, keyed by task)."""
 
     async def publish(self, task_id: str) -> None:
         """Tell every subscriber of the task's resources that they changed."""
         for uri in (task_uri(task_id), iterations_uri(task_id)):
-            await self._bus.publish(ResourceUpdated(uri=uri))
-            for connection in list(self._subscribers.get(uri, ())):
-                try:
-                    await connection.send_resource_updated(uri)
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                    self._subscribers[uri].discard(connection)
+            await self.resource_updated(uri)
 
 
 class TaskWatch:

@@ -1,7 +1,8 @@
 """Ralph: the durable autonomous agent loop as an MCP server.
 
 Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`
-and `ralph://tasks/{id}/iterations`, with resource-updated notifications in both protocol eras. Depends on
+and `ralph://tasks/{id}/iterations`, with resource-updated notifications in both protocol eras and task-id
+completions. Depends on
 PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid` backend, on Hybrid and
 AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the roots, a task in the
 wrong state, a dependency down) come back as tool errors; unknown tools, missing scopes and rate limits are
@@ -17,6 +18,7 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from mcp_servers.ralph import tasks
+from mcp_servers.ralph.completions import task_ids
 from mcp_servers.ralph.deps import RalphDeps, open_ralph
 from mcp_servers.ralph.domain import TaskStatus
 from mcp_servers.ralph.metrics import RalphMetrics
@@ -225,5 +227,11 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         found = await tasks.iterations(ctx.request_context.lifespan_context, task_id)
         listing = IterationList(task_id=task_id, iterations=[IterationView.of(item) for item in found])
         return json.dumps(listing.model_dump(mode="json"))
+
+    for template in ("ralph://tasks/{task_id}", "ralph://tasks/{task_id}/iterations"):
+
+        @server.complete(template, "task_id")
+        async def complete_task_id(prefix: str, limit: int) -> list[str]:
+            return await task_ids(server.deps.store, prefix, limit)
 
     return server

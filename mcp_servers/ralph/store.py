@@ -97,6 +97,13 @@ class TaskStore:
             raise NotFound(f"no task with id {task_id}; call list_tasks to see existing tasks")
         return stored_from_row(row)
 
+    async def ids_between(self, low: str, high: str, limit: int) -> list[str]:
+        """Ids of tasks in the inclusive id range, in id order (completions of a typed id prefix)."""
+        rows = await self.database.fetch(
+            "SELECT id FROM ralph_tasks WHERE id BETWEEN $1::uuid AND $2::uuid ORDER BY id LIMIT $3", low, high, limit
+        )
+        return [str(row["id"]) for row in rows]
+
     async def page(
         self, *, status: TaskStatus | None, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[StoredTask]:

@@ -35,6 +35,7 @@ from mcp_servers import __version__
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.scopes import Scope
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
+from mcp_servers.shared.completions import Completer, Completions
 from mcp_servers.shared.config import ServerName, StackSettings
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.middleware.http import AuthFailureCounter, SessionAdmission, allowed_hosts, bearer_protected
@@ -50,6 +51,7 @@ from mcp_servers.shared.postgres.pool import Database, open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
 from mcp_servers.shared.resilience.ratelimit import RateLimiter, create_rate_limiter
 from mcp_servers.shared.runtime_config import RuntimeConfig
+from mcp_servers.shared.subscriptions import ResourceFanout, accept_log_level
 from mcp_servers.shared.telemetry import RotationPolicy, TelemetryWriter
 
 logger = logging.getLogger(__name__)
@@ -227,6 +229,7 @@ class StackServer(Generic[D]):
         self._tool_parameters: dict[str, frozenset[str]] = {}
         self._extra_routes: list[BaseRoute] = []
         self._prompts: set[str] = set()
+        self.completions = Completions()
         settings = core.settings
         self.base_url = f"http://{_url_host(settings.http.host)}:{self.port}"
         self.verifier = StackTokenVerifier(self._keys, settings.auth)
@@ -257,6 +260,12 @@ class StackServer(Generic[D]):
                 )
             ],
         )
+        # resources/subscribe (2025-11-25) and change notifications in both eras; servers publish through it.
+        self.fanout = ResourceFanout(self.mcp)
+        accept_log_level(self.mcp)
+        # Every server answers completion/complete (an empty list where nothing completes); see `complete`.
+        # MCPServer.completion is untyped in mcp 2.3.
+        self.mcp.completion()(translate_prompt_errors(self.completions.handle))  # type: ignore[no-untyped-call]
 
     @property
     def port(self) -> int:
@@ -274,6 +283,11 @@ class StackServer(Generic[D]):
         # The names `prompt` registered: MCPServer lists its prompts publicly only through the async
         # `list_prompts()`, and the middleware asks synchronously.
         return frozenset(self._prompts)
+
+    @property
+    def declared_names(self) -> frozenset[str]:
+        """The names of the tools and prompts registered so far."""
+        return frozenset(self._tool_scopes) | frozenset(self._prompts)
 
     @property
     def database(self) -> Database:
@@ -314,6 +328,15 @@ class StackServer(Generic[D]):
         def decorator(fn: F) -> F:
             self.mcp.prompt(name=name, description=description)(translate_prompt_errors(fn))
             self._prompts.add(name)
+            return fn
+
+        return decorator
+
+    def complete(self, ref: str, argument: str) -> Callable[[Completer], Completer]:
+        """Complete `argument` of the prompt or resource template `ref` with `fn(prefix, limit) -> values`."""
+
+        def decorator(fn: Completer) -> Completer:
+            self.completions.add(ref, argument, fn)
             return fn
 
         return decorator
