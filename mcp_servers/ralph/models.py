@@ -42,8 +42,18 @@ class SubmitTaskRequest:
     git_checkpoint: bool
     origin: str
     submitted_by: str
+    # None: on when there is a verify command.
+    feed_verify_output: bool | None = None
     # The caller holds ralph:exec (or is the trusted local parent): it may hand over programs of its own to run.
     may_exec: bool = False
+
+
+class VerifyResult(BaseModel):
+    """The verify command's result after one iteration."""
+
+    iteration: int
+    exit_status: int | None = Field(description="0 passed; null: killed at the verify timeout")
+    output: str = Field(description="its output (stdout and stderr), capped at 16 KiB (head and tail)")
 
 
 class TaskLimits(BaseModel):
@@ -70,6 +80,8 @@ class TaskView(BaseModel):
     workspace: str | None
     completion_promise: str | None
     verify_command: str | None
+    feed_verify_output: bool = Field(description="a failed verify's output is added to the next iteration's prompt")
+    last_verify: VerifyResult | None = Field(description="the latest verify command result (why the loop goes on)")
     git_checkpoint: bool
     hooks: list[HookSpec]
     limits: TaskLimits
@@ -102,6 +114,14 @@ class TaskView(BaseModel):
             workspace=spec.workspace,
             completion_promise=spec.completion_promise,
             verify_command=spec.verify_command,
+            feed_verify_output=spec.feed_verify_output,
+            last_verify=VerifyResult(
+                iteration=stored.last_verify.iteration,
+                exit_status=stored.last_verify.exit_status,
+                output=stored.last_verify.output,
+            )
+            if stored.last_verify is not None
+            else None,
             git_checkpoint=spec.git_checkpoint,
             hooks=[HookSpec(event=hook.event, command=hook.command, blocking=hook.blocking) for hook in spec.hooks],
             limits=TaskLimits(
@@ -195,6 +215,8 @@ class IterationView(BaseModel):
     completed_task: bool
     checkpoint_commit: str | None
     hook_results: list[dict[str, object]]
+    verify_exit_status: int | None = Field(description="the verify command's exit status after this iteration")
+    verify_output: str | None = Field(description="its output, capped; null when no verify command ran")
     started_at: datetime | None
     finished_at: datetime | None
 
@@ -213,6 +235,8 @@ class IterationView(BaseModel):
             completed_task=iteration.completed_task,
             checkpoint_commit=iteration.checkpoint_commit,
             hook_results=iteration.hook_results,
+            verify_exit_status=iteration.verify_exit_status,
+            verify_output=iteration.verify_output,
             started_at=iteration.started_at,
             finished_at=iteration.finished_at,
         )

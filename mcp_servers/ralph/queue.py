@@ -17,6 +17,7 @@ from mcp_servers.ralph.domain import (
     StoredTask,
     Task,
     TaskStatus,
+    VerifyRun,
 )
 from mcp_servers.ralph.policy import LoopState
 from mcp_servers.shared.postgres.pool import Database
@@ -56,6 +57,8 @@ class IterationRecord:
     completed_task: bool
     checkpoint_commit: str | None
     hook_results: tuple[HookResult, ...]
+    # The verify command's result after this iteration; None when no verify command ran.
+    verify: VerifyRun | None = None
 
 
 class TaskQueue:
@@ -244,7 +247,7 @@ class TaskQueue:
                 UPDATE ralph_iterations SET status = $3, input_summary = $4, output = $5, output_sha256 = $6,
                     exit_status = $7, error = $8, duration_seconds = $9, cost_usd = $10, tokens = $11,
                     completed_task = $12, checkpoint_commit = $13, hook_results = $14,
-                    finished_at = clock_timestamp()
+                    verify_exit_status = $21, verify_output = $22, finished_at = clock_timestamp()
                 WHERE task_id IN (SELECT id FROM owned) AND number = $2 AND status = 'running'
                 RETURNING task_id
             ), t AS (
@@ -276,6 +279,8 @@ class TaskQueue:
             state.last_output_sha256,
             backoff_seconds,
             CHANNEL,
+            record.verify.exit_status if record.verify is not None else None,
+            record.verify.output if record.verify is not None else None,
         )
         return stored_from_row(row) if row is not None else None
 

@@ -96,6 +96,14 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
                 max_length=4000,
             ),
         ] = None,
+        feed_verify_output: Annotated[
+            bool | None,
+            Field(
+                description="add a failed verify command's output (its tail) to the next iteration's prompt; "
+                "default: on when verify_command is given",
+                strict=True,
+            ),
+        ] = None,
         max_seconds: Annotated[
             float | None,
             Field(description="wall-clock budget since the first iteration", ge=1, le=30 * 86400, strict=True),
@@ -147,6 +155,7 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             max_iterations=max_iterations,
             completion_promise=completion_promise,
             verify_command=verify_command,
+            feed_verify_output=feed_verify_output,
             max_seconds=max_seconds,
             max_cost_usd=max_cost_usd,
             workspace=workspace,
@@ -161,8 +170,9 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
 
     @server.tool("task_status", annotations=READ_ONLY)
     async def task_status(task_id: TaskIdParam, ctx: Context[RalphDeps, Any]) -> TaskView:
-        """A task's state: status, completion_reason (why it ended), iterations done, cost, timings. Iteration
-        outputs are in the resource ralph://tasks/{id}/iterations."""
+        """A task's state: status, completion_reason and detail (why it ended), iterations done, cost, timings, and
+        last_verify (the latest verify command's exit status and output). Every iteration's output and verify
+        result are in the resource ralph://tasks/{id}/iterations."""
         return TaskView.of(await tasks.status(ctx.request_context.lifespan_context, task_id))
 
     @server.tool("list_tasks", annotations=READ_ONLY)

@@ -98,6 +98,7 @@ async def submit(deps: RalphDeps, request: SubmitTaskRequest) -> StoredTask:
         require_approval=needs_approval,
         origin=request.origin,
         submitted_by=request.submitted_by,
+        feed_verify_output=request.verify_command is not None and request.feed_verify_output is not False,
     )
     status = TaskStatus.AWAITING_APPROVAL if needs_approval else TaskStatus.QUEUED
     task = await deps.store.insert(TaskId(uuid.uuid4()), spec, status)

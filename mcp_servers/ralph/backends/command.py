@@ -60,7 +60,7 @@ class CommandBackend:
 
     async def run(self, request: IterationRequest) -> IterationOutcome:
         """Run the agent once; a non-zero exit, a timeout or a missing program is a failed iteration."""
-        prompt = request.task.spec.prompt
+        prompt = request.prompt
         argv = render(
             self._template,
             {

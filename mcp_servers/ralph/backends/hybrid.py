@@ -101,7 +101,7 @@ class HybridBackend:
         spec = request.task.spec
         context, context_note = await self._context(spec.prompt)
         prompt = compose_prompt(
-            spec.prompt,
+            request.prompt,
             promise=spec.completion_promise,
             context=context,
             previous_output=request.previous_output,

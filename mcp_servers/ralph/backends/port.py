@@ -20,6 +20,14 @@ class IterationRequest:
     timeout_seconds: float
     # Awaited with the process-group id when a backend starts a local process (recorded for crash clean-up).
     on_process_start: Callable[[int], Awaitable[None]] | None = None
+    # What the loop tells the agent besides the task (the previous iteration's failing verify output), if anything.
+    feedback: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The prompt of this iteration: the task's prompt, then the loop's feedback when there is some."""
+        spec_prompt = self.task.spec.prompt
+        return f"{spec_prompt}\n\n{self.feedback}" if self.feedback else spec_prompt
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,24 @@ PROGRAMS = {
         with open("hooks.log", "a", encoding="utf-8") as log:
             log.write(f"{payload['event']} {number} {payload['task']['status']} {payload['task']['id']}\\n")
     """,
+    # Learns the expected answer only from the loop's feedback: the previous verify output in its prompt.
+    "learns_from_verify": """
+        import pathlib, re, sys
+        found = re.search(r"answer.txt must contain (\\d+)", sys.argv[1])
+        if found:
+            pathlib.Path("answer.txt").write_text(found.group(1))
+        print("wrote the answer" if found else "no idea what to write")
+    """,
+    # A verify command: passes when answer.txt holds 42, else says what is missing (like a failing test).
+    "answer_check": """
+        import pathlib, sys
+        path = pathlib.Path("answer.txt")
+        if path.exists() and path.read_text() == "42":
+            print("1 passed")
+            sys.exit(0)
+        print("FAILED test_answer: answer.txt must contain 42")
+        sys.exit(1)
+    """,
     # A hook that always fails.
     "hook_fails": """
         import sys
