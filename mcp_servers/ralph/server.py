@@ -111,7 +111,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         max_cost_usd: Annotated[
             float | None,
             Field(
-                description="cost cap; a backend that reports no usage then ends the task (fail closed)",
+                description="cost cap in USD; refused for a backend that cannot report cost, and a task whose "
+                "iteration reported no usage ends as cost_unreported (fail closed)",
                 ge=0,
                 le=1_000_000,
                 strict=True,

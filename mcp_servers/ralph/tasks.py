@@ -67,7 +67,13 @@ async def submit(deps: RalphDeps, request: SubmitTaskRequest) -> StoredTask:
     """Validate everything a worker would otherwise trip over later, then queue (or park) the task."""
     if not request.prompt.strip():
         raise InvalidRequest("prompt is empty; describe the task the agent should work on")
-    deps.backends.get(request.backend)
+    backend = deps.backends.get(request.backend)
+    if request.max_cost_usd is not None and not backend.reports_cost:
+        raise InvalidRequest(
+            f"backend {request.backend!r} does not report what an iteration costs, so max_cost_usd cannot be kept; "
+            "omit max_cost_usd (limit max_iterations or max_seconds instead), or pick a backend that reports cost "
+            "(hybrid, or a template whose output is claude_json or aider_text)"
+        )
     roots = deps.settings.ralph.workspace_roots
     resolved = await validate_workspace(request.workspace, roots) if request.workspace else None
     promise = request.completion_promise

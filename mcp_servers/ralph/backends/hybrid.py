@@ -77,6 +77,7 @@ class HybridBackend:
     """Iterations through Hybrid (and AIDB for context). Does not own the downstream clients."""
 
     name = "hybrid"
+    reports_cost = True  # when Hybrid reports usage (unknown usage ends a capped task: fail closed)
 
     def __init__(self, hybrid: Peer, aidb: Peer | None, settings: RalphSettings) -> None:
         self._hybrid = hybrid

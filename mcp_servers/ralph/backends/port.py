@@ -50,6 +50,8 @@ class Backend(Protocol):
     """Runs iterations; must kill whatever it started when cancelled (stop_task relies on it)."""
 
     name: str
+    # Whether iterations report their cost; a task with a cost cap is refused on a backend that cannot.
+    reports_cost: bool
 
     async def run(self, request: IterationRequest) -> IterationOutcome:
         """Run one iteration; failures of the agent are outcomes, failures of Ralph's dependencies raise

@@ -110,6 +110,18 @@ PROGRAMS = {
         print("FAILED test_answer: answer.txt must contain 42")
         sys.exit(1)
     """,
+    # Prints what `claude -p --output-format json` prints (a warning first, as on stderr), costing 0.4 USD a run.
+    "claude_json": """
+        import json, os
+        n = int(os.environ["RALPH_ITERATION"])
+        print("warning: something on stderr")
+        print(json.dumps({
+            "type": "result", "subtype": "success", "is_error": False, "duration_ms": 1200, "num_turns": 2,
+            "result": f"changed file {n}", "session_id": "abc", "total_cost_usd": 0.4,
+            "usage": {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 5},
+        }))
+    """,
     # A hook that always fails.
     "hook_fails": """
         import sys

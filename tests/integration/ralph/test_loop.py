@@ -137,16 +137,18 @@ async def test_consecutive_failures_end_the_task_as_failed_after_backoff(
     assert seconds[0] >= 0.2 and seconds[1] >= 0.4
 
 
-async def test_cost_cap_with_a_backend_reporting_no_usage_fails_closed(
-    ralph_settings: Callable[..., StackSettings],
+async def test_cost_cap_with_an_agent_whose_output_reports_no_usage_fails_closed(
+    ralph_settings: Callable[..., StackSettings], programs: Path
 ) -> None:
-    server = create_server(build_core("ralph", ralph_settings()))
+    # A template that promises claude's JSON but whose program prints plain text: the cost is unknown.
+    templates = {"plain": {"argv": [PYTHON, str(programs / "never_done.py")], "output": "claude_json"}}
+    server = create_server(build_core("ralph", ralph_settings(command_templates=templates)))
     async with Client(server.mcp) as client:
         submitted = await call(
             client,
             "submit_task",
             prompt="costly",
-            backend="command:never_done",
+            backend="command:plain",
             completion_promise="DONE",
             max_iterations=10,
             max_cost_usd=5.0,
@@ -259,3 +261,21 @@ async def test_without_feedback_the_loop_shows_the_failing_verify_output_when_it
     assert task["last_verify"]["iteration"] == 2
     assert task["last_verify"]["exit_status"] == 1
     assert "answer.txt must contain 42" in task["last_verify"]["output"]
+
+
+async def test_claude_json_output_gives_the_answer_tokens_and_cost_and_the_cap_ends_the_task(
+    ralph_settings: Callable[..., StackSettings], programs: Path
+) -> None:
+    templates = {"claude": {"argv": [PYTHON, str(programs / "claude_json.py"), "{prompt}"], "output": "claude_json"}}
+    server = create_server(build_core("ralph", ralph_settings(command_templates=templates)))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client, "submit_task", prompt="spend", backend="command:claude", max_iterations=10, max_cost_usd=1.0
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("limit_reached", "max_cost", 3)
+    assert (task["cost_known"], task["cost_usd"]) == (True, pytest.approx(1.2))
+    assert [item["output"] for item in iterations] == ["changed file 1", "changed file 2", "changed file 3"]
+    assert [item["tokens"] for item in iterations] == [125, 125, 125]
+    assert [item["cost_usd"] for item in iterations] == [pytest.approx(0.4)] * 3
