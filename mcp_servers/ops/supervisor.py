@@ -21,7 +21,7 @@ import httpx
 from anyio.abc import Process
 
 from mcp_servers.dashboard.store import DashboardStore
-from mcp_servers.ops import accounts
+from mcp_servers.ops import accounts, agents
 from mcp_servers.shared.config import ServerName, StackSettings, env_variable, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.postgres.pool import database_dsn, open_database
@@ -166,6 +166,8 @@ async def up(settings: StackSettings, names: Sequence[ServerName] = UP_ORDER) ->
         common = {**os.environ, env_variable("postgres.dsn"): dsn}
         admin_token = await accounts.ensure_admin_key(settings)
         peers = peer_environment(settings, names, await accounts.reissue_key(settings, PEER_KEY_NAME, "write"))
+        if "ralph" in names:  # agent CLIs on PATH become Ralph's templates unless the operator configured some
+            peers["ralph"] |= agents.agent_environment(settings)
         dashboard_admin = None
         if "dashboard" in names:
             # The service key goes to the dashboard's process only.
