@@ -30,7 +30,7 @@ from mcp_servers.hybrid.routing import (
 )
 from mcp_servers.shared.config import HybridSettings, LlmBackendSettings
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
-from mcp_servers.shared.llm.port import ChatMessage, ChatModel, Completion
+from mcp_servers.shared.llm.port import NO_LLM_CONFIGURED, ChatMessage, ChatModel, Completion
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.resilience.breaker import BreakerState, CircuitBreaker
 
@@ -135,7 +135,7 @@ class Router:
         """
         started = time.perf_counter()
         if not self.backends:
-            raise InvalidRequest("no LLM backend is configured; set MCP_STACK_HYBRID__BACKENDS")
+            raise InvalidRequest(f"{NO_LLM_CONFIGURED}; set MCP_STACK_HYBRID__BACKENDS (see mcp-stack doctor)")
         prompt_text = "\n".join(message.content for message in messages)
         user_text = "\n".join(message.content for message in messages if message.role == "user")
         wants_json = json_schema is not None

@@ -383,6 +383,9 @@ class TaskRunner:
             return CompletionReason.STOPPED_BY_USER, "stopped by request"
         if executed.completed is not None:
             return executed.completed, f"completed in iteration {number}"
+        outcome = executed.outcome
+        if outcome is not None and outcome.unavailable is not None and outcome.configured_off:
+            return CompletionReason.BACKEND_UNAVAILABLE, outcome.unavailable
         blocked = blocking_failure(executed.hook_results)
         if blocked is not None:
             return CompletionReason.HOOK_BLOCKED, f"blocking {blocked.event} hook failed: {blocked.command}"
@@ -391,6 +394,10 @@ class TaskRunner:
             repeat_threshold=self._ralph.stuck_repeat_threshold,
             max_failures=self._ralph.max_consecutive_failures,
         )
+        if stuck is CompletionReason.CONSECUTIVE_FAILURES and outcome is not None and outcome.unavailable:
+            # Every retry (with backoff) found the backend unreachable: say so rather than blame the agent.
+            detail = f"backend unreachable for {state.consecutive_failures} iterations in a row: {outcome.unavailable}"
+            return CompletionReason.BACKEND_UNAVAILABLE, detail
         if stuck is not None:
             return stuck, _stuck_detail(stuck, state)
         return None

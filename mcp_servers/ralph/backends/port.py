@@ -44,6 +44,10 @@ class IterationOutcome:
     error: str | None = None
     # The backend's own record of this iteration (Hybrid's interaction id), for outcome feedback.
     reference: str | None = None
+    # Why the backend could not reach a model at all, if so; `configured_off` means it never will until an
+    # operator acts (e.g. Hybrid has no LLM), so the task ends at once instead of retrying.
+    unavailable: str | None = None
+    configured_off: bool = False
 
 
 class Backend(Protocol):
