@@ -121,6 +121,35 @@ class TaskQueue:
             for row in rows
         ]
 
+    async def lease_owners(self, prefix: str) -> list[str]:
+        """The workers whose ids start with `prefix` that hold leases now (e.g. this host's earlier processes)."""
+        rows = await self.database.fetch(
+            """
+            SELECT DISTINCT lease_owner FROM ralph_tasks
+            WHERE lease_owner IS NOT NULL AND starts_with(lease_owner, $1) AND lease_expires_at > clock_timestamp()
+            """,
+            prefix,
+        )
+        return [row["lease_owner"] for row in rows]
+
+    async def expire_leases(self, owners: list[str]) -> int:
+        """End the leases of workers known to be dead, so their tasks are claimed now instead of at expiry; the
+        claim then settles their unfinished iterations as `interrupted` (and kills what they left behind)."""
+        if not owners:
+            return 0
+        async with self.database.transaction() as conn:
+            rows = await conn.fetch(
+                """
+                UPDATE ralph_tasks SET lease_expires_at = clock_timestamp(), not_before = clock_timestamp()
+                WHERE lease_owner = ANY($1::text[]) AND status = 'running'
+                RETURNING id
+                """,
+                owners,
+            )
+            for row in rows:
+                await notify(conn, row["id"])
+        return len(rows)
+
     async def renew(self, worker_id: str, task_ids: list[uuid.UUID], *, lease_seconds: float) -> set[uuid.UUID]:
         """Extend the leases this worker still holds; returns those ids (a missing one was lost)."""
         if not task_ids:
