@@ -255,3 +255,19 @@ def task_uri(task_id: str) -> str:
 
 def iterations_uri(task_id: str) -> str:
     return f"ralph://tasks/{task_id}/iterations"
+
+
+class BackendView(BaseModel):
+    """One backend a task may name."""
+
+    name: str
+    reports_cost: bool = Field(description="iterations report their cost, so max_cost_usd can be kept")
+
+
+class BackendList(BaseModel):
+    """What this server can run tasks with (the resource ralph://backends)."""
+
+    backends: list[BackendView]
+    default: str | None = Field(description="the backend to offer first: 'command' when configured, else the first")
+    task_commands_allowed: bool = Field(description="verify_command and hooks are accepted (with ralph:exec)")
+    workspace_roots: list[str] = Field(description="a task's workspace must lie under one of these")

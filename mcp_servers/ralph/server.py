@@ -1,9 +1,9 @@
 """Ralph: the durable autonomous agent loop as an MCP server.
 
-Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`
-and `ralph://tasks/{id}/iterations`, with resource-updated notifications in both protocol eras. Depends on
-PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid` backend, on Hybrid and
-AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the roots, a task in the
+Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`,
+`ralph://tasks/{id}/iterations` and `ralph://backends`, with resource-updated notifications in both protocol eras.
+Depends on PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid` backend, on Hybrid
+and AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the roots, a task in the
 wrong state, a dependency down) come back as tool errors; unknown tools, missing scopes and rate limits are
 JSON-RPC errors.
 """
@@ -74,7 +74,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             str,
             Field(
                 description="'command' (the configured CLI agent), 'command:NAME' (another "
-                "configured template) or 'hybrid' (Hybrid's route_query with AIDB context)",
+                "configured template) or 'hybrid' (Hybrid's route_query with AIDB context); read ralph://backends "
+                "for what this server offers",
                 min_length=1,
                 max_length=100,
             ),
@@ -233,5 +234,14 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         found = await tasks.iterations(ctx.request_context.lifespan_context, task_id)
         listing = IterationList(task_id=task_id, iterations=[IterationView.of(item) for item in found])
         return json.dumps(listing.model_dump(mode="json"))
+
+    @server.resource(
+        "ralph://backends",
+        name="backends",
+        description="The backends submit_task accepts here (and whether each reports cost), the default one, "
+        "whether verify commands are allowed, and the workspace roots (JSON)",
+    )
+    async def backends_resource() -> str:
+        return tasks.backends(server.deps).model_dump_json()  # a static resource gets no Context (SDK rule)
 
     return server

@@ -11,7 +11,7 @@ import anyio
 from mcp_servers.ralph.backends.command import template_name
 from mcp_servers.ralph.deps import RalphDeps
 from mcp_servers.ralph.domain import Hook, Iteration, Limits, StoredTask, TaskId, TaskSpec, TaskStatus
-from mcp_servers.ralph.models import SubmitTaskRequest
+from mcp_servers.ralph.models import BackendList, BackendView, SubmitTaskRequest
 from mcp_servers.ralph.process import find_program, scrubbed_env, split_command
 from mcp_servers.ralph.workspace import validate_workspace
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint, invalid_cursor
@@ -176,3 +176,16 @@ async def approve(deps: RalphDeps, task_id: str, *, approved: bool, note: str | 
     await deps.events.emit("task_approved" if approved else "task_rejected", stored.task, decided_by=decided_by)
     deps.wake_workers()
     return stored
+
+
+def backends(deps: RalphDeps) -> BackendList:
+    """The backends this server offers, and what a submit form needs to know about them."""
+    names = deps.backends.names()
+    offered = [BackendView(name=name, reports_cost=deps.backends.get(name).reports_cost) for name in names]
+    ralph = deps.settings.ralph
+    return BackendList(
+        backends=offered,
+        default="command" if "command" in names else (names[0] if names else None),
+        task_commands_allowed=ralph.allow_task_commands,
+        workspace_roots=[str(root) for root in ralph.workspace_roots],
+    )
