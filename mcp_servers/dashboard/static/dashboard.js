@@ -129,7 +129,7 @@
     svg.append(
       svgNode("line", { x1: left, y1: top, x2: right, y2: top, class: "grid" }),
       svgNode("polyline", { points: coords, class: "line" }),
-      svgNode("text", { x: left - 4, y: top + 4, class: "tick y", "text-anchor": "end" }, format(max)),
+      svgNode("text", { x: left - 4, y: top + 4, class: "tick y", "text-anchor": "end" }, max > 0 ? format(max) : ""),
       svgNode("text", { x: left - 4, y: bottom, class: "tick y", "text-anchor": "end" }, format(0)),
       svgNode("text", { x: left, y: bottom + 14, class: "tick x" }, units.clock(times[0])),
       svgNode("text", { x: right, y: bottom + 14, class: "tick x", "text-anchor": "end" }, units.clock(times[times.length - 1])),
