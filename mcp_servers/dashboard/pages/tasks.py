@@ -17,7 +17,7 @@ from mcp_servers.dashboard.pages._live import stream_for
 from mcp_servers.dashboard.pages._page import done, page, parse_form, render
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
-from mcp_servers.shared.errors import NotFound, StackError
+from mcp_servers.shared.errors import InvalidRequest, NotFound, StackError
 from mcp_servers.shared.peers import Peer
 
 LIST_LIMIT: Final = 50
@@ -30,7 +30,7 @@ class SubmitTaskForm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     prompt: str = Field(min_length=1, max_length=100_000)
-    backend: str = Field(min_length=1, max_length=100)
+    backend: str | None = Field(default=None, min_length=1, max_length=100)  # None: Ralph's default
     max_iterations: int = Field(default=10, ge=1, le=10_000)
     completion_promise: str | None = Field(default=None, max_length=500)
     verify_command: str | None = Field(default=None, max_length=4000)
@@ -39,7 +39,9 @@ class SubmitTaskForm(BaseModel):
     max_cost_usd: float | None = Field(default=None, ge=0, le=1_000_000)
     require_approval: bool = False
 
-    @field_validator("completion_promise", "verify_command", "workspace", "max_seconds", "max_cost_usd", mode="before")
+    @field_validator(
+        "backend", "completion_promise", "verify_command", "workspace", "max_seconds", "max_cost_usd", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -115,9 +117,15 @@ async def tasks_page(request: Request, session: Session) -> Response:
 
 async def submit_task(request: Request, session: Session) -> Response:
     form = await parse_form(request, SubmitTaskForm)
+    backend = form.backend
+    if backend is None:
+        offered = await backends(_ralph(request))
+        backend = offered.get("default") if offered else None
+        if not isinstance(backend, str):
+            raise InvalidRequest("choose a backend: Ralph named no default (see ralph://backends)")
     arguments: dict[str, Any] = {
         "prompt": form.prompt,
-        "backend": form.backend,
+        "backend": backend,
         "max_iterations": form.max_iterations,
         "require_approval": form.require_approval,
         "origin": "dashboard",
