@@ -198,3 +198,6 @@ class LearningStats(BaseModel):
     budget_limit: float
     pipeline: PipelineStats
     proposals: int
+    llm_backends: list[str] = Field(
+        default_factory=list, description="configured LLM backends by name; empty: route_query cannot answer"
+    )

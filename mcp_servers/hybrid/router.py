@@ -30,7 +30,7 @@ from mcp_servers.hybrid.routing import (
 )
 from mcp_servers.shared.config import HybridSettings, LlmBackendSettings
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
-from mcp_servers.shared.llm.port import ChatMessage, ChatModel, Completion
+from mcp_servers.shared.llm.port import NO_LLM_CONFIGURED, ChatMessage, ChatModel, Completion
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.resilience.breaker import BreakerState, CircuitBreaker
 
@@ -141,7 +141,7 @@ class Router:
         backends = self.backends  # one set per call, whatever a live settings change swaps in meanwhile
         if not backends:
             raise InvalidRequest(
-                "no LLM backend is configured; add one in the dashboard's live configuration (hybrid.backends), "
+                f"{NO_LLM_CONFIGURED}; add one in the dashboard's live configuration (hybrid.backends), "
                 "set MCP_STACK_HYBRID__BACKENDS, or start the stack with a local model (make run LLM=1)"
             )
         prompt_text = "\n".join(message.content for message in messages)

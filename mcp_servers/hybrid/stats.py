@@ -41,4 +41,5 @@ async def learning_stats(deps: HybridDeps) -> LearningStats:
             skipped_lines=pipeline.reader.skipped_lines,
         ),
         proposals=counts.proposals,
+        llm_backends=[backend.name for backend in deps.settings.hybrid.backends],
     )

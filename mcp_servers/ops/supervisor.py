@@ -25,7 +25,7 @@ import httpx
 from anyio.abc import Process
 
 from mcp_servers.dashboard.store import DashboardStore
-from mcp_servers.ops import accounts, stack_file
+from mcp_servers.ops import accounts, agents, stack_file
 from mcp_servers.shared.config import LlmBackendSettings, ServerName, StackSettings, env_variable, load_settings
 from mcp_servers.shared.errors import ConfigurationError, StackError
 from mcp_servers.shared.files import make_private_dir
@@ -307,6 +307,8 @@ async def up(
             settings, {link_key_name(link): LINK_SCOPES[link] for link in links}, retired=[RETIRED_PEER_KEY_NAME]
         )
         peers = peer_environment(settings, names, {link: tokens[link_key_name(link)] for link in links})
+        if "ralph" in names:  # agent CLIs on PATH become Ralph's templates unless the operator configured some
+            peers["ralph"] |= agents.agent_environment(settings)
         dashboard_admin = None
         if "dashboard" in names:
             # The service key goes to the dashboard's process only.

@@ -19,6 +19,7 @@ from mcp_servers.ralph.domain import (
     TaskId,
     TaskSpec,
     TaskStatus,
+    VerifyRun,
 )
 from mcp_servers.shared.postgres.notify import TASK_CHANGED_CHANNEL
 from mcp_servers.shared.postgres.pool import Connection
@@ -32,6 +33,10 @@ TASK_COLUMNS: Final = """
     t.completion_reason, t.detail, t.stop_requested, t.lease_owner, t.next_iteration, t.not_before,
     t.consecutive_failures, t.repeat_count, t.last_output_sha256, t.cost_usd, t.cost_known, t.require_approval,
     t.approved, t.approval_note, t.approved_by, t.created_at, t.started_at, t.finished_at, t.updated_at,
+    t.feed_verify_output,
+    (SELECT jsonb_build_object('iteration', i.number, 'exit_status', i.verify_exit_status, 'output', i.verify_output)
+        FROM ralph_iterations i WHERE i.task_id = t.id AND i.verify_output IS NOT NULL
+        ORDER BY i.number DESC LIMIT 1) AS last_verify,
     coalesce(extract(epoch FROM coalesce(t.finished_at, clock_timestamp()) - t.started_at), 0)::float8
         AS elapsed_seconds,
     greatest(extract(epoch FROM t.not_before - clock_timestamp()), 0)::float8 AS wait_seconds
@@ -56,6 +61,7 @@ def task_from_row(row: asyncpg.Record) -> Task:
         require_approval=row["require_approval"],
         origin=row["origin"],
         submitted_by=row["submitted_by"],
+        feed_verify_output=row["feed_verify_output"],
     )
     reason = row["completion_reason"]
     return Task(
@@ -85,7 +91,9 @@ def task_from_row(row: asyncpg.Record) -> Task:
 
 def stored_from_row(row: asyncpg.Record) -> StoredTask:
     """A row selected with TASK_COLUMNS as a StoredTask (with the database-clock timings)."""
-    return StoredTask(task_from_row(row), float(row["elapsed_seconds"]), float(row["wait_seconds"]))
+    verify = row["last_verify"]
+    last = VerifyRun(verify["iteration"], verify["exit_status"], verify["output"]) if verify else None
+    return StoredTask(task_from_row(row), float(row["elapsed_seconds"]), float(row["wait_seconds"]), last)
 
 
 async def notify(conn: Connection, task_id: uuid.UUID) -> None:

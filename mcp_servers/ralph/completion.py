@@ -3,10 +3,14 @@
 import re
 from pathlib import Path
 
+from mcp_servers.ralph.domain import VerifyRun
 from mcp_servers.ralph.process import ProcessResult, run_process, split_command
 from mcp_servers.ralph.sandbox import Confinement, Sandbox
 
 _PROMISE = re.compile(r"<promise>(.*?)</promise>", re.DOTALL)
+# Kept of a verify command's output per iteration (head and tail), and the tail of it fed to the next prompt.
+VERIFY_OUTPUT_BYTES = 16 * 1024
+FEEDBACK_CHARS = 8000
 
 
 def promise_fulfilled(output: str, promise: str) -> bool:
@@ -37,4 +41,18 @@ async def verify_passes(
         timeout_seconds=timeout_seconds,
         max_output_bytes=max_output_bytes,
         kill_grace_seconds=kill_grace_seconds,
+    )
+
+
+def verify_feedback(command: str, run: VerifyRun) -> str | None:
+    """What the next iteration's prompt says about a failed verify command (its output's tail); None if it passed."""
+    if run.passed:
+        return None
+    status = "was stopped (timed out)" if run.exit_status is None else f"exited with status {run.exit_status}"
+    output = run.output.strip()
+    if len(output) > FEEDBACK_CHARS:
+        output = "[...]\n" + output[-FEEDBACK_CHARS:]
+    return (
+        f"The verify command `{command}` ran after iteration {run.iteration} and {status}, so the task is not done "
+        f"yet. Its output:\n```\n{output or '(no output)'}\n```"
     )

@@ -133,6 +133,8 @@ class TaskSpec:
     require_approval: bool = False
     origin: str = "user"
     submitted_by: str | None = None
+    # The next iteration's prompt carries the previous iteration's verify output (when it failed).
+    feed_verify_output: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +187,27 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyRun:
+    """The verify command's result after one iteration: exit status (None when killed) and capped output."""
+
+    iteration: int
+    exit_status: int | None
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_status == 0
+
+
+@dataclass(frozen=True, slots=True)
 class StoredTask:
-    """A task plus, by the database's clock, the seconds since it first started and until it may run again."""
+    """A task plus, by the database's clock, the seconds since it first started and until it may run again,
+    and the latest verify command result."""
 
     task: Task
     elapsed_seconds: float
     wait_seconds: float = 0.0
+    last_verify: VerifyRun | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +227,8 @@ class Iteration:
     completed_task: bool
     checkpoint_commit: str | None
     hook_results: list[dict[str, object]] = field(default_factory=list)
+    verify_exit_status: int | None = None
+    verify_output: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker_id: str = ""

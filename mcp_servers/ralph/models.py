@@ -42,8 +42,18 @@ class SubmitTaskRequest:
     git_checkpoint: bool
     origin: str
     submitted_by: str
+    # None: on when there is a verify command.
+    feed_verify_output: bool | None = None
     # The caller holds ralph:exec (or is the trusted local parent): it may hand over programs of its own to run.
     may_exec: bool = False
+
+
+class VerifyResult(BaseModel):
+    """The verify command's result after one iteration."""
+
+    iteration: int
+    exit_status: int | None = Field(description="0 passed; null: killed at the verify timeout")
+    output: str = Field(description="its output (stdout and stderr), capped at 16 KiB (head and tail)")
 
 
 class TaskLimits(BaseModel):
@@ -70,6 +80,8 @@ class TaskView(BaseModel):
     workspace: str | None
     completion_promise: str | None
     verify_command: str | None
+    feed_verify_output: bool = Field(description="a failed verify's output is added to the next iteration's prompt")
+    last_verify: VerifyResult | None = Field(description="the latest verify command result (why the loop goes on)")
     git_checkpoint: bool
     hooks: list[HookSpec]
     limits: TaskLimits
@@ -102,6 +114,14 @@ class TaskView(BaseModel):
             workspace=spec.workspace,
             completion_promise=spec.completion_promise,
             verify_command=spec.verify_command,
+            feed_verify_output=spec.feed_verify_output,
+            last_verify=VerifyResult(
+                iteration=stored.last_verify.iteration,
+                exit_status=stored.last_verify.exit_status,
+                output=stored.last_verify.output,
+            )
+            if stored.last_verify is not None
+            else None,
             git_checkpoint=spec.git_checkpoint,
             hooks=[HookSpec(event=hook.event, command=hook.command, blocking=hook.blocking) for hook in spec.hooks],
             limits=TaskLimits(
@@ -195,6 +215,8 @@ class IterationView(BaseModel):
     completed_task: bool
     checkpoint_commit: str | None
     hook_results: list[dict[str, object]]
+    verify_exit_status: int | None = Field(description="the verify command's exit status after this iteration")
+    verify_output: str | None = Field(description="its output, capped; null when no verify command ran")
     started_at: datetime | None
     finished_at: datetime | None
 
@@ -213,6 +235,8 @@ class IterationView(BaseModel):
             completed_task=iteration.completed_task,
             checkpoint_commit=iteration.checkpoint_commit,
             hook_results=iteration.hook_results,
+            verify_exit_status=iteration.verify_exit_status,
+            verify_output=iteration.verify_output,
             started_at=iteration.started_at,
             finished_at=iteration.finished_at,
         )
@@ -231,3 +255,19 @@ def task_uri(task_id: str) -> str:
 
 def iterations_uri(task_id: str) -> str:
     return f"ralph://tasks/{task_id}/iterations"
+
+
+class BackendView(BaseModel):
+    """One backend a task may name."""
+
+    name: str
+    reports_cost: bool = Field(description="iterations report their cost, so max_cost_usd can be kept")
+
+
+class BackendList(BaseModel):
+    """What this server can run tasks with (the resource ralph://backends)."""
+
+    backends: list[BackendView]
+    default: str | None = Field(description="the backend to offer first: 'command' when configured, else the first")
+    task_commands_allowed: bool = Field(description="verify_command and hooks are accepted (with ralph:exec)")
+    workspace_roots: list[str] = Field(description="a task's workspace must lie under one of these")

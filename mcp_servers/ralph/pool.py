@@ -4,7 +4,9 @@ One `WorkerPool` per process runs up to `concurrency` tasks at once, each throug
 A control loop polls (every `control_poll_seconds`, at most 0.5 s) for stop requests and renews leases; a stop
 cancels the running iteration, which kills its process group. A task whose lease this worker lost (e.g. it
 stalled) is dropped at once, and its running command killed, so two workers never run the same task. Workers are
-safe to run in many processes and on many machines against one database.
+safe to run in many processes and on many machines against one database. At start, a pool hands back at once the
+tasks held by earlier workers on this host whose process is gone (a crash, SIGKILL, a closed terminal), so a
+restart resumes them within a poll instead of after their lease.
 
 While Hybrid's learning pipeline signals telemetry backpressure, workers claim no task and start no iteration
 (running iterations finish); they re-check with a backoff of up to `_HOLD_MAX_SECONDS` and resume when it clears.
@@ -38,6 +40,20 @@ logger = logging.getLogger(__name__)
 # Backoff while telemetry backpressure holds new work back: from the first delay, doubling up to the maximum.
 _HOLD_FIRST_SECONDS: Final = 0.1
 _HOLD_MAX_SECONDS: Final = 2.0
+
+
+def _process_alive(worker_id: str, prefix: str) -> bool:
+    """Whether the process named in a `host:pid:nonce` worker id still runs on this host (unknown: alive)."""
+    pid_text = worker_id.removeprefix(prefix).split(":", 1)[0]
+    if not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists under another user
+        return True
+    return True
 
 
 class WorkerPool:
@@ -95,6 +111,7 @@ class WorkerPool:
         logger.info("ralph workers started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency})
         send, receive = anyio.create_memory_object_stream[tuple[str, Task, dict[str, Any]]](max_buffer_size=10_000)
         self._events_out = send
+        await self._take_over_from_dead_predecessors()
         async with send, receive, anyio.create_task_group() as tg:
             tg.start_soon(self._control_loop)
             tg.start_soon(self._send_events, receive)
@@ -129,6 +146,22 @@ class WorkerPool:
             with anyio.move_on_after(self._ralph.control_poll_seconds):
                 await self._wake.wait()
             self._wake = anyio.Event()
+
+    async def _take_over_from_dead_predecessors(self) -> None:
+        """Hand back at once the tasks of this host's workers whose process is gone (killed, crashed, or the
+        machine restarted), instead of waiting out their leases. Worker ids are `host:pid:nonce`; a pid that is
+        alive (or reused) keeps its leases, which then expire as usual."""
+        prefix = f"{self.host}:"
+        try:
+            owners = await self._queue.lease_owners(prefix)
+            dead = [owner for owner in owners if owner != self.worker_id and not _process_alive(owner, prefix)]
+            taken = await self._queue.expire_leases(dead)
+        except DependencyUnavailable:
+            return  # the leases expire by themselves
+        if taken:
+            logger.warning(
+                "ralph took over tasks of a dead worker on this host", extra={"tasks": taken, "workers": len(dead)}
+            )
 
     async def _control_loop(self) -> None:
         lease = self._ralph.lease_seconds

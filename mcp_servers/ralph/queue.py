@@ -17,6 +17,7 @@ from mcp_servers.ralph.domain import (
     StoredTask,
     Task,
     TaskStatus,
+    VerifyRun,
 )
 from mcp_servers.ralph.policy import LoopState
 from mcp_servers.shared.postgres.pool import Database
@@ -56,6 +57,8 @@ class IterationRecord:
     completed_task: bool
     checkpoint_commit: str | None
     hook_results: tuple[HookResult, ...]
+    # The verify command's result after this iteration; None when no verify command ran.
+    verify: VerifyRun | None = None
 
 
 class TaskQueue:
@@ -117,6 +120,35 @@ class TaskQueue:
             Claimed(task_from_row(row), TaskStatus(row["previous_status"]), tuple(by_task.get(row["id"], ())))
             for row in rows
         ]
+
+    async def lease_owners(self, prefix: str) -> list[str]:
+        """The workers whose ids start with `prefix` that hold leases now (e.g. this host's earlier processes)."""
+        rows = await self.database.fetch(
+            """
+            SELECT DISTINCT lease_owner FROM ralph_tasks
+            WHERE lease_owner IS NOT NULL AND starts_with(lease_owner, $1) AND lease_expires_at > clock_timestamp()
+            """,
+            prefix,
+        )
+        return [row["lease_owner"] for row in rows]
+
+    async def expire_leases(self, owners: list[str]) -> int:
+        """End the leases of workers known to be dead, so their tasks are claimed now instead of at expiry; the
+        claim then settles their unfinished iterations as `interrupted` (and kills what they left behind)."""
+        if not owners:
+            return 0
+        async with self.database.transaction() as conn:
+            rows = await conn.fetch(
+                """
+                UPDATE ralph_tasks SET lease_expires_at = clock_timestamp(), not_before = clock_timestamp()
+                WHERE lease_owner = ANY($1::text[]) AND status = 'running'
+                RETURNING id
+                """,
+                owners,
+            )
+            for row in rows:
+                await notify(conn, row["id"])
+        return len(rows)
 
     async def renew(self, worker_id: str, task_ids: list[uuid.UUID], *, lease_seconds: float) -> set[uuid.UUID]:
         """Extend the leases this worker still holds; returns those ids (a missing one was lost)."""
@@ -244,7 +276,7 @@ class TaskQueue:
                 UPDATE ralph_iterations SET status = $3, input_summary = $4, output = $5, output_sha256 = $6,
                     exit_status = $7, error = $8, duration_seconds = $9, cost_usd = $10, tokens = $11,
                     completed_task = $12, checkpoint_commit = $13, hook_results = $14,
-                    finished_at = clock_timestamp()
+                    verify_exit_status = $21, verify_output = $22, finished_at = clock_timestamp()
                 WHERE task_id IN (SELECT id FROM owned) AND number = $2 AND status = 'running'
                 RETURNING task_id
             ), t AS (
@@ -276,6 +308,8 @@ class TaskQueue:
             state.last_output_sha256,
             backoff_seconds,
             CHANNEL,
+            record.verify.exit_status if record.verify is not None else None,
+            record.verify.output if record.verify is not None else None,
         )
         return stored_from_row(row) if row is not None else None
 

@@ -24,7 +24,7 @@ from mcp_servers.ralph.backends.command import task_env, template_name
 from mcp_servers.ralph.backends.port import Backend, IterationOutcome, IterationRequest, ReportsOutcomes
 from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.checkpoint import CheckpointError, commit_checkpoint
-from mcp_servers.ralph.completion import promise_fulfilled, verify_passes
+from mcp_servers.ralph.completion import VERIFY_OUTPUT_BYTES, promise_fulfilled, verify_feedback, verify_passes
 from mcp_servers.ralph.domain import (
     REASON_STATUS,
     CompletionReason,
@@ -32,6 +32,7 @@ from mcp_servers.ralph.domain import (
     IterationStatus,
     StoredTask,
     Task,
+    VerifyRun,
 )
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.hooks import blocking_failure, run_hooks
@@ -88,6 +89,8 @@ class _Run:
     workspace: Path
     previous_output: str | None
     last_iteration: int | None = None
+    # The latest verify command result (from the database when the task resumes on another worker).
+    last_verify: VerifyRun | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class _Executed:
     completed: CompletionReason | None
     hook_results: tuple[HookResult, ...]
     duration_seconds: float
+    verify: VerifyRun | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,7 @@ class _Step:
     finished: bool  # the task ended (or was lost) during the iteration
     output: str | None = None
     stored: StoredTask | None = None  # the task as recorded after the iteration (saves a refresh)
+    verify: VerifyRun | None = None
 
 
 class TaskRunner:
@@ -176,6 +181,8 @@ class TaskRunner:
             known = step.stored
             if step.output is not None:
                 run.previous_output = step.output
+            if step.verify is not None:
+                run.last_verify = step.verify
 
     async def _prepare(self, task: Task, slot: Slot) -> _Run | None:
         """The task's backend and workspace, or None after ending the task because one is unavailable."""
@@ -196,7 +203,14 @@ class TaskRunner:
                 await self._finish(task, CompletionReason.BACKEND_UNAVAILABLE, str(exc), None, None)
                 return None
             await self._sandbox.prepare_workspace(workspace)
-        return _Run(slot, backend, workspace, previous_output=await self._queue.last_output(task.id))
+        current = await self._queue.refresh(task.id, self._worker_id)
+        return _Run(
+            slot,
+            backend,
+            workspace,
+            previous_output=await self._queue.last_output(task.id),
+            last_verify=current.last_verify if current is not None else None,
+        )
 
     async def _workspace(self, task: Task) -> Path:
         if task.spec.workspace is None:
@@ -251,7 +265,7 @@ class TaskRunner:
             reason, detail = ending
             await self._finish(task, reason, detail, run.workspace, number)
             return _Step(finished=True)
-        return _Step(finished=False, output=record.output, stored=recorded)
+        return _Step(finished=False, output=record.output, stored=recorded, verify=executed.verify)
 
     def _request(self, run: _Run, stored: StoredTask, number: int) -> IterationRequest:
         """The backend's request; its timeout never runs past the task's own time limit."""
@@ -259,6 +273,9 @@ class TaskRunner:
         timeout = self._ralph.iteration_timeout_seconds
         if task.spec.limits.max_seconds is not None:
             timeout = max(0.1, min(timeout, task.spec.limits.max_seconds - stored.elapsed_seconds))
+        feedback = None
+        if task.spec.feed_verify_output and task.spec.verify_command and run.last_verify is not None:
+            feedback = verify_feedback(task.spec.verify_command, run.last_verify)
         return IterationRequest(
             task=task,
             number=number,
@@ -266,6 +283,7 @@ class TaskRunner:
             previous_output=run.previous_output,
             timeout_seconds=timeout,
             on_process_start=lambda group: self._queue.set_process_group(task.id, number, group),
+            feedback=feedback,
         )
 
     async def _execute(self, run: _Run, request: IterationRequest, env: dict[str, str]) -> _Executed:
@@ -281,37 +299,39 @@ class TaskRunner:
         hook_results: list[HookResult] = []
         outcome: IterationOutcome | None = None
         completed: CompletionReason | None = None
+        verify: VerifyRun | None = None
         started = time.perf_counter()
         with run.slot.interruptible():
             pre = await run_hooks(hooks, "pre_iteration", task=task, iteration={"number": request.number}, **hook_args)
             hook_results += pre
             if blocking_failure(pre) is None:
                 outcome = await run.backend.run(request)
-                completed = await self._completion(task, outcome, run.workspace, env)
+                completed, verify = await self._completion(request, outcome, run.workspace, env)
                 iteration = _iteration_json(request.number, outcome, completed)
                 hook_results += await run_hooks(hooks, "post_iteration", task=task, iteration=iteration, **hook_args)
-        return _Executed(outcome, completed, tuple(hook_results), time.perf_counter() - started)
+        return _Executed(outcome, completed, tuple(hook_results), time.perf_counter() - started, verify)
 
     async def _completion(
-        self, task: Task, outcome: IterationOutcome, workspace: Path, env: dict[str, str]
-    ) -> CompletionReason | None:
-        spec = task.spec
+        self, request: IterationRequest, outcome: IterationOutcome, workspace: Path, env: dict[str, str]
+    ) -> tuple[CompletionReason | None, VerifyRun | None]:
+        """Whether the iteration completed the task, and the verify command's result when one ran."""
+        spec = request.task.spec
         # Only an iteration that ran to a clean end may claim completion (not a crash that echoed its prompt).
         if spec.completion_promise and outcome.succeeded and promise_fulfilled(outcome.output, spec.completion_promise):
-            return CompletionReason.PROMISE_FOUND
-        if spec.verify_command:
-            result = await verify_passes(
-                spec.verify_command,
-                workspace=workspace,
-                env=env,
-                sandbox=self._sandbox,
-                timeout_seconds=self._ralph.verify_timeout_seconds,
-                max_output_bytes=16 * 1024,
-                kill_grace_seconds=self._ralph.kill_grace_seconds,
-            )
-            if result.ok:
-                return CompletionReason.VERIFY_PASSED
-        return None
+            return CompletionReason.PROMISE_FOUND, None
+        if not spec.verify_command:
+            return None, None
+        result = await verify_passes(
+            spec.verify_command,
+            workspace=workspace,
+            env=env,
+            sandbox=self._sandbox,
+            timeout_seconds=self._ralph.verify_timeout_seconds,
+            max_output_bytes=VERIFY_OUTPUT_BYTES,
+            kill_grace_seconds=self._ralph.kill_grace_seconds,
+        )
+        verify = VerifyRun(request.number, None if result.timed_out else result.exit_status, result.output)
+        return (CompletionReason.VERIFY_PASSED if result.ok else None), verify
 
     async def _checkpoint(
         self, run: _Run, task: Task, number: int, status: IterationStatus, env: dict[str, str]
@@ -363,6 +383,9 @@ class TaskRunner:
             return CompletionReason.STOPPED_BY_USER, "stopped by request"
         if executed.completed is not None:
             return executed.completed, f"completed in iteration {number}"
+        outcome = executed.outcome
+        if outcome is not None and outcome.unavailable is not None and outcome.configured_off:
+            return CompletionReason.BACKEND_UNAVAILABLE, outcome.unavailable
         blocked = blocking_failure(executed.hook_results)
         if blocked is not None:
             return CompletionReason.HOOK_BLOCKED, f"blocking {blocked.event} hook failed: {blocked.command}"
@@ -371,6 +394,10 @@ class TaskRunner:
             repeat_threshold=self._ralph.stuck_repeat_threshold,
             max_failures=self._ralph.max_consecutive_failures,
         )
+        if stuck is CompletionReason.CONSECUTIVE_FAILURES and outcome is not None and outcome.unavailable:
+            # Every retry (with backoff) found the backend unreachable: say so rather than blame the agent.
+            detail = f"backend unreachable for {state.consecutive_failures} iterations in a row: {outcome.unavailable}"
+            return CompletionReason.BACKEND_UNAVAILABLE, detail
         if stuck is not None:
             return stuck, _stuck_detail(stuck, state)
         return None
@@ -472,6 +499,7 @@ def _record(
         completed_task=executed.completed is not None,
         checkpoint_commit=checkpoint,
         hook_results=executed.hook_results,
+        verify=executed.verify,
     )
     return record, state
 

@@ -60,6 +60,8 @@ class Confinement:
     workspace: Path
     network: bool = False
     ro_binds: tuple[Path, ...] = ()
+    # (host path, path inside): read-only binds at another place, e.g. an agent's config under the sandbox home.
+    moved_binds: tuple[tuple[Path, Path], ...] = ()
 
 
 class Sandbox:
@@ -98,6 +100,8 @@ class Sandbox:
         made: set[Path] = set()
         for bind in (*self._extra, *confinement.ro_binds):
             args += [*_parents(bind, made), "--ro-bind-try", str(bind), str(bind)]
+        for source, target in confinement.moved_binds:
+            args += [*_parents(target, made), "--ro-bind-try", str(source), str(target)]
         workspace = str(confinement.workspace)
         args += [*_parents(confinement.workspace, made), "--bind", workspace, workspace, "--chdir", workspace, "--"]
         if self.run_as is not None:

@@ -1,12 +1,11 @@
 """Ralph: the durable autonomous agent loop as an MCP server.
 
-Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`
-and `ralph://tasks/{id}/iterations`, with resource-updated notifications in both protocol eras and task-id
-completions. Depends on
-PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid` backend, on Hybrid and
-AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the roots, a task in the
-wrong state, a dependency down) come back as tool errors; unknown tools, missing scopes and rate limits are
-JSON-RPC errors.
+Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`,
+`ralph://tasks/{id}/iterations` and `ralph://backends`, with resource-updated notifications in both protocol eras and
+task-id completions. Depends on PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid`
+backend, on Hybrid and AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the
+roots, a task in the wrong state, a dependency down) come back as tool errors; unknown tools, missing scopes and rate
+limits are JSON-RPC errors.
 """
 
 import contextlib
@@ -76,7 +75,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             str,
             Field(
                 description="'command' (the configured CLI agent), 'command:NAME' (another "
-                "configured template) or 'hybrid' (Hybrid's route_query with AIDB context)",
+                "configured template) or 'hybrid' (Hybrid's route_query with AIDB context); read ralph://backends "
+                "for what this server offers",
                 min_length=1,
                 max_length=100,
             ),
@@ -98,6 +98,14 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
                 max_length=4000,
             ),
         ] = None,
+        feed_verify_output: Annotated[
+            bool | None,
+            Field(
+                description="add a failed verify command's output (its tail) to the next iteration's prompt; "
+                "default: on when verify_command is given",
+                strict=True,
+            ),
+        ] = None,
         max_seconds: Annotated[
             float | None,
             Field(description="wall-clock budget since the first iteration", ge=1, le=30 * 86400, strict=True),
@@ -105,7 +113,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         max_cost_usd: Annotated[
             float | None,
             Field(
-                description="cost cap; a backend that reports no usage then ends the task (fail closed)",
+                description="cost cap in USD; refused for a backend that cannot report cost, and a task whose "
+                "iteration reported no usage ends as cost_unreported (fail closed)",
                 ge=0,
                 le=1_000_000,
                 strict=True,
@@ -149,6 +158,7 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             max_iterations=max_iterations,
             completion_promise=completion_promise,
             verify_command=verify_command,
+            feed_verify_output=feed_verify_output,
             max_seconds=max_seconds,
             max_cost_usd=max_cost_usd,
             workspace=workspace,
@@ -166,8 +176,9 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
 
     @server.tool("task_status", annotations=READ_ONLY)
     async def task_status(task_id: TaskIdParam, ctx: Context[RalphDeps, Any]) -> TaskView:
-        """A task's state: status, completion_reason (why it ended), iterations done, cost, timings. Iteration
-        outputs are in the resource ralph://tasks/{id}/iterations."""
+        """A task's state: status, completion_reason and detail (why it ended), iterations done, cost, timings, and
+        last_verify (the latest verify command's exit status and output). Every iteration's output and verify
+        result are in the resource ralph://tasks/{id}/iterations."""
         return TaskView.of(await tasks.status(ctx.request_context.lifespan_context, task_id))
 
     @server.tool("list_tasks", annotations=READ_ONLY)
@@ -233,5 +244,14 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         @server.complete(template, "task_id")
         async def complete_task_id(prefix: str, limit: int) -> list[str]:
             return await task_ids(server.deps.store, prefix, limit)
+
+    @server.resource(
+        "ralph://backends",
+        name="backends",
+        description="The backends submit_task accepts here (and whether each reports cost), the default one, "
+        "whether verify commands are allowed, and the workspace roots (JSON)",
+    )
+    async def backends_resource() -> str:
+        return tasks.backends(server.deps).model_dump_json()  # a static resource gets no Context (SDK rule)
 
     return server

@@ -27,7 +27,8 @@ from mcp_servers.shared.postgres.pool import Database
 
 _ITERATION_COLUMNS: Final = """
     task_id, number, status, input_summary, output, exit_status, error, duration_seconds, cost_usd, tokens,
-    completed_task, checkpoint_commit, hook_results, started_at, finished_at, worker_id
+    completed_task, checkpoint_commit, hook_results, verify_exit_status, verify_output, started_at, finished_at,
+    worker_id
 """
 
 
@@ -46,6 +47,8 @@ def _iteration(row: asyncpg.Record) -> Iteration:
         completed_task=row["completed_task"],
         checkpoint_commit=row["checkpoint_commit"],
         hook_results=list(row["hook_results"]),
+        verify_exit_status=row["verify_exit_status"],
+        verify_output=row["verify_output"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         worker_id=row["worker_id"],
@@ -66,8 +69,8 @@ class TaskStore:
                 f"""
                 INSERT INTO ralph_tasks AS t (id, prompt, backend, completion_promise, verify_command, max_iterations,
                     max_seconds, max_cost_usd, workspace, git_checkpoint, hooks, origin, submitted_by, status,
-                    require_approval)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                    require_approval, feed_verify_output)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                 RETURNING {TASK_COLUMNS}
                 """,
                 task_id,
@@ -85,6 +88,7 @@ class TaskStore:
                 spec.submitted_by,
                 status.value,
                 spec.require_approval,
+                spec.feed_verify_output,
             )
             await notify(conn, task_id)
         assert row is not None

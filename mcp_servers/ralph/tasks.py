@@ -13,7 +13,7 @@ from mcp_servers.ralph.backends.command import template_name
 from mcp_servers.ralph.backends.port import ReadsPeers
 from mcp_servers.ralph.deps import RalphDeps
 from mcp_servers.ralph.domain import Hook, Iteration, Limits, StoredTask, TaskId, TaskSpec, TaskStatus
-from mcp_servers.ralph.models import SubmitTaskRequest
+from mcp_servers.ralph.models import BackendList, BackendView, SubmitTaskRequest
 from mcp_servers.ralph.process import find_program, scrubbed_env, split_command
 from mcp_servers.ralph.workspace import validate_workspace
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint, invalid_cursor
@@ -84,6 +84,12 @@ async def submit(deps: RalphDeps, request: SubmitTaskRequest, *, may_read: Calla
                 f"'{server}:read' scope (or stack-wide read) as well",
                 required_scope=f"{server}:read",
             )
+    if request.max_cost_usd is not None and not backend.reports_cost:
+        raise InvalidRequest(
+            f"backend {request.backend!r} does not report what an iteration costs, so max_cost_usd cannot be kept; "
+            "omit max_cost_usd (limit max_iterations or max_seconds instead), or pick a backend that reports cost "
+            "(hybrid, or a template whose output is claude_json or aider_text)"
+        )
     roots = deps.settings.ralph.workspace_roots
     resolved = await validate_workspace(request.workspace, roots) if request.workspace else None
     promise = request.completion_promise
@@ -114,6 +120,7 @@ async def submit(deps: RalphDeps, request: SubmitTaskRequest, *, may_read: Calla
         require_approval=needs_approval,
         origin=request.origin,
         submitted_by=request.submitted_by,
+        feed_verify_output=request.verify_command is not None and request.feed_verify_output is not False,
     )
     status = TaskStatus.AWAITING_APPROVAL if needs_approval else TaskStatus.QUEUED
     task = await deps.store.insert(TaskId(uuid.uuid4()), spec, status)
@@ -185,3 +192,16 @@ async def approve(deps: RalphDeps, task_id: str, *, approved: bool, note: str | 
     await deps.events.emit("task_approved" if approved else "task_rejected", stored.task, decided_by=decided_by)
     deps.wake_workers()
     return stored
+
+
+def backends(deps: RalphDeps) -> BackendList:
+    """The backends this server offers, and what a submit form needs to know about them."""
+    names = deps.backends.names()
+    offered = [BackendView(name=name, reports_cost=deps.backends.get(name).reports_cost) for name in names]
+    ralph = deps.settings.ralph
+    return BackendList(
+        backends=offered,
+        default="command" if "command" in names else (names[0] if names else None),
+        task_commands_allowed=ralph.allow_task_commands,
+        workspace_roots=[str(root) for root in ralph.workspace_roots],
+    )

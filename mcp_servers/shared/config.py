@@ -333,6 +333,11 @@ class HybridSettings(_Section):
         return self
 
 
+# How Ralph reads an agent command's stdout (see ralph/backends/agent_output.py).
+AgentOutput = Literal["text", "claude_json", "gemini_json", "aider_text"]
+COST_REPORTING_OUTPUTS: frozenset[str] = frozenset({"claude_json", "aider_text"})
+
+
 class CommandTemplate(_Section):
     """One operator-configured agent command: its argv and what its sandbox may reach beyond the workspace."""
 
@@ -341,13 +346,35 @@ class CommandTemplate(_Section):
     ro_binds: list[Path] = Field(
         default_factory=list, max_length=64, description="absolute paths the command may read (e.g. its config dir)"
     )
+    home_binds: list[Path] = Field(
+        default_factory=list,
+        max_length=16,
+        description="paths relative to the server user's home (e.g. .claude) the command reads at the same place "
+        "under its sandbox home, read-only: where an agent CLI finds its settings and login",
+    )
+    env_passthrough: list[str] = Field(
+        default_factory=list, max_length=32, description="environment variables this command also gets (API keys)"
+    )
+    output: AgentOutput = Field(
+        default="text",
+        description="how to read the command's stdout: text as is, or the JSON an agent CLI prints, which gives its "
+        "final message, tokens and (claude_json, aider_text) cost",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "CommandTemplate":
         if not self.argv[0]:
             raise ValueError("argv must name a program")
         _check_binds(self.ro_binds)
+        for path in self.home_binds:
+            if path.is_absolute() or ".." in path.parts or not path.parts:
+                raise ValueError(f"home bind {str(path)!r} must be a relative path inside the home directory")
         return self
+
+    @property
+    def reports_cost(self) -> bool:
+        """Whether this command's output says what an iteration cost (so a cost cap can be kept)."""
+        return self.output in COST_REPORTING_OUTPUTS
 
 
 def _normal(path: Path) -> Path:
@@ -566,6 +593,7 @@ class StackSettings(BaseSettings):
         binds = [*self.ralph.sandbox_ro_binds]
         for template in self.ralph.command_templates.values():
             binds += template.ro_binds
+            binds += [Path.home() / path for path in template.home_binds]
         for bind in binds:
             resolved = _normal(bind)
             for path in private:

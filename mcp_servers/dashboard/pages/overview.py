@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from mcp_servers.dashboard.pages._live import stream_for
 from mcp_servers.dashboard.pages._page import page, render
+from mcp_servers.dashboard.pages.tasks import llm_configured
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
 
@@ -17,7 +18,14 @@ async def overview(request: Request, session: Session) -> Response:
     state = state_of(request)
     running = state.running()
     commands = await running.store.commands(limit=10) if state.settings.dashboard.supervised else []
-    return render(request, "overview.html", session, snapshot=running.sampler.snapshot(), commands=commands)
+    return render(
+        request,
+        "overview.html",
+        session,
+        snapshot=running.sampler.snapshot(),
+        commands=commands,
+        llm_configured=await llm_configured(request),
+    )
 
 
 async def breakers(request: Request, session: Session) -> Response:

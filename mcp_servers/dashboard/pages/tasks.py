@@ -8,7 +8,7 @@ import contextlib
 import json
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -18,22 +18,33 @@ from mcp_servers.dashboard.pages._page import done, page, parse_form, render, se
 from mcp_servers.dashboard.servers import UserLink
 from mcp_servers.dashboard.state import state_of
 from mcp_servers.dashboard.store import Session
-from mcp_servers.shared.errors import NotFound, RateLimited, StackError
+from mcp_servers.shared.errors import InvalidRequest, NotFound, RateLimited, StackError
 
 LIST_LIMIT: Final = 50
 _MAX_TASK_ID_CHARS: Final = 64
 
 
 class SubmitTaskForm(BaseModel):
-    """The task form; bounds mirror Ralph's submit_task (Ralph validates again)."""
+    """The task form; bounds mirror Ralph's submit_task (Ralph validates again). Empty optional fields are unset."""
 
     model_config = ConfigDict(extra="ignore")
 
     prompt: str = Field(min_length=1, max_length=100_000)
-    backend: str = Field(default="command", min_length=1, max_length=100)
+    backend: str | None = Field(default=None, min_length=1, max_length=100)  # None: Ralph's default
     max_iterations: int = Field(default=10, ge=1, le=10_000)
     completion_promise: str | None = Field(default=None, max_length=500)
+    verify_command: str | None = Field(default=None, max_length=4000)
+    workspace: str | None = Field(default=None, max_length=4096)
+    max_seconds: float | None = Field(default=None, ge=1, le=30 * 86400)
+    max_cost_usd: float | None = Field(default=None, ge=0, le=1_000_000)
     require_approval: bool = False
+
+    @field_validator(
+        "backend", "completion_promise", "verify_command", "workspace", "max_seconds", "max_cost_usd", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class ApproveForm(BaseModel):
@@ -65,29 +76,70 @@ async def _task_with_iterations(ralph: UserLink, task_id: str) -> tuple[dict[str
     return task, iterations
 
 
+async def backends(ralph: UserLink) -> dict[str, Any] | None:
+    """Ralph's ralph://backends (what a task may run on), or None when Ralph cannot say."""
+    try:
+        listing = json.loads(await ralph.read_resource("ralph://backends"))
+    except (StackError, ValueError):
+        return None
+    return listing if isinstance(listing, dict) else None
+
+
+async def llm_configured(request: Request) -> bool | None:
+    """Whether Hybrid has an LLM to answer with (its /learning/stats); None when Hybrid cannot say."""
+    try:
+        answer = await state_of(request).links["hybrid"].get("/learning/stats")
+    except StackError:
+        return None
+    if answer.status != 200 or not isinstance(answer.body, dict) or "llm_backends" not in answer.body:
+        return None
+    return bool(answer.body["llm_backends"])
+
+
 async def tasks_page(request: Request, session: Session) -> Response:
     error = None
     listing: list[dict[str, Any]] = []
+    ralph = _ralph(request)
     try:
-        listing = (await _list(_ralph(request))).get("tasks", [])
+        listing = (await _list(ralph)).get("tasks", [])
     except RateLimited:
         raise  # a 429 with Retry-After, not a page that looks served
     except StackError as exc:
         error = str(exc)
-    return render(request, "tasks.html", session, tasks=listing, error=error)
+    return render(
+        request,
+        "tasks.html",
+        session,
+        tasks=listing,
+        error=error,
+        offered=await backends(ralph),
+        llm_configured=await llm_configured(request),
+    )
 
 
 async def submit_task(request: Request, session: Session) -> Response:
     form = await parse_form(request, SubmitTaskForm)
+    backend = form.backend
+    if backend is None:
+        offered = await backends(_ralph(request))
+        backend = offered.get("default") if offered else None
+        if not isinstance(backend, str):
+            raise InvalidRequest("choose a backend: Ralph named no default (see ralph://backends)")
     arguments: dict[str, Any] = {
         "prompt": form.prompt,
-        "backend": form.backend,
+        "backend": backend,
         "max_iterations": form.max_iterations,
         "require_approval": form.require_approval,
         "origin": "dashboard",
     }
-    if form.completion_promise:
-        arguments["completion_promise"] = form.completion_promise
+    optional = {
+        "completion_promise": form.completion_promise,
+        "verify_command": form.verify_command,
+        "workspace": form.workspace,
+        "max_seconds": form.max_seconds,
+        "max_cost_usd": form.max_cost_usd,
+    }
+    arguments |= {name: value for name, value in optional.items() if value is not None}
     result = (await _ralph(request).call_tool("submit_task", arguments)).data()
     return done(request, result, f"/tasks/{result.get('task_id', '')}")
 

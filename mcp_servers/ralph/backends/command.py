@@ -7,10 +7,12 @@ Each iteration runs the template's argv in the task's workspace as its own proce
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from mcp_servers.ralph.backends.agent_output import read_agent_output
 from mcp_servers.ralph.backends.port import IterationOutcome, IterationRequest
 from mcp_servers.ralph.process import run_process, scrubbed_env
-from mcp_servers.ralph.sandbox import Confinement, Sandbox
+from mcp_servers.ralph.sandbox import SANDBOX_HOME, Confinement, Sandbox
 from mcp_servers.shared.config import CommandTemplate, RalphSettings
 
 DEFAULT_TEMPLATE = "default"
@@ -35,10 +37,11 @@ def render(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
     return [_PLACEHOLDER.sub(value, arg) for arg in template]
 
 
-def task_env(settings: RalphSettings, request: IterationRequest) -> dict[str, str]:
-    """The scrubbed environment of an agent command, naming the task, iteration and workspace."""
+def task_env(settings: RalphSettings, request: IterationRequest, extra: Sequence[str] = ()) -> dict[str, str]:
+    """The scrubbed environment of an agent command, naming the task, iteration and workspace; `extra` names
+    variables this command may also see (its template's API keys)."""
     return scrubbed_env(
-        settings.env_passthrough,
+        [*settings.env_passthrough, *extra],
         {
             "RALPH_TASK_ID": str(request.task.id),
             "RALPH_ITERATION": str(request.number),
@@ -55,12 +58,18 @@ class CommandBackend:
         self._template = tuple(template.argv)
         self._network = template.network
         self._ro_binds = tuple(template.ro_binds)
+        # Read from the server user's home; seen at the same place under the sandbox's home (where HOME points).
+        home = Path.home()
+        self._home_binds = tuple((home / path, Path(SANDBOX_HOME) / path) for path in template.home_binds)
+        self._env = tuple(template.env_passthrough)
+        self._output = template.output
+        self.reports_cost = template.reports_cost
         self._settings = settings
         self._sandbox = sandbox
 
     async def run(self, request: IterationRequest) -> IterationOutcome:
         """Run the agent once; a non-zero exit, a timeout or a missing program is a failed iteration."""
-        prompt = request.task.spec.prompt
+        prompt = request.prompt
         argv = render(
             self._template,
             {
@@ -70,8 +79,10 @@ class CommandBackend:
                 "workspace": str(request.workspace),
             },
         )
-        confinement = Confinement(request.workspace, network=self._network, ro_binds=self._ro_binds)
-        command, env = self._sandbox.command(argv, task_env(self._settings, request), confinement)
+        confinement = Confinement(
+            request.workspace, network=self._network, ro_binds=self._ro_binds, moved_binds=self._home_binds
+        )
+        command, env = self._sandbox.command(argv, task_env(self._settings, request, self._env), confinement)
         result = await run_process(
             command,
             cwd=request.workspace,
@@ -82,16 +93,19 @@ class CommandBackend:
             kill_grace_seconds=self._settings.kill_grace_seconds,
             on_start=request.on_process_start,
         )
-        error = None
+        report = read_agent_output(self._output, result.output)
+        error = report.error
         if result.timed_out:
             error = f"timed out after {request.timeout_seconds:g} s"
         elif result.exit_status != 0:
             error = f"exited with status {result.exit_status}"
         return IterationOutcome(
-            output=result.output,
-            succeeded=result.ok,
+            output=report.output,
+            succeeded=result.ok and report.error is None,
             timed_out=result.timed_out,
             exit_status=result.exit_status,
             input_summary=f"{argv[0]} ({len(argv) - 1} args), prompt {len(prompt)} chars on stdin",
+            cost_usd=report.cost_usd,
+            tokens=report.tokens,
             error=error,
         )

@@ -12,6 +12,7 @@ from typing import Any
 from mcp_servers.ralph.backends.port import IterationOutcome, IterationRequest
 from mcp_servers.shared.config import RalphSettings
 from mcp_servers.shared.errors import DependencyUnavailable, PeerToolError, RateLimited
+from mcp_servers.shared.llm.port import NO_LLM_CONFIGURED
 from mcp_servers.shared.peers import Peer
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class HybridBackend:
     """Iterations through Hybrid (and AIDB for context). Does not own the downstream clients."""
 
     name = "hybrid"
+    reports_cost = True  # when Hybrid reports usage (unknown usage ends a capped task: fail closed)
 
     def __init__(self, hybrid: Peer, aidb: Peer | None, settings: RalphSettings) -> None:
         self._hybrid = hybrid
@@ -106,7 +108,7 @@ class HybridBackend:
         spec = request.task.spec
         context, context_note = await self._context(spec.prompt)
         prompt = compose_prompt(
-            spec.prompt,
+            request.prompt,
             promise=spec.completion_promise,
             context=context,
             previous_output=request.previous_output,
@@ -121,8 +123,16 @@ class HybridBackend:
                 timeout_seconds=request.timeout_seconds,
             )
         except (DependencyUnavailable, RateLimited) as exc:
-            return IterationOutcome("", False, "timed out" in str(exc), None, summary, error=str(exc))
+            timed_out = "timed out" in str(exc)
+            return IterationOutcome(
+                "", False, timed_out, None, summary, error=str(exc), unavailable=None if timed_out else str(exc)
+            )
         except PeerToolError as exc:
+            if NO_LLM_CONFIGURED in exc.text:
+                reason = f"Hybrid has no LLM to answer with: {exc.text}"
+                return IterationOutcome(
+                    "", False, False, None, summary, error=reason, unavailable=reason, configured_off=True
+                )
             return IterationOutcome(str(exc), False, False, None, summary, error="route_query reported an error")
         structured = answer.structured or {}
         text = _first(structured, "text", "response", "content", "output")

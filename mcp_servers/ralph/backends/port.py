@@ -20,6 +20,14 @@ class IterationRequest:
     timeout_seconds: float
     # Awaited with the process-group id when a backend starts a local process (recorded for crash clean-up).
     on_process_start: Callable[[int], Awaitable[None]] | None = None
+    # What the loop tells the agent besides the task (the previous iteration's failing verify output), if anything.
+    feedback: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The prompt of this iteration: the task's prompt, then the loop's feedback when there is some."""
+        spec_prompt = self.task.spec.prompt
+        return f"{spec_prompt}\n\n{self.feedback}" if self.feedback else spec_prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +44,18 @@ class IterationOutcome:
     error: str | None = None
     # The backend's own record of this iteration (Hybrid's interaction id), for outcome feedback.
     reference: str | None = None
+    # Why the backend could not reach a model at all, if so; `configured_off` means it never will until an
+    # operator acts (e.g. Hybrid has no LLM), so the task ends at once instead of retrying.
+    unavailable: str | None = None
+    configured_off: bool = False
 
 
 class Backend(Protocol):
     """Runs iterations; must kill whatever it started when cancelled (stop_task relies on it)."""
 
     name: str
+    # Whether iterations report their cost; a task with a cost cap is refused on a backend that cannot.
+    reports_cost: bool
 
     async def run(self, request: IterationRequest) -> IterationOutcome:
         """Run one iteration; failures of the agent are outcomes, failures of Ralph's dependencies raise

@@ -2,9 +2,13 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
+
+# Hybrid says this when it has no LLM at all: a configuration state, not an outage (Ralph ends tasks on it, the
+# dashboard shows a banner), so its callers recognise it in the tool error's text.
+NO_LLM_CONFIGURED: Final = "no LLM backend is configured"
 
 
 @dataclass(frozen=True, slots=True)

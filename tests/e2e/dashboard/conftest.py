@@ -42,6 +42,7 @@ class LiveStack:
 
     settings: StackSettings
     ralph_port: int
+    hybrid_port: int = 0  # where the dashboard looks for Hybrid (not running unless a test serves it)
     dashboard_url: str = ""
     client_token: str = ""
     ralph: StackServer[Any] | None = None
@@ -100,11 +101,17 @@ async def live_stack(stack_settings: StackSettings, tmp_path: Path) -> AsyncIter
             "workers": 2,
             "control_poll_seconds": 0.1,
             "workspace_roots": [str(workspaces)],
-            # An agent that works until it is stopped.
-            "command_templates": {"default": ["sh", "-c", "echo working; exec sleep 600"]},
+            # An agent that works until it is stopped; another that answers at once.
+            "command_templates": {
+                "default": ["sh", "-c", "echo working; exec sleep 600"],
+                "quick": ["sh", "-c", "echo did some work"],
+            },
+            "allow_task_commands": True,
         },
     )
-    _, service_key = await issue_key(settings, ["admin"])
+    # The dashboard may hand Ralph verify commands (the operator switched them on above).
+    _, service_key = await issue_key(settings, ["admin", "ralph:exec"])
+    hybrid_port = free_port()
     _, client_token = await issue_key(settings, ["read", "write"])
     await create_user(settings, "admin", "admin")
     dashboard_settings = load_settings(
@@ -115,13 +122,13 @@ async def live_stack(stack_settings: StackSettings, tmp_path: Path) -> AsyncIter
             "service_api_key": service_key,
             "ralph_url": f"http://127.0.0.1:{ralph_port}",
             "aidb_url": f"http://127.0.0.1:{free_port()}",  # not running: shown as down
-            "hybrid_url": f"http://127.0.0.1:{free_port()}",
+            "hybrid_url": f"http://127.0.0.1:{hybrid_port}",
             "sample_seconds": 0.5,
             # Live task pages must move on Ralph's notifications alone: the safety-net re-read never comes.
             "stream_fallback_seconds": 600,
         },
     )
-    stack = LiveStack(settings, ralph_port, client_token=client_token)
+    stack = LiveStack(settings, ralph_port, hybrid_port, client_token=client_token)
     async with anyio.create_task_group() as tg:
         tg.start_soon(stack.supervise)
         await stack.start_ralph()

@@ -108,6 +108,40 @@ async def test_a_sigkilled_workers_task_is_resumed_by_another_without_running_an
     assert sorted(int(number) for number in starts) == numbers
 
 
+async def test_a_restarted_worker_takes_its_dead_predecessors_task_back_at_once_not_after_the_lease(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path, tmp_path: Path
+) -> None:
+    settings = ralph_settings(workers=0)
+    # A lease far longer than the test may wait: the task can only resume because the new worker saw that the
+    # process holding it is dead.
+    env = worker_env(settings) | {"MCP_STACK_RALPH__LEASE_SECONDS": "600"}
+    workspace = make_workspace(workspace_root, "restart")
+    log = workspace / "iterations.log"
+    server = create_server(build_core("ralph", settings))
+    async with Client(server.mcp) as client:
+        async with worker_process(env, tmp_path / "worker-a.log") as first:
+            submitted = await call(
+                client,
+                "submit_task",
+                prompt="log and sleep",
+                backend="command:slow_logger",
+                completion_promise="FINISHED",
+                max_iterations=10,
+                workspace=str(workspace),
+            )
+            with anyio.fail_after(30):
+                while not log.exists() or "start 2" not in log.read_text():
+                    await anyio.sleep(0.02)
+            first.send_signal(signal.SIGKILL)  # like a crash, or the terminal closed under `make run`
+            await first.wait()
+        async with worker_process(env, tmp_path / "worker-b.log"):
+            task = await wait_for_status(client, submitted["task_id"], timeout=30)
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"]) == ("completed", "promise_found")
+    assert iterations[1]["status"] == "interrupted"
+    assert "took over tasks of a dead worker" in (tmp_path / "worker-b.log").read_text()
+
+
 async def test_two_workers_drain_fifty_tasks_each_iteration_exactly_once(
     ralph_settings: Callable[..., StackSettings], tmp_path: Path
 ) -> None:

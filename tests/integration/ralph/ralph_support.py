@@ -92,6 +92,36 @@ PROGRAMS = {
         with open("hooks.log", "a", encoding="utf-8") as log:
             log.write(f"{payload['event']} {number} {payload['task']['status']} {payload['task']['id']}\\n")
     """,
+    # Learns the expected answer only from the loop's feedback: the previous verify output in its prompt.
+    "learns_from_verify": """
+        import pathlib, re, sys
+        found = re.search(r"answer.txt must contain (\\d+)", sys.argv[1])
+        if found:
+            pathlib.Path("answer.txt").write_text(found.group(1))
+        print("wrote the answer" if found else "no idea what to write")
+    """,
+    # A verify command: passes when answer.txt holds 42, else says what is missing (like a failing test).
+    "answer_check": """
+        import pathlib, sys
+        path = pathlib.Path("answer.txt")
+        if path.exists() and path.read_text() == "42":
+            print("1 passed")
+            sys.exit(0)
+        print("FAILED test_answer: answer.txt must contain 42")
+        sys.exit(1)
+    """,
+    # Prints what `claude -p --output-format json` prints (a warning first, as on stderr), costing 0.4 USD a run.
+    "claude_json": """
+        import json, os
+        n = int(os.environ["RALPH_ITERATION"])
+        print("warning: something on stderr")
+        print(json.dumps({
+            "type": "result", "subtype": "success", "is_error": False, "duration_ms": 1200, "num_turns": 2,
+            "result": f"changed file {n}", "session_id": "abc", "total_cost_usd": 0.4,
+            "usage": {"input_tokens": 100, "output_tokens": 20, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 5},
+        }))
+    """,
     # A hook that always fails.
     "hook_fails": """
         import sys

@@ -153,6 +153,7 @@ async def test_approval_gate_parks_the_task_until_approved_and_rejection_ends_it
         ({"verify_command": "unbalanced 'quote"}, "cannot be parsed"),
         ({"hooks": [{"event": "pre_iteration", "command": "/no/such/hook"}]}, "not found"),
         ({"prompt": "   "}, "prompt is empty"),
+        ({"max_cost_usd": 1.0}, "backend 'command' does not report what an iteration costs"),
     ],
 )
 async def test_bad_submissions_are_refused_with_a_clear_tool_error(

@@ -6,10 +6,12 @@ import anyio
 import pytest
 from mcp import Client, MCPError
 
+from mcp_servers.hybrid.server import create_server as create_hybrid
 from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
+from mcp_servers.shared.llm.port import NO_LLM_CONFIGURED
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -65,10 +67,34 @@ async def test_hybrid_backend_with_hybrid_unreachable_fails_after_consecutive_fa
         iterations = await read_iterations(client, submitted["task_id"])
     assert (task["status"], task["completion_reason"], task["iterations_done"]) == (
         "failed",
-        "consecutive_failures",
+        "backend_unavailable",
         2,
     )
+    assert task["detail"].startswith("backend unreachable for 2 iterations in a row: hybrid is unavailable")
     assert all("hybrid is unavailable" in (item["error"] or "") for item in iterations)
+
+
+async def test_hybrid_without_an_llm_ends_the_task_at_once_as_backend_unavailable(
+    ralph_settings: Callable[..., StackSettings],
+) -> None:
+    hybrid_settings = ralph_settings()  # the stack's defaults: Hybrid has no LLM backend configured
+    token = await issue(hybrid_settings, ["write"])
+    hybrid = create_hybrid(build_core("hybrid", hybrid_settings))
+    async with serve_app(hybrid.http_app()) as hybrid_url:
+        settings = ralph_settings(hybrid_url=f"{hybrid_url}/mcp", hybrid_api_key=token, mcp_timeout_seconds=10)
+        server = create_server(build_core("ralph", settings))
+        async with Client(server.mcp) as client:
+            submitted = await call(
+                client, "submit_task", prompt="ask hybrid", backend="hybrid", completion_promise="X", max_iterations=5
+            )
+            task = await wait_for_status(client, submitted["task_id"])
+    assert NO_LLM_CONFIGURED in task["detail"], task
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == (
+        "failed",
+        "backend_unavailable",
+        1,
+    )
+    assert NO_LLM_CONFIGURED in task["detail"], task
 
 
 async def test_hybrid_backend_records_hybrids_tool_error_as_the_iterations_error(

@@ -13,7 +13,14 @@ from mcp_servers.ralph.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import build_core
 from mcp_servers.shared.telemetry import Checkpoint, TelemetryReader
-from tests.integration.ralph.ralph_support import PYTHON, call, make_workspace, read_iterations, wait_for_status
+from tests.integration.ralph.ralph_support import (
+    PYTHON,
+    call,
+    make_workspace,
+    program_command,
+    read_iterations,
+    wait_for_status,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -130,16 +137,18 @@ async def test_consecutive_failures_end_the_task_as_failed_after_backoff(
     assert seconds[0] >= 0.2 and seconds[1] >= 0.4
 
 
-async def test_cost_cap_with_a_backend_reporting_no_usage_fails_closed(
-    ralph_settings: Callable[..., StackSettings],
+async def test_cost_cap_with_an_agent_whose_output_reports_no_usage_fails_closed(
+    ralph_settings: Callable[..., StackSettings], programs: Path
 ) -> None:
-    server = create_server(build_core("ralph", ralph_settings()))
+    # A template that promises claude's JSON but whose program prints plain text: the cost is unknown.
+    templates = {"plain": {"argv": [PYTHON, str(programs / "never_done.py")], "output": "claude_json"}}
+    server = create_server(build_core("ralph", ralph_settings(command_templates=templates)))
     async with Client(server.mcp) as client:
         submitted = await call(
             client,
             "submit_task",
             prompt="costly",
-            backend="command:never_done",
+            backend="command:plain",
             completion_promise="DONE",
             max_iterations=10,
             max_cost_usd=5.0,
@@ -205,3 +214,68 @@ async def test_time_limit_cuts_a_running_iteration_and_ends_with_max_seconds(
         iterations = await read_iterations(client, submitted["task_id"])
     assert (task["status"], task["completion_reason"]) == ("limit_reached", "max_seconds")
     assert [(item["status"], item["exit_status"]) for item in iterations] == [("timeout", None)]
+
+
+async def test_verify_output_is_kept_shown_and_fed_to_the_next_iteration(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path, programs: Path
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings()))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="make the test pass",
+            backend="command:learns_from_verify",
+            verify_command=program_command(programs, "answer_check"),
+            max_iterations=5,
+            workspace=str(make_workspace(workspace_root, "feedback")),
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("completed", "verify_passed", 2)
+    assert task["feed_verify_output"] is True
+    assert [item["verify_exit_status"] for item in iterations] == [1, 0]
+    assert "FAILED test_answer: answer.txt must contain 42" in iterations[0]["verify_output"]
+    assert [item["output"].strip() for item in iterations] == ["no idea what to write", "wrote the answer"]
+    assert task["last_verify"] == {"iteration": 2, "exit_status": 0, "output": "1 passed\n"}
+
+
+async def test_without_feedback_the_loop_shows_the_failing_verify_output_when_it_gives_up(
+    ralph_settings: Callable[..., StackSettings], workspace_root: Path, programs: Path
+) -> None:
+    server = create_server(build_core("ralph", ralph_settings()))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client,
+            "submit_task",
+            prompt="make the test pass",
+            backend="command:learns_from_verify",
+            verify_command=program_command(programs, "answer_check"),
+            feed_verify_output=False,
+            max_iterations=2,
+            workspace=str(make_workspace(workspace_root, "nofeedback")),
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"]) == ("limit_reached", "max_iterations")
+    assert task["feed_verify_output"] is False
+    assert task["last_verify"]["iteration"] == 2
+    assert task["last_verify"]["exit_status"] == 1
+    assert "answer.txt must contain 42" in task["last_verify"]["output"]
+
+
+async def test_claude_json_output_gives_the_answer_tokens_and_cost_and_the_cap_ends_the_task(
+    ralph_settings: Callable[..., StackSettings], programs: Path
+) -> None:
+    templates = {"claude": {"argv": [PYTHON, str(programs / "claude_json.py"), "{prompt}"], "output": "claude_json"}}
+    server = create_server(build_core("ralph", ralph_settings(command_templates=templates)))
+    async with Client(server.mcp) as client:
+        submitted = await call(
+            client, "submit_task", prompt="spend", backend="command:claude", max_iterations=10, max_cost_usd=1.0
+        )
+        task = await wait_for_status(client, submitted["task_id"])
+        iterations = await read_iterations(client, submitted["task_id"])
+    assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("limit_reached", "max_cost", 3)
+    assert (task["cost_known"], task["cost_usd"]) == (True, pytest.approx(1.2))
+    assert [item["output"] for item in iterations] == ["changed file 1", "changed file 2", "changed file 3"]
+    assert [item["tokens"] for item in iterations] == [125, 125, 125]
+    assert [item["cost_usd"] for item in iterations] == [pytest.approx(0.4)] * 3
