@@ -169,7 +169,9 @@ class ObservabilitySettings(_Section):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
-    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint; unset = no export")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; unset = no export"
+    )
 
 
 class TelemetrySettings(_Section):
