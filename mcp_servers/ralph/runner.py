@@ -43,6 +43,7 @@ from mcp_servers.ralph.sandbox import Sandbox, SandboxUnavailable
 from mcp_servers.ralph.workspace import default_workspace, validate_workspace
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.errors import InvalidRequest
+from mcp_servers.shared.observability.tracing import root_span
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,12 @@ class TaskRunner:
             if number is None:
                 continue  # stop requested or lease lost meanwhile: the next refresh decides
             run.last_iteration = number
-            step = await self._iteration(run, stored, number)
+            # One trace per iteration: the backend's peer calls (Hybrid, AIDB) carry it on as W3C traceparent.
+            with root_span(
+                "ralph.iteration",
+                {"ralph.task.id": str(task.id), "ralph.iteration.number": number, "ralph.backend": run.backend.name},
+            ):
+                step = await self._iteration(run, stored, number)
             if step.finished:
                 return
             known = step.stored

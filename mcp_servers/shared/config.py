@@ -181,7 +181,9 @@ class ObservabilitySettings(_Section):
     log_dir: Path | None = Field(default=None, description="JSON log files, one per process; default <data_dir>/logs")
     log_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096, le=1024**3, description="rotate at this size")
     log_file_backups: int = Field(default=3, ge=0, le=100, description="rotated log files kept per process")
-    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint; unset = no export")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; unset = no export"
+    )
 
 
 class TelemetrySettings(_Section):

@@ -301,7 +301,8 @@ class Peer:
 
         Args:
             timeout_seconds: this call's deadline; default the link's.
-            meta: the request's `_meta` (e.g. a W3C `traceparent`).
+            meta: extra keys for the request's `_meta`. The SDK adds the current span's W3C `traceparent` and
+                `tracestate` itself (SEP-414), so every peer call continues the caller's trace.
 
         Raises:
             PeerToolError: the tool ran and answered with an error (its text is the message), or the peer refused

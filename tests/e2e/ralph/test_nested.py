@@ -2,7 +2,8 @@
 
 A Ralph task on the `hybrid` backend asks Hybrid's `route_query` each iteration, with context from AIDB's `search`;
 Hybrid routes to a scripted OpenAI-compatible LLM, which answers with the completion promise only once the prompt
-carries the AIDB document and the previous answer. The interactions show up in Hybrid's learning stats.
+carries the AIDB document and the previous answer. The interactions show up in Hybrid's learning stats. Each
+process exports its spans over OTLP/HTTP to the test, and each iteration is one trace across the three processes.
 """
 
 import contextlib
@@ -11,12 +12,17 @@ import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from anyio.abc import Process
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,6 +61,48 @@ class ScriptedLlm:
                 "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
             }
         )
+
+
+@dataclass(frozen=True)
+class ExportedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+
+
+class Collector:
+    """An OTLP/HTTP traces endpoint (protobuf) keeping every span it receives, with its process's service name."""
+
+    def __init__(self) -> None:
+        self.spans: list[ExportedSpan] = []
+
+    async def handle(self, request: Request) -> Response:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(await request.body())
+        for resource_spans in export.resource_spans:
+            attributes = {item.key: item.value.string_value for item in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                self.spans += [
+                    ExportedSpan(
+                        attributes["service.name"],
+                        span.name,
+                        span.trace_id.hex(),
+                        span.span_id.hex(),
+                        span.parent_span_id.hex(),
+                    )
+                    for span in scope_spans.spans
+                ]
+        return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+
+    def traces_of(self, root_name: str) -> list[tuple[ExportedSpan, dict[str, ExportedSpan]]]:
+        """Each span named `root_name` with every span of its trace, by span id."""
+        return [
+            (root, {span.span_id: span for span in self.spans if span.trace_id == root.trace_id})
+            for root in self.spans
+            if root.name == root_name
+        ]
 
 
 @contextlib.asynccontextmanager
@@ -96,7 +144,13 @@ async def test_ralph_task_on_hybrid_with_aidb_context_completes_across_three_pro
     async with open_database(stack_settings, BreakerRegistry(stack_settings.breaker)) as database:
         token = (await KeyStore(database).create("e2e-nested", ["write"])).token
     llm = ScriptedLlm()
-    app = Starlette(routes=[Route("/v1/chat/completions", llm.handle, methods=["POST"])])
+    collector = Collector()
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", llm.handle, methods=["POST"]),
+            Route("/v1/traces", collector.handle, methods=["POST"]),
+        ]
+    )
     ports = {name: free_port() for name in ("aidb", "hybrid", "ralph")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     base = {key: value for key, value in os.environ.items() if not key.startswith("MCP_STACK_")}
@@ -107,6 +161,7 @@ async def test_ralph_task_on_hybrid_with_aidb_context_completes_across_three_pro
         "MCP_STACK_RATE_LIMIT__ENABLED": "false",
     }
     async with serve_app(app) as llm_url:
+        base["MCP_STACK_OBSERVABILITY__OTLP_ENDPOINT"] = f"{llm_url}/v1/traces"
         hybrid_env = base | {
             "MCP_STACK_HYBRID__BACKENDS": json.dumps(
                 [{"name": "local", "kind": "local", "base_url": f"{llm_url}/v1", "model": "scripted"}]
@@ -153,6 +208,14 @@ async def test_ralph_task_on_hybrid_with_aidb_context_completes_across_three_pro
                         break
                     await anyio.sleep(0.2)
             after = await call(urls["hybrid"], token, "learning_stats")
+
+            def complete(root: ExportedSpan, spans: dict[str, ExportedSpan]) -> bool:
+                names = {span.name for span in spans.values()}
+                return {"tools/call search", "tools/call route_query", "tools/call update_outcome"} <= names
+
+            with anyio.fail_after(30):  # each process's batch exporter sends every few seconds
+                while sum(complete(*found) for found in collector.traces_of("ralph.iteration")) < 2:
+                    await anyio.sleep(0.2)
     assert (task["status"], task["completion_reason"], task["iterations_done"]) == ("completed", "promise_found", 2)
     assert task["cost_known"] is True
     assert CODEWORD in llm.prompts[0] and "Your previous answer" not in llm.prompts[0]
@@ -161,3 +224,18 @@ async def test_ralph_task_on_hybrid_with_aidb_context_completes_across_three_pro
     assert after["interactions"] - before["interactions"] >= 2
     assert after["routing_decisions"] - before["routing_decisions"] >= 2
     assert after["interactions_with_outcome"] - before["interactions_with_outcome"] >= 2
+    # One trace per iteration, rooted in Ralph; AIDB's and Hybrid's server spans are children of Ralph's client
+    # spans, which are children of the iteration: the traceparent crossed the processes in `_meta`.
+    traces = collector.traces_of("ralph.iteration")
+    assert len(traces) == 2
+    for iteration, spans in traces:
+        assert (iteration.service, iteration.parent_span_id) == ("mcp-stack-ralph", "")
+        for name, service in [
+            ("tools/call search", "mcp-stack-aidb"),
+            ("tools/call route_query", "mcp-stack-hybrid"),
+            ("tools/call update_outcome", "mcp-stack-hybrid"),
+        ]:
+            [server] = [span for span in spans.values() if span.name == name]
+            client = spans[server.parent_span_id]
+            assert (server.service, client.service, client.name) == (service, "mcp-stack-ralph", f"MCP send {name}")
+            assert client.parent_span_id == iteration.span_id
