@@ -1,7 +1,9 @@
 """Ralph: the durable autonomous agent loop as an MCP server.
 
 Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`
-and `ralph://tasks/{id}/iterations`, with resource-updated notifications in both protocol eras. Depends on
+and `ralph://tasks/{id}/iterations`, with resource-updated notifications in both protocol eras. On 2026-07-28 a client
+that negotiates `io.modelcontextprotocol/tasks` gets `submit_task` as an MCP task (tasks/get, tasks/update,
+tasks/cancel; see ralph/mcp_tasks.py); `approve_task` without a decision asks the client's user. Depends on
 PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid` backend, on Hybrid and
 AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the roots, a task in the
 wrong state, a dependency down) come back as tool errors; unknown tools, missing scopes and rate limits are
