@@ -2,7 +2,9 @@
 
 Offers: `submit_task`, `task_status`, `list_tasks`, `stop_task`, `approve_task`; resources `ralph://tasks/{id}`,
 `ralph://tasks/{id}/iterations` and `ralph://backends`, with resource-updated notifications in both protocol eras and
-task-id completions. Depends on PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid`
+task-id completions. On 2026-07-28 a client that negotiates `io.modelcontextprotocol/tasks` gets `submit_task` as an
+MCP task (tasks/get, tasks/update, tasks/cancel; see ralph/mcp_tasks.py); `approve_task` without a decision asks the
+client's user. Depends on PostgreSQL (tasks and iterations; the queue workers claim from) and, for the `hybrid`
 backend, on Hybrid and AIDB over MCP. Failures the model can act on (unknown id or backend, workspace outside the
 roots, a task in the wrong state, a dependency down) come back as tool errors; unknown tools, missing scopes and rate
 limits are JSON-RPC errors.
@@ -13,13 +15,18 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
 from mcp_servers.ralph import tasks
+from mcp_servers.ralph.approval import ApprovalDecision
 from mcp_servers.ralph.completions import task_ids
 from mcp_servers.ralph.deps import RalphDeps, open_ralph
 from mcp_servers.ralph.domain import TaskStatus
+from mcp_servers.ralph.elicit import ask_person, person_decision
+from mcp_servers.ralph.mcp_tasks import RalphTaskBackend
 from mcp_servers.ralph.metrics import RalphMetrics
 from mcp_servers.ralph.models import (
     HookSpec,
@@ -36,6 +43,7 @@ from mcp_servers.ralph.notify import ResourceFanout
 from mcp_servers.shared.annotations import DESTRUCTIVE, READ_ONLY, WRITE
 from mcp_servers.shared.auth.scopes import grants
 from mcp_servers.shared.harness import Core, StackServer
+from mcp_servers.shared.mcp_tasks import TasksExtension
 from mcp_servers.shared.middleware.mcp import principal_of
 from mcp_servers.shared.postgres.pool import Database
 
@@ -58,7 +66,18 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
         async with open_ralph(core, database, metrics=metrics, fanout=fanouts[0] if fanouts else None) as deps:
             yield deps
 
-    server = StackServer(core, instructions=INSTRUCTIONS, open_deps=open_deps, title="Ralph agent loop")
+    server = StackServer(
+        core,
+        instructions=INSTRUCTIONS,
+        open_deps=open_deps,
+        title="Ralph agent loop",
+        extensions=[
+            TasksExtension(
+                RalphTaskBackend(core.settings.ralph),
+                max_active_per_principal=core.settings.ralph.mcp_tasks_per_principal,
+            )
+        ],
+    )
     fanouts.append(ResourceFanout(server.mcp))
 
     @server.tool("submit_task", annotations=WRITE)
@@ -206,19 +225,27 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
     @server.tool("approve_task", annotations=WRITE)
     async def approve_task(
         task_id: TaskIdParam,
-        approved: Annotated[
-            bool, Field(description="true releases the task into the queue; false rejects it", strict=True)
-        ],
         ctx: Context[RalphDeps, Any],
+        asked: Annotated[ElicitationResult[ApprovalDecision], Resolve(ask_person)],
+        approved: Annotated[
+            bool | None,
+            Field(
+                description="true releases the task into the queue; false rejects it. Omit it to have the client "
+                "ask its user (needs the client's elicitation capability)",
+                strict=True,
+            ),
+        ] = None,
         note: Annotated[str | None, Field(description="why, kept with the task", max_length=2000)] = None,
     ) -> TaskView:
-        """Decide on a task that is awaiting_approval (submitted with require_approval, or proposed by Hybrid)."""
+        """Decide on a task that is awaiting_approval (submitted with require_approval, or proposed by Hybrid).
+        Without `approved`, the connected client's user is shown the task and its proposed iteration and decides."""
+        decision = ApprovalDecision(approved=approved, note=note) if approved is not None else person_decision(asked)
         return TaskView.of(
             await tasks.approve(
                 ctx.request_context.lifespan_context,
                 task_id,
-                approved=approved,
-                note=note,
+                approved=decision.approved,
+                note=decision.note,
                 decided_by=principal_of(ctx.request_context).name,
             )
         )

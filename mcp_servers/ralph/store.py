@@ -127,6 +127,15 @@ class TaskStore:
         )
         return [stored_from_row(row) for row in rows]
 
+    async def count_unfinished(self, submitted_by: str) -> int:
+        """How many of this submitter's tasks have not ended yet (queued, awaiting approval or running)."""
+        count = await self.database.fetchval(
+            "SELECT count(*) FROM ralph_tasks WHERE submitted_by = $1 AND status = ANY($2::text[])",
+            submitted_by,
+            [status.value for status in TaskStatus if not status.terminal],
+        )
+        return int(count or 0)
+
     async def iterations(self, task_id: uuid.UUID) -> list[Iteration]:
         """Every iteration of a task in order; NotFound if the task does not exist."""
         async with self.database.connection() as conn:

@@ -437,6 +437,15 @@ class RalphSettings(_Section):
     context_results: int = Field(default=3, ge=0, le=50, description="AIDB search hits added to each hybrid prompt")
     hybrid_max_tokens: int = Field(default=1024, ge=1, le=1_000_000)
     mcp_timeout_seconds: float = Field(default=120.0, ge=0.1, le=3600)
+    mcp_task_ttl_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        le=30 * 86400,
+        description="an MCP task handle (tasks/get) stays readable this long after the task last changed",
+    )
+    mcp_tasks_per_principal: int = Field(
+        default=20, ge=1, le=10_000, description="unfinished tasks one caller may hold when submitting as MCP tasks"
+    )
 
     @model_validator(mode="after")
     def _check_backoff(self) -> "RalphSettings":

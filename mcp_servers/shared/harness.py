@@ -15,14 +15,16 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import uvicorn
 from mcp.server.auth.settings import AuthSettings as SdkAuthSettings
+from mcp.server.extension import Extension
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.resolve import find_resolved_parameters
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ToolAnnotations
@@ -222,6 +224,7 @@ class StackServer(Generic[D]):
         instructions: str,
         open_deps: OpenDeps[D],
         title: str | None = None,
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.core = core
         self._shared = _SharedDeps(core, open_deps)
@@ -249,6 +252,7 @@ class StackServer(Generic[D]):
             token_verifier=self.verifier if auth is not None else None,
             auth=auth,
             log_level=settings.observability.log_level,
+            extensions=extensions,
             middleware=[
                 StackMiddleware(
                     server=core.server,
@@ -311,8 +315,9 @@ class StackServer(Generic[D]):
 
         def decorator(fn: F) -> F:
             self._tool_scopes[name] = required
-            # The arguments a caller may pass: the signature without the injected Context.
-            self._tool_parameters[name] = frozenset(inspect.signature(fn).parameters) - {find_context_parameter(fn)}
+            # The arguments a caller may pass: the signature without the injected Context and resolver-filled ones.
+            injected = {find_context_parameter(fn), *find_resolved_parameters(fn)}
+            self._tool_parameters[name] = frozenset(inspect.signature(fn).parameters) - injected
             # The docstring is the description the model reads: without its source indentation.
             description = inspect.cleandoc(fn.__doc__) if fn.__doc__ else None
             self.mcp.tool(name=name, title=title, description=description, annotations=annotations)(

@@ -70,6 +70,11 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     "prompts/get": "read",
     "completion/complete": "read",
     "logging/setLevel": "read",
+    # The tasks extension (shared/mcp_tasks.py): reading a task is a read, answering or cancelling one a write; the
+    # handler shows each caller only its own tasks. tasks/result and tasks/list are not served (removed in v2).
+    "tasks/get": "read",
+    "tasks/update": "write",
+    "tasks/cancel": "write",
 }
 TOOL_CALL = "tools/call"
 # Rate-limit bucket of request methods with no rule (they are refused or unknown): one bucket, so a caller cannot
