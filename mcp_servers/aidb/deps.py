@@ -1,7 +1,8 @@
 """AIDB's dependencies, opened once per process by the harness lifespan.
 
-Owns the vector index, the embedder, the searcher (with its query cache) and the outbox indexer, which runs in
-a task group for as long as the dependencies are open.
+Owns the vector index, the embedder, the searcher (with its query cache), the outbox indexer, which runs in
+a task group for as long as the dependencies are open, and the MCP task store in whose task group
+`ingest_path`/`reindex` run when a client asks for them as tasks (mcp_tasks.py).
 """
 
 import contextlib
@@ -26,6 +27,7 @@ from mcp_servers.shared.embeddings.factory import check_dimension, create_embedd
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import DependencyUnavailable, RateLimited
 from mcp_servers.shared.harness import Core, ReadinessCheck
+from mcp_servers.shared.memory_tasks import MemoryTaskStore
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.factory import create_vector_index
 from mcp_servers.shared.vectors.port import VectorIndex
@@ -48,6 +50,8 @@ class AidbDeps:
     embedder: Embedder
     indexer: Indexer
     searcher: Searcher
+    tasks: MemoryTaskStore
+    """ingest_path/reindex running as MCP tasks; their work is cancelled when the dependencies close."""
     live: Callable[[], StackSettings] | None = None
     """The settings in force (live overrides applied); unset = `settings`."""
 
@@ -157,10 +161,16 @@ async def open_aidb(
                 dense_weight=settings.aidb.hybrid_dense_weight,
             )
             runtime = core.runtime
-            deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher, live=lambda: runtime.effective)
-            if own_tools is not None:
-                await _index_own_tools(deps, own_tools)
-            async with background_tasks("aidb") as background:
+            async with (
+                background_tasks("aidb") as background,
+                # Inside the indexer's group: running tasks are cancelled before the indexer stops.
+                MemoryTaskStore.open(ttl_seconds=settings.aidb.mcp_task_ttl_seconds) as tasks,
+            ):
+                deps = AidbDeps(
+                    settings, database, vectors, embedder, indexer, searcher, tasks, live=lambda: runtime.effective
+                )
+                if own_tools is not None:
+                    await _index_own_tools(deps, own_tools)
                 background.start("indexer", indexer.run)
                 background.start("catch-up", functools.partial(_catch_up, deps))
                 if settings.aidb.register_servers:

@@ -2,7 +2,8 @@
 
 Offers: `store_document`, `ingest_path`, `search`, `get_document`, `list_documents`, `delete_document`, `stats`,
 `reindex` (admin), `register_mcp_server` (admin), `find_tools`; resources `aidb://documents/{id}` and
-`aidb://projects`; the prompt `answer_with_sources`; completions of project names and document ids. Depends on
+`aidb://projects`; the prompt `answer_with_sources`; completions of project names and document ids; `ingest_path`
+and `reindex` run as MCP tasks (`io.modelcontextprotocol/tasks`) for a client that asks (mcp_tasks.py). Depends on
 PostgreSQL (documents, the source of truth), a vector index (Qdrant Edge or a Qdrant server) and a sentence
 embedder. Failures the model can act on (unknown id, duplicate, path outside the roots, oversized document,
 dependency down: retry later) come back as tool errors; unknown tools, missing scopes and rate limits are
@@ -19,6 +20,7 @@ from mcp_servers.aidb import completions, discovery, documents, indexer, notify,
 from mcp_servers.aidb.deps import AidbDeps, cache_counter, open_aidb
 from mcp_servers.aidb.ingest import ingest_path as ingest_files
 from mcp_servers.aidb.inputs import MAX_QUERY_CHARS, project_to_read
+from mcp_servers.aidb.mcp_tasks import tasks_extension
 from mcp_servers.aidb.models import (
     DeleteResult,
     Document,
@@ -76,7 +78,13 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         return [tool.model_dump(by_alias=True, exclude_none=True) for tool in await server.mcp.list_tools()]
 
     open_deps = functools.partial(open_aidb, cache_requests=cache_counter(core.metrics.registry), own_tools=own_tools)
-    server = StackServer(core, instructions=INSTRUCTIONS, open_deps=open_deps, title="AIDB knowledge base")
+    server = StackServer(
+        core,
+        instructions=INSTRUCTIONS,
+        open_deps=open_deps,
+        title="AIDB knowledge base",
+        extensions=[tasks_extension(core.settings.aidb)],
+    )
 
     @server.tool("store_document", annotations=IDEMPOTENT_WRITE)
     async def store_document(
@@ -117,8 +125,8 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         """Store every matching text file under a directory of the configured allowed roots. HTML is stored as
         its text (titled by its <title>), .gz/.bz2/.xz files decompressed. Changed files update their document,
         unchanged ones are skipped; binary, oversized and symlinked-out files are counted by reason, with a few
-        examples. Sends progress notifications with a message at least every 2 s. Refuses paths outside the
-        roots."""
+        examples. Sends progress notifications with a message at least every 2 s (as a task: its statusMessage).
+        Refuses paths outside the roots."""
         result = await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
         await notify.documents_changed(server.fanout, result.document_ids)
         return result

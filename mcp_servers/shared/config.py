@@ -240,6 +240,15 @@ class AidbSettings(_Section):
         description="hosts register_mcp_server may reach besides those of register_servers: hostnames (exact, no "
         "DNS), IP addresses or networks such as 10.0.0.0/8",
     )
+    mcp_task_ttl_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=7 * 86400,
+        description="a finished ingest_path/reindex MCP task stays readable (tasks/get) this long after it ended",
+    )
+    mcp_tasks_per_principal: int = Field(
+        default=4, ge=1, le=1000, description="unfinished ingest_path/reindex MCP tasks one caller may hold"
+    )
 
     @model_validator(mode="after")
     def _check_overlap(self) -> "AidbSettings":

@@ -4,7 +4,8 @@ A server hands `TasksExtension` a `TaskBackend`: which tools may run as tasks, h
 answer and cancel it. The extension does the wire part once for every server: the capability advertisement, the
 negotiation gate (session or per-request `_meta` opt-in; else -32021), `CreateTaskResult` for a task-supporting
 `tools/call`, `tasks/get` (DetailedTask, result inlined once terminal), `tasks/update` and `tasks/cancel` (empty
-acks), the per-principal cap, and visibility (a task id another principal created is simply unknown: -32602).
+acks), the `Mcp-Name` routing header of `tasks/*`, tools that require a task (-32021 without opt-in), the
+per-principal cap, and visibility (a task id another principal created is simply unknown: -32602).
 Tasks are 2026-07-28 vocabulary: a legacy (2025-11-25) session gets the plain synchronous tool result.
 """
 
@@ -16,7 +17,9 @@ from typing import Any, Literal, Protocol
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
 from mcp_types import (
+    HEADER_MISMATCH,
     INVALID_PARAMS,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolRequestParams,
@@ -136,6 +139,16 @@ def missing_capability() -> MCPError:
     )
 
 
+def check_name_header(ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
+    """SEP-2663 routes `tasks/*` over HTTP by `Mcp-Name: <taskId>`: a header naming another task is refused with
+    -32020 (HeaderMismatch), as the SDK refuses one naming another tool. (The SDK checks tools/call, prompts/get and
+    resources/read only; an absent header is accepted.)"""
+    headers = getattr(ctx.request, "headers", None)
+    named = decode_header_value(headers.get(MCP_NAME_HEADER)) if headers is not None else None
+    if named is not None and named.strip() != task_id:
+        raise MCPError(HEADER_MISMATCH, f"the {MCP_NAME_HEADER} header does not match the request's taskId")
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -179,9 +192,13 @@ class TasksExtension(Extension):
 
     identifier = TASKS_EXTENSION
 
-    def __init__(self, backend: TaskBackend, *, max_active_per_principal: int) -> None:
+    def __init__(
+        self, backend: TaskBackend, *, max_active_per_principal: int, required: frozenset[str] = frozenset()
+    ) -> None:
+        """`required`: tools that only run as a task; a 2026-07-28 caller that did not opt in gets -32021."""
         self._backend = backend
         self._max_active = max_active_per_principal
+        self._required = required
 
     def methods(self) -> Sequence[MethodBinding]:
         modern = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -194,11 +211,11 @@ class TasksExtension(Extension):
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if (
-            params.name not in self._backend.tools
-            or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
-            or not client_declares(ctx, TASKS_EXTENSION, params)
-        ):
+        if params.name not in self._backend.tools or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return await call_next(ctx)
+        if not client_declares(ctx, TASKS_EXTENSION, params):
+            if params.name in self._required:
+                raise missing_capability()
             return await call_next(ctx)  # a client that did not ask gets today's synchronous result
         owner = principal_of(ctx)
         lifespan = ctx.lifespan_context
@@ -221,9 +238,10 @@ class TasksExtension(Extension):
             poll_interval_seconds=self._backend.poll_interval_seconds,
         )
 
-    def _gate(self, ctx: ServerRequestContext[Any, Any], params: RequestParams) -> Principal:
+    def _gate(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> Principal:
         if not client_declares(ctx, TASKS_EXTENSION, params):
             raise missing_capability()
+        check_name_header(ctx, params.task_id)
         return principal_of(ctx)
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> HandlerResult:

@@ -19,10 +19,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
     CreateMessageRequest,
@@ -44,12 +47,16 @@ from pydantic import BaseModel, Field
 from mcp_servers.shared.annotations import READ_ONLY, WRITE
 from mcp_servers.shared.config import load_settings
 from mcp_servers.shared.harness import Core, StackServer, build_core, serve_http
+from mcp_servers.shared.mcp_tasks import TasksExtension, TaskSnapshot
+from mcp_servers.shared.memory_tasks import MemoryTaskBackend, MemoryTaskStore, current_task
+from mcp_servers.shared.middleware.mcp import Principal
 from mcp_servers.shared.postgres.pool import Database
 
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_EMPTY = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 WATCHED = "test://watched-resource"
 NAME_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+CONFIRM_DELETE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"confirm": {"type": "boolean"}}}
 CONFIRM_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
 # The inputSchema json-schema-2020-12 asserts is preserved keyword for keyword.
@@ -78,8 +85,19 @@ SCHEMA_2020_12: dict[str, Any] = {
 }
 
 
+TASK_TTL_SECONDS = 600
+# The SEP-2663 fixtures (the suite's tasks-* scenarios): tools that run as tasks for a client that opted in.
+TASK_TOOLS = frozenset(
+    {"slow_compute", "failing_job", "protocol_error_job", "confirm_delete", "multi_input", "test_tool_with_task"}
+)
+TASK_REQUIRED = frozenset({"failing_job", "test_tool_with_task"})  # taskSupport=required: -32021 without opt-in
+
+
 class FixtureDeps:
-    """Nothing to open: the fixtures are static."""
+    """Only the task store: the other fixtures are static."""
+
+    def __init__(self, tasks: MemoryTaskStore) -> None:
+        self.tasks = tasks
 
     def readiness_checks(self) -> dict[str, Any]:
         return {}
@@ -87,7 +105,40 @@ class FixtureDeps:
 
 @contextlib.asynccontextmanager
 async def open_fixture(_core: Core, _database: Database) -> AsyncIterator[FixtureDeps]:
-    yield FixtureDeps()
+    async with MemoryTaskStore.open(ttl_seconds=TASK_TTL_SECONDS) as tasks:
+        yield FixtureDeps(tasks)
+
+
+class FixtureTaskBackend(MemoryTaskBackend):
+    """`test_tool_with_task` gathers its input synchronously (SEP-2322) and becomes a task on the final round."""
+
+    async def create(
+        self, lifespan: Any, owner: Principal, run: CallNext, ctx: ServerRequestContext[Any, Any]
+    ) -> TaskSnapshot | HandlerResult:
+        params = ctx.params or {}
+        if params.get("name") == "test_tool_with_task" and not params.get("inputResponses"):
+            return await run(ctx)
+        return await super().create(lifespan, owner, run, ctx)
+
+
+def tasks_extension() -> TasksExtension:
+    backend = FixtureTaskBackend(
+        TASK_TOOLS, ttl_seconds=TASK_TTL_SECONDS, store_of=lambda deps: deps.tasks, poll_interval_seconds=0.2
+    )
+    return TasksExtension(backend, max_active_per_principal=1000, required=TASK_REQUIRED)
+
+
+def elicit_request(message: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An `elicitation/create` input request as a task's inputRequests carry it."""
+    return {"method": "elicitation/create", "params": {"mode": "form", "message": message, "requestedSchema": schema}}
+
+
+async def ask(requests: dict[str, Any]) -> dict[str, Any]:
+    """The answers to these input requests: a task parks `input_required` until tasks/update answers them."""
+    task = current_task()
+    if task is None:  # only ever called as a task (the tools are task-supporting and need the client's answers)
+        raise ToolError("call this tool as a task (declare io.modelcontextprotocol/tasks)")
+    return await task.ask(requests)
 
 
 def elicit_name(message: str = "What is your name?") -> ElicitRequest:
@@ -137,7 +188,13 @@ class Enums(BaseModel):
 
 
 def create_fixture_server(core: Core) -> StackServer[FixtureDeps]:
-    server = StackServer(core, instructions="Conformance fixtures.", open_deps=open_fixture, title="fixtures")
+    server = StackServer(
+        core,
+        instructions="Conformance fixtures.",
+        open_deps=open_fixture,
+        title="fixtures",
+        extensions=[tasks_extension()],
+    )
     fanout = server.fanout
     mcp = server.mcp
 
@@ -372,6 +429,57 @@ def create_fixture_server(core: Core) -> StackServer[FixtureDeps]:
         mcp.remove_prompt("test_dynamic_prompt")
         await fanout.list_changed("prompts")
         return "prompt list changed"
+
+    # -- SEP-2663 tasks (2026-07-28, io.modelcontextprotocol/tasks) ----------------------------------------
+
+    @server.tool("greet", annotations=READ_ONLY)
+    async def greet(name: Annotated[str, Field(max_length=200)]) -> str:
+        """Conformance fixture `greet` (sync only)."""
+        return f"Hello, {name}!"
+
+    @server.tool("slow_compute", annotations=READ_ONLY)
+    async def slow_compute(
+        seconds: Annotated[int, Field(ge=0, le=120)], label: Annotated[str, Field(max_length=200)] = ""
+    ) -> str:
+        """Conformance fixture `slow_compute`: sleeps, then answers."""
+        await anyio.sleep(seconds)
+        return f"computed {label} after {seconds}s"
+
+    @server.tool("failing_job", annotations=READ_ONLY)
+    async def failing_job() -> str:
+        """Conformance fixture `failing_job`: a tool execution error (task support required)."""
+        await anyio.sleep(0.2)
+        raise ToolError("failing_job always fails")
+
+    @server.tool("protocol_error_job", annotations=READ_ONLY)
+    async def protocol_error_job() -> str:
+        """Conformance fixture `protocol_error_job`: a protocol-level error."""
+        raise MCPError(INTERNAL_ERROR, "protocol_error_job fails at the protocol level")
+
+    @server.tool("confirm_delete", annotations=WRITE)
+    async def confirm_delete(filename: Annotated[str, Field(max_length=200)]) -> str:
+        """Conformance fixture `confirm_delete`: asks for a confirmation, then answers."""
+        answers = await ask({"confirm": elicit_request(f"Delete {filename}?", CONFIRM_DELETE_SCHEMA)})
+        confirmed = (answers.get("confirm") or {}).get("content", {}).get("confirm") is True
+        return f"{filename} deleted" if confirmed else f"{filename} kept"
+
+    @server.tool("multi_input", annotations=READ_ONLY)
+    async def multi_input() -> str:
+        """Conformance fixture `multi_input`: two input requests pending at once."""
+        answers = await ask(
+            {
+                "name": elicit_request("What is your name?", NAME_SCHEMA),
+                "confirm": elicit_request("Proceed?", CONFIRM_DELETE_SCHEMA),
+            }
+        )
+        return f"received {len(answers)} answers"
+
+    @server.tool("test_tool_with_task", annotations=READ_ONLY)
+    async def tool_with_task(ctx: Context[FixtureDeps, Any]) -> str | InputRequiredResult:
+        """Conformance fixture `test_tool_with_task`: asks for a name (SEP-2322), then runs as a task."""
+        if ctx.input_responses and "user_name" in ctx.input_responses:
+            return f"Hello, {accepted(ctx.input_responses, 'user_name', 'name')}!"
+        return InputRequiredResult(input_requests={"user_name": elicit_name()})
 
     # -- resources ----------------------------------------------------------------------------------------
 

@@ -5,9 +5,11 @@ revision requires: the `server:` list of the suite's requirements/<revision>.yam
 over Streamable HTTP, both revisions at once against one process. The suite cannot send a bearer header, so
 those servers run with auth off on 127.0.0.1 (test_auth_scan.py covers auth).
 - The fixture server (tests/e2e/conformance_fixture_server.py: StackServer, full middleware, the suite's fixture
-  tools, resources and prompts) must pass every check of every scored scenario, warnings included.
-- A production server fails the test on any FAILURE in a scored scenario that the suite's own result does not
-  pin on an absent fixture (`fixture_absent`): no hand-kept list of scenarios.
+  tools, resources and prompts, the tasks extension) must pass every check of every scored scenario and of every
+  extension scenario (the tasks suite, which the suite runs without scoring), warnings included.
+- A production server fails the test on any FAILURE in a scored scenario, and in an extension scenario when it
+  advertises the tasks extension (AIDB, Ralph), that the suite's own result does not pin on an absent fixture
+  (`fixture_absent`): no hand-kept list of scenarios.
 Inspector: tools, resources, resource templates and prompts listed, one tool called, over stdio and over HTTP,
 in both protocol eras.
 """
@@ -44,6 +46,8 @@ SUITE_TIMEOUT_SECONDS = 180
 TIMESTAMP = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d-]+Z$")  # the suite's own suffix pattern
 # How our middleware and the SDK answer a name the server does not declare, and the suite's own "not found".
 UNKNOWN_NAME = re.compile(r"Unknown (?:tool|prompt|resource): '?([^'\s]+)'?|Tool '([^']+)' not found")
+WORD = re.compile(r"[A-Za-z_]\w*")
+FIXTURE_UNAVAILABLE = re.compile(r"\bfixture\b[^;]*\bunavailable\b")
 PASSED = ("SUCCESS", "INFO", "SKIPPED")
 
 
@@ -51,6 +55,27 @@ def scored(revision: str) -> list[str]:
     """The server scenarios a revision requires, from the suite's own requirements file."""
     requirements = yaml.safe_load(conformance_requirements(revision).read_text(encoding="utf-8"))
     return [str(name) for name in requirements["server"]]
+
+
+def extension_scenarios(revision: str) -> list[str]:
+    """The server scenarios of protocol extensions (the tasks suite): run, not scored by the suite, scored here."""
+    requirements = yaml.safe_load(conformance_requirements(revision).read_text(encoding="utf-8"))
+    return [
+        str(entry["scenario"])
+        for entry in requirements.get("not_scored") or []
+        if entry.get("leg") == "server" and entry.get("reason") == "extension"
+    ]
+
+
+def counted(revision: str) -> list[str]:
+    """What the fixture server must pass: the scored scenarios and the extension ones."""
+    return scored(revision) + extension_scenarios(revision)
+
+
+def offers_tasks(results: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether the suite found the tasks extension advertised (a server without it is not held to its scenarios)."""
+    checks = results.get("tasks-capability-negotiation", [])
+    return any(c.get("id") == "tasks-extension-advertised" and c.get("status") == "SUCCESS" for c in checks)
 
 
 def scenario_results(output_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -73,6 +98,8 @@ def fixture_absent(scenario: str, check: dict[str, Any], declared: set[str], fix
 
     - the suite says so itself: `details.untestable` / "Not testable: ..." (its diagnostic tools);
     - the check failed on the unknown-name answer for a tool, prompt or resource the server does not list;
+    - the message names a suite fixture the server does not list, or says the fixture a check needs is unavailable
+      (a tasks check whose preparing step called a fixture tool);
     - the scenario runs on its namesake fixture tool (`test_<scenario>`, e.g. the SEP-2322 ones, whose checks say
       only "Expected InputRequiredResult" or "Prerequisite failed"), which the server does not declare.
     """
@@ -81,6 +108,10 @@ def fixture_absent(scenario: str, check: dict[str, Any], declared: set[str], fix
         return True
     names = {name for match in UNKNOWN_NAME.finditer(message) for name in match.groups() if name}
     if names and not names & declared:
+        return True
+    # The suite names the fixture it called ("tools/call for failing_job returned ...") or says one was missing.
+    mentioned = set(WORD.findall(message)) & fixtures
+    if (mentioned and not mentioned & declared) or FIXTURE_UNAVAILABLE.search(message):
         return True
     namesake = "test_" + scenario.replace("-", "_")
     return namesake in fixtures and namesake not in declared
@@ -117,7 +148,7 @@ async def run_suite(url: str, output: Path) -> dict[str, dict[str, list[dict[str
             tg.start_soon(one, revision)
     results = {revision: scenario_results(output / revision) for revision in REVISIONS}
     for revision in REVISIONS:
-        missing = sorted(set(scored(revision)) - set(results[revision]))
+        missing = sorted(set(counted(revision)) - set(results[revision]))
         assert not missing, f"{revision}: no result for {missing}: {runs[revision].stdout[-3000:]}"
     return results
 
@@ -156,7 +187,7 @@ async def test_fixture_server_passes_every_scored_scenario_of_both_revisions(
     for revision in REVISIONS:
         failing = {
             name: found
-            for name in scored(revision)
+            for name in counted(revision)
             if (found := problems(results[revision][name], ("FAILURE", "WARNING")))
         }
         assert not failing, f"{revision}: the fixture server fails {failing}"
@@ -177,7 +208,7 @@ async def test_conformance_failures_are_only_absent_fixtures(
             if c.get("status") == "FAILURE" and not fixture_absent(name, c, declared, fixtures)
         ]
         for revision in REVISIONS
-        for name in scored(revision)
+        for name in (counted(revision) if offers_tasks(results[revision]) else scored(revision))
     }
     defects = {name: found for name, found in defects.items() if found}
     assert not defects, f"{server}: conformance defects {defects}"
