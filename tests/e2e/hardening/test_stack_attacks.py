@@ -21,28 +21,36 @@ import stat
 import subprocess
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 from anyio import to_thread
 from mcp import Client, MCPError
-from mcp_types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
+from mcp_types import (
+    INVALID_PARAMS,
+    EmptyResult,
+    PromptReference,
+    ResourceTemplateReference,
+    SubscribeRequest,
+    SubscribeRequestParams,
+)
 
 from mcp_servers.ops.stack_file import STACK_FILE
 from mcp_servers.ops.supervisor import UP_ORDER
+from mcp_servers.shared.auth.verifier import MAX_TOKEN_CHARS
 from mcp_servers.shared.embeddings.provision import DEFAULT_MODEL_DIR
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED, RATE_LIMITED
 from mcp_servers.shared.postgres.embedded import cluster_dir
 from tests.e2e.hardening.test_local_users import _probe_as_nobody
 from tests.e2e.hardening.test_token_flood import BODY, HEADERS, HTTP_LAYER_REFUSALS, MAX_GROWTH_BYTES, resident_bytes
+from tests.integration.ralph.ralph_support import call
 from tests.integration.ralph.test_mcp_tasks import RpcError, wire
-from tests.integration.test_auth_limits import INITIALIZE
-from tests.integration.test_method_scopes import NOT_SERVED, outcome, send
+from tests.integration.test_auth_limits import INITIALIZE, MCP_HEADERS
+from tests.integration.test_method_scopes import NOT_SERVED, outcome
 from tests.support import VENV_BIN, free_port, http_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -61,17 +69,15 @@ KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "read": ("read", ()),
     "write": ("write", ()),
     "admin": ("admin", ()),
-    "aidb:read": ("aidb:read", ()),
+    # Never rate-limited in a test: what stops it opening sessions is the cap alone.
+    "aidb:read": ("aidb:read", ("--calls-per-minute", "1000000", "--burst", "1000")),
     "aidb:write": ("aidb:write", ()),
     "hybrid:read": ("hybrid:read", ()),
     "ralph:read": ("ralph:read", ()),
-    "ralph:write": ("ralph:write", ()),
-    "ralph:exec": ("ralph:write,ralph:exec", ()),
-    # Three calls at once, one a minute after: the per-method limits show within a test, one key per era.
-    "slow legacy": ("aidb:read", ("--calls-per-minute", "1", "--burst", "3")),
-    "slow 2026-07-28": ("aidb:read", ("--calls-per-minute", "1", "--burst", "3")),
-    # Never rate-limited in a test: what stops it opening sessions is the cap alone.
-    "fast": ("aidb:read", ("--calls-per-minute", "1000000", "--burst", "1000")),
+    # Everything a caller-chosen command needs but the operator's switch (hybrid tasks need aidb:read too).
+    "ralph:exec": ("ralph:write,ralph:exec,aidb:read", ()),
+    # Three calls at once, one a minute after: the per-method limits show within a test.
+    "slow": ("aidb:read", ("--calls-per-minute", "1", "--burst", "3")),
 }
 FLOOD_REQUESTS = 300
 FLOOD_CONNECTIONS = 4
@@ -175,3 +181,308 @@ async def test_up_started_as_make_run_does_and_the_cli_made_every_key(stack: Sta
     async with httpx.AsyncClient(timeout=10) as raw:
         for name in UP_ORDER:
             assert (await raw.get(f"{stack.urls[name]}/health")).status_code == 200
+
+
+@dataclass(frozen=True)
+class Seeded:
+    document_id: str
+    task_id: str
+
+
+@pytest.fixture(scope="module")
+async def seeded(stack: Stack) -> Seeded:
+    """A document in AIDB and a Ralph task parked for approval (never run), for the reads to aim at."""
+    async with http_client(stack.urls["aidb"], stack.keys["up admin"]) as aidb:
+        document = await call(aidb, "store_document", content="The billing office's vault code is 7319.", title="v")
+    async with http_client(stack.urls["ralph"], stack.keys["write"]) as ralph:
+        task = await call(ralph, "submit_task", prompt="summarise the vault", backend="hybrid", require_approval=True)
+    return Seeded(str(document["document_id"]), str(task["task_id"]))
+
+
+Call = Callable[[Client], Awaitable[object]]
+
+
+def subscribe(uri: str) -> Call:
+    """resources/subscribe as the 2025-11-25 client sends it, in either era (the 2026-07-28 client has no helper)."""
+
+    async def attempt(client: Client) -> object:
+        request = SubscribeRequest(params=SubscribeRequestParams(uri=uri))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return await client.session.send_request(request, EmptyResult)
+
+    return attempt
+
+
+def every_method(server: str, seeded: Seeded) -> dict[str, Call]:
+    """One call per request method a read key may make on `server`, aimed at real content."""
+    task = f"ralph://tasks/{seeded.task_id}"
+    calls: dict[str, dict[str, Call]] = {
+        "aidb": {
+            "resources/read aidb://projects": lambda c: c.read_resource("aidb://projects"),
+            "resources/read aidb://documents/{id}": lambda c: c.read_resource(f"aidb://documents/{seeded.document_id}"),
+            "prompts/get": lambda c: c.get_prompt("answer_with_sources", {"question": "what is the vault code?"}),
+            "completion/complete": lambda c: c.complete(
+                PromptReference(name="answer_with_sources"), {"name": "question", "value": "wh"}
+            ),
+            "resources/subscribe": subscribe("aidb://projects"),
+            "tools/call": lambda c: c.call_tool("search", {"query": "vault code"}),
+        },
+        "ralph": {
+            "resources/read ralph://tasks/{id}": lambda c: c.read_resource(task),
+            "resources/read ralph://tasks/{id}/iterations": lambda c: c.read_resource(f"{task}/iterations"),
+            "completion/complete": lambda c: c.complete(
+                ResourceTemplateReference(uri="ralph://tasks/{task_id}"), {"name": "task_id", "value": ""}
+            ),
+            "resources/subscribe": subscribe(task),
+            "tools/call": lambda c: c.call_tool("task_status", {"task_id": seeded.task_id}),
+        },
+        "hybrid": {"tools/call": lambda c: c.call_tool("learning_stats", {})},
+    }
+    shared: dict[str, Call] = {
+        "tools/list": lambda c: c.list_tools(),
+        "resources/list": lambda c: c.list_resources(),
+        "resources/templates/list": lambda c: c.list_resource_templates(),
+        "prompts/list": lambda c: c.list_prompts(),
+    }
+    return shared | calls[server]
+
+
+# Each server, a key scoped to another server (refused everything), and its own read key (served).
+FOREIGN_AND_OWN = {
+    "aidb": ("ralph:read", "aidb:read"),
+    "ralph": ("aidb:write", "ralph:read"),
+    "hybrid": ("aidb:read", "hybrid:read"),
+}
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_attack_3_a_key_for_another_server_is_refused_every_method_and_the_servers_own_key_is_not(
+    stack: Stack, seeded: Seeded, mode: str
+) -> None:
+    for server, (foreign, own) in FOREIGN_AND_OWN.items():
+        calls = every_method(server, seeded)
+        async with http_client(stack.urls[server], stack.keys[foreign], mode=mode) as client:
+            refused = {method: await outcome(attempt, client) for method, attempt in calls.items()}
+        async with http_client(stack.urls[server], stack.keys[own], mode=mode) as client:
+            allowed = {method: await outcome(attempt, client) for method, attempt in calls.items()}
+        assert refused == dict.fromkeys(calls, PERMISSION_DENIED), (server, refused)
+        for method, code in allowed.items():
+            # 2026-07-28 subscribes with subscriptions/listen; Hybrid offers tools only.
+            lists = {"resources/list", "resources/templates/list", "prompts/list"}
+            unserved = (method == "resources/subscribe" and mode != "legacy") or (
+                server == "hybrid" and method in lists
+            )
+            assert code is None or (unserved and code in NOT_SERVED), (server, method, code)
+
+
+async def test_attack_6_resource_reads_and_prompt_gets_are_rate_limited_per_principal_in_both_eras(
+    stack: Stack,
+) -> None:
+    aidb = stack.urls["aidb"]
+    # One key with three calls at once: each method has its own budget, spent here in one era each.
+    async with http_client(aidb, stack.keys["slow"]) as legacy:
+        for _ in range(3):
+            await legacy.read_resource("aidb://projects")
+        with pytest.raises(MCPError) as read_limited:
+            await legacy.read_resource("aidb://projects")
+    async with http_client(aidb, stack.keys["slow"], mode="2026-07-28") as modern:
+        for _ in range(3):
+            await modern.get_prompt("answer_with_sources", {"question": "what is the vault code?"})
+        with pytest.raises(MCPError) as prompt_limited:
+            await modern.get_prompt("answer_with_sources", {"question": "what is the vault code?"})
+        with pytest.raises(MCPError) as read_still_limited:
+            await modern.read_resource("aidb://projects")
+    # Another principal's budgets are its own.
+    async with http_client(aidb, stack.keys["aidb:read"], mode="2026-07-28") as other:
+        await other.read_resource("aidb://projects")
+        await other.get_prompt("answer_with_sources", {"question": "what is the vault code?"})
+    for refused in (read_limited.value, prompt_limited.value, read_still_limited.value):
+        assert refused.code == RATE_LIMITED
+        assert refused.data["retry_after_seconds"] > 0
+
+
+async def test_attack_6_one_key_cannot_hold_more_than_its_session_cap_while_another_key_gets_in(stack: Stack) -> None:
+    aidb = f"{stack.urls['aidb']}/mcp"
+    hog, other = stack.keys["aidb:read"], stack.keys["read"]  # the hog's rate is high: only the cap can stop it
+    opened: list[tuple[str, str]] = []
+    async with httpx.AsyncClient(timeout=30) as raw:
+
+        async def open_session(token: str) -> httpx.Response:
+            response = await raw.post(
+                aidb, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+            )
+            if response.status_code == 200:
+                opened.append((token, response.headers["mcp-session-id"]))
+            return response
+
+        try:
+            with anyio.fail_after(60):
+                statuses = [(await open_session(hog)).status_code for _ in range(DEFAULT_SESSION_CAP)]
+                refused = await open_session(hog)
+                admitted = await open_session(other)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                for token, session in opened:
+                    headers = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": session}
+                    await raw.delete(aidb, headers=headers)
+    assert statuses == [200] * DEFAULT_SESSION_CAP
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    error = refused.json()["error"]
+    assert error["code"] == RATE_LIMITED and error["data"]["retry_after_seconds"] > 0
+    assert f"already holds {DEFAULT_SESSION_CAP} open sessions" in error["message"]
+    assert admitted.status_code == 200
+
+
+def auth_failures(metrics: str, server: str) -> dict[str, float]:
+    pattern = rf'^mcpstack_auth_failures_total{{reason="(\w+)",server="{server}"}} ([0-9.]+)$'
+    return {match[1]: float(match[2]) for match in re.finditer(pattern, metrics, re.MULTILINE)}
+
+
+async def test_attack_9_every_refused_credential_is_counted_by_reason_and_no_bearer_route_is_open(
+    stack: Stack,
+) -> None:
+    wrong = "mcps_000000000000_" + "x" * 43
+    overlong = "mcps_" + "a" * 12 + "_" + "b" * MAX_TOKEN_CHARS
+    foreign = {"aidb": "ralph:read", "hybrid": "aidb:read", "ralph": "hybrid:read"}
+    async with httpx.AsyncClient(timeout=30) as raw:
+        for server in ("aidb", "hybrid", "ralph"):
+            url = stack.urls[server]
+            reader = {"Authorization": f"Bearer {stack.keys['read']}"}
+
+            async def failures(
+                server: str = server, url: str = url, reader: dict[str, str] = reader
+            ) -> dict[str, float]:
+                response = await raw.get(f"{url}/metrics", headers=reader)
+                assert response.status_code == 200
+                return auth_failures(response.text, server)
+
+            def bearer(token: str) -> dict[str, str]:
+                return {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+
+            before = await failures()
+            refusals = [
+                await raw.get(f"{url}/ready"),
+                await raw.get(f"{url}/metrics"),
+                await raw.post(f"{url}/mcp", json=BODY, headers=MCP_HEADERS),
+                await raw.post(f"{url}/mcp", json=BODY, headers=bearer(wrong)),
+                await raw.post(f"{url}/mcp", json=BODY, headers=bearer(overlong)),
+            ]
+            for response in refusals:
+                assert response.status_code == 401, (server, response.request.url)
+                assert response.headers["www-authenticate"].startswith("Bearer")
+            async with http_client(url, stack.keys[foreign[server]]) as client:
+                assert await outcome(lambda c: c.list_tools(), client) == PERMISSION_DENIED
+            after = await failures()
+            counted = {reason: after[reason] - before.get(reason, 0.0) for reason in after}
+            assert {reason: n for reason, n in counted.items() if n} == {
+                "missing": 3,
+                "invalid": 1,
+                "too_long": 1,
+                "insufficient_scope": 1,
+            }, server
+        # The dashboard: no session, no page.
+        page = await raw.get(f"{stack.urls['dashboard']}/")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+
+async def test_attack_1_no_key_makes_ralph_run_a_command_of_its_choosing(stack: Stack, tmp_path: Path) -> None:
+    await to_thread.run_sync(os.chmod, tmp_path, 0o777)  # so that even the sandbox uid could leave the marker
+    marker = tmp_path / "owned"
+    command = f"sh -c 'id > {marker}'"
+    attempts = ({"verify_command": command}, {"hooks": [{"event": "pre_iteration", "command": command}]})
+    refusals = []
+    for key in ("write", "admin", "up admin", "ralph:exec"):
+        async with http_client(stack.urls["ralph"], stack.keys[key]) as ralph:
+            before = await call(ralph, "list_tasks")
+            for extra in attempts:
+                task = {"prompt": "p", "backend": "hybrid", "max_iterations": 1, **extra}
+                refusals.append(await ralph.call_tool("submit_task", task))
+            assert await call(ralph, "list_tasks") == before
+    # `up` leaves the operator's switch off: even ralph:exec is refused, naming the setting to change.
+    for refused in refusals:
+        assert refused.is_error
+        assert "MCP_STACK_RALPH__ALLOW_TASK_COMMANDS" in refused.content[0].text  # type: ignore[union-attr]
+    assert not await anyio.Path(marker).exists()
+
+
+async def test_attack_5_unique_100_kb_tokens_are_refused_and_leave_resident_memory_bounded(stack: Stack) -> None:
+    url = stack.urls["hybrid"]
+    pid = stack.serve_pid("hybrid")
+    reader = {"Authorization": f"Bearer {stack.keys['read']}"}
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=FLOOD_CONNECTIONS)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        for _ in range(10):  # warm the allocators on ordinary authenticated traffic
+            assert (await client.get("/metrics", headers=reader)).status_code == 200
+        before_rss = await to_thread.run_sync(resident_bytes, pid)
+        before = auth_failures((await client.get("/metrics", headers=reader)).text, "hybrid").get("too_long", 0.0)
+
+        async def flood(count: int) -> None:
+            for _ in range(count):
+                secret = secrets.token_urlsafe(100 * 1024).replace("_", "-")[: 100 * 1024]
+                headers = {**HEADERS, "Authorization": f"Bearer mcps_{secrets.token_hex(6)}_{secret}"}
+                try:
+                    statuses.append((await client.post("/mcp", json=BODY, headers=headers)).status_code)
+                except httpx.TransportError:
+                    statuses.append(0)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(FLOOD_CONNECTIONS):
+                    tg.start_soon(flood, FLOOD_REQUESTS // FLOOD_CONNECTIONS)
+        after_rss = await to_thread.run_sync(resident_bytes, pid)
+        after = auth_failures((await client.get("/metrics", headers=reader)).text, "hybrid")["too_long"]
+    assert set(statuses) <= {401, *HTTP_LAYER_REFUSALS}, set(statuses)
+    assert statuses.count(401) >= FLOOD_REQUESTS * 0.9
+    assert after - before == statuses.count(401)
+    assert after_rss - before_rss <= MAX_GROWTH_BYTES, (before_rss, after_rss)
+
+
+# Attacks of our own.
+
+
+async def test_aidb_read_and_write_keys_cannot_call_its_admin_tools(stack: Stack) -> None:
+    attempts = {
+        "reindex": {},
+        "register_mcp_server": {"name": "evil", "url": "http://169.254.169.254/mcp"},
+    }
+    codes = {}
+    for key in ("aidb:read", "aidb:write", "write"):
+        async with http_client(stack.urls["aidb"], stack.keys[key]) as aidb:
+            for tool, arguments in attempts.items():
+                codes[key, tool] = await outcome(lambda c, t=tool, a=arguments: c.call_tool(t, a), aidb)
+    assert set(codes.values()) == {PERMISSION_DENIED}
+
+
+async def test_an_argument_a_tool_does_not_declare_is_invalid_params_in_both_eras(stack: Stack) -> None:
+    for mode in ERAS:
+        async with http_client(stack.urls["aidb"], stack.keys["read"], mode=mode) as aidb:
+            with pytest.raises(MCPError) as smuggled:
+                await aidb.call_tool("search", {"query": "vault", "as_admin": True})
+        assert smuggled.value.error.code == INVALID_PARAMS
+
+
+async def test_another_principals_ralph_task_is_unknown_to_the_tasks_extension(stack: Stack) -> None:
+    url = stack.urls["ralph"]
+    async with wire(url, stack.keys["write"]) as owner:
+        created = await owner.submit(prompt="summarise the vault", backend="hybrid", require_approval=True)
+        task_id = created["taskId"]
+        assert (await owner.get(task_id))["taskId"] == task_id
+    async with wire(url, stack.keys["ralph:exec"]) as stranger:
+        with pytest.raises(RpcError) as read:
+            await stranger.get(task_id)
+        with pytest.raises(RpcError) as cancelled:
+            await stranger.request("tasks/cancel", {"taskId": task_id}, task_id)
+    assert read.value.code == cancelled.value.code == INVALID_PARAMS
+    async with wire(url, stack.keys["write"]) as owner:
+        assert (await owner.get(task_id))["status"] != "cancelled"
+
+
+async def test_the_bridge_key_file_and_the_credentials_are_root_only(stack: Stack) -> None:
+    bridge = await anyio.Path(stack.data_dir / STACK_FILE).stat()
+    assert (bridge.st_uid, stat.S_IMODE(bridge.st_mode)) == (0, 0o600)
+    published = json.loads(await anyio.Path(stack.data_dir / STACK_FILE).read_text(encoding="utf-8"))
+    assert published["pid"] == stack.pid and published["bridge_key"].startswith("mcps_")
+    top = [path.name async for path in anyio.Path(stack.data_dir).iterdir()]
+    assert await to_thread.run_sync(_probe_as_nobody, stack.data_dir, [".", *top]) == []
