@@ -69,8 +69,7 @@ KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "read": ("read", ()),
     "write": ("write", ()),
     "admin": ("admin", ()),
-    # Never rate-limited in a test: what stops it opening sessions is the cap alone.
-    "aidb:read": ("aidb:read", ("--calls-per-minute", "1000000", "--burst", "1000")),
+    "aidb:read": ("aidb:read", ()),
     "aidb:write": ("aidb:write", ()),
     "hybrid:read": ("hybrid:read", ()),
     "ralph:read": ("ralph:read", ()),
@@ -78,6 +77,8 @@ KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ralph:exec": ("ralph:write,ralph:exec,aidb:read", ()),
     # Three calls at once, one a minute after: the per-method limits show within a test.
     "slow": ("aidb:read", ("--calls-per-minute", "1", "--burst", "3")),
+    # Never rate-limited, and used by no other test: what stops it opening sessions is the cap alone.
+    "sessions": ("aidb:read", ("--calls-per-minute", "1000000", "--burst", "1000")),
 }
 FLOOD_REQUESTS = 300
 FLOOD_CONNECTIONS = 4
@@ -304,7 +305,7 @@ async def test_attack_6_resource_reads_and_prompt_gets_are_rate_limited_per_prin
 
 async def test_attack_6_one_key_cannot_hold_more_than_its_session_cap_while_another_key_gets_in(stack: Stack) -> None:
     aidb = f"{stack.urls['aidb']}/mcp"
-    hog, other = stack.keys["aidb:read"], stack.keys["read"]  # the hog's rate is high: only the cap can stop it
+    hog, other = stack.keys["sessions"], stack.keys["aidb:read"]
     opened: list[tuple[str, str]] = []
     async with httpx.AsyncClient(timeout=30) as raw:
 
@@ -339,50 +340,43 @@ def auth_failures(metrics: str, server: str) -> dict[str, float]:
     return {match[1]: float(match[2]) for match in re.finditer(pattern, metrics, re.MULTILINE)}
 
 
+async def counted_refusals(raw: httpx.AsyncClient, stack: Stack, server: str, foreign: str) -> dict[str, float]:
+    """Knock on `server` without a key, with a wrong one, an overlong one and `foreign` (another server's key): every
+    knock is refused; returns how much each reason's counter on its /metrics grew."""
+    url, reader = stack.urls[server], {"Authorization": f"Bearer {stack.keys['read']}"}
+
+    def bearer(token: str) -> dict[str, str]:
+        return {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+
+    before = auth_failures((await raw.get(f"{url}/metrics", headers=reader)).text, server)
+    refusals = [
+        await raw.get(f"{url}/ready"),
+        await raw.get(f"{url}/metrics"),
+        await raw.post(f"{url}/mcp", json=BODY, headers=MCP_HEADERS),
+        await raw.post(f"{url}/mcp", json=BODY, headers=bearer("mcps_000000000000_" + "x" * 43)),
+        await raw.post(f"{url}/mcp", json=BODY, headers=bearer("mcps_" + "a" * 12 + "_" + "b" * MAX_TOKEN_CHARS)),
+    ]
+    for response in refusals:
+        assert response.status_code == 401, (server, response.request.url)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    async with http_client(url, stack.keys[foreign]) as client:
+        assert await outcome(lambda c: c.list_tools(), client) == PERMISSION_DENIED
+    metrics = await raw.get(f"{url}/metrics", headers=reader)
+    assert metrics.status_code == 200
+    after = auth_failures(metrics.text, server)
+    return {reason: grown for reason, count in after.items() if (grown := count - before.get(reason, 0.0))}
+
+
 async def test_attack_9_every_refused_credential_is_counted_by_reason_and_no_bearer_route_is_open(
     stack: Stack,
 ) -> None:
-    wrong = "mcps_000000000000_" + "x" * 43
-    overlong = "mcps_" + "a" * 12 + "_" + "b" * MAX_TOKEN_CHARS
     foreign = {"aidb": "ralph:read", "hybrid": "aidb:read", "ralph": "hybrid:read"}
     async with httpx.AsyncClient(timeout=30) as raw:
-        for server in ("aidb", "hybrid", "ralph"):
-            url = stack.urls[server]
-            reader = {"Authorization": f"Bearer {stack.keys['read']}"}
-
-            async def failures(
-                server: str = server, url: str = url, reader: dict[str, str] = reader
-            ) -> dict[str, float]:
-                response = await raw.get(f"{url}/metrics", headers=reader)
-                assert response.status_code == 200
-                return auth_failures(response.text, server)
-
-            def bearer(token: str) -> dict[str, str]:
-                return {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-
-            before = await failures()
-            refusals = [
-                await raw.get(f"{url}/ready"),
-                await raw.get(f"{url}/metrics"),
-                await raw.post(f"{url}/mcp", json=BODY, headers=MCP_HEADERS),
-                await raw.post(f"{url}/mcp", json=BODY, headers=bearer(wrong)),
-                await raw.post(f"{url}/mcp", json=BODY, headers=bearer(overlong)),
-            ]
-            for response in refusals:
-                assert response.status_code == 401, (server, response.request.url)
-                assert response.headers["www-authenticate"].startswith("Bearer")
-            async with http_client(url, stack.keys[foreign[server]]) as client:
-                assert await outcome(lambda c: c.list_tools(), client) == PERMISSION_DENIED
-            after = await failures()
-            counted = {reason: after[reason] - before.get(reason, 0.0) for reason in after}
-            assert {reason: n for reason, n in counted.items() if n} == {
-                "missing": 3,
-                "invalid": 1,
-                "too_long": 1,
-                "insufficient_scope": 1,
-            }, server
+        counted = {server: await counted_refusals(raw, stack, server, key) for server, key in foreign.items()}
         # The dashboard: no session, no page.
         page = await raw.get(f"{stack.urls['dashboard']}/")
+    expected = {"missing": 3, "invalid": 1, "too_long": 1, "insufficient_scope": 1}
+    assert counted == dict.fromkeys(foreign, expected)
     assert page.status_code == 303 and page.headers["location"].startswith("/login")
 
 
