@@ -480,6 +480,22 @@ class _QuietSignalServer(uvicorn.Server):
         yield
 
 
+async def serve_until_signal(config: uvicorn.Config) -> None:
+    """Run uvicorn with `config` until SIGINT/SIGTERM, then shut down gracefully and return (the dashboard's too)."""
+    http = _QuietSignalServer(config)
+
+    async def stop_on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                http.should_exit = True
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signal)
+        await http.serve()
+        tg.cancel_scope.cancel()
+
+
 async def serve_http(server: StackServer[Any], *, host: str | None = None, port: int | None = None) -> None:
     """Serve the HTTP app with uvicorn until SIGINT/SIGTERM; returns after a graceful shutdown (exit status 0)."""
     settings = server.core.settings
@@ -495,19 +511,8 @@ async def serve_http(server: StackServer[Any], *, host: str | None = None, port:
         proxy_headers=bool(settings.http.trusted_proxies),
         forwarded_allow_ips=list(settings.http.trusted_proxies),
     )
-    http = _QuietSignalServer(config)
-
-    async def stop_on_signal() -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                http.should_exit = True
-                return
-
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_signal)
-            await http.serve()
-            tg.cancel_scope.cancel()
+        await serve_until_signal(config)
     finally:
         await server.core.limiter.aclose()
 
