@@ -172,6 +172,19 @@ apt_install() {
   fi
 }
 
+# Install Debian package $1 unless it is installed and its binary $2 is executable ($3: a note for the log). Sets
+# DEB_CHANGED (1 when it installed the package) and DEB_KEY ("<package>=<version>", the piece's stamp key). Globals,
+# not an echo: `set -e` does not reach into a command substitution, so a failed install would go unnoticed there.
+ensure_deb() {
+  DEB_CHANGED=0
+  if [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" != "install ok installed" || ! -x "$2" ]]; then
+    log "installing Debian package $1 (apt$3)"
+    apt_install "$1"
+    DEB_CHANGED=1
+  fi
+  DEB_KEY="$1=$(dpkg-query -W -f='${Version}' "$1")"
+}
+
 # --- node22 ------------------------------------------------------------------------------------------------------
 
 ensure_node22_binary() {  # echoes 1 when it installed something
@@ -324,17 +337,11 @@ PY
 piece_chromium() {
   PIECE=chromium
   lock chromium
-  local changed=0 key
-  if [[ "$(dpkg-query -W -f='${Status}' chromium 2>/dev/null || true)" != "install ok installed" || ! -x /usr/bin/chromium ]]; then
-    log "installing Debian package chromium (apt, ~500 MB)"
-    apt_install chromium
-    changed=1
-  fi
-  key="chromium=$(dpkg-query -W -f='${Version}' chromium)"
-  if should_verify chromium "$key" "$changed"; then
+  ensure_deb chromium /usr/bin/chromium ", ~500 MB"
+  if should_verify chromium "$DEB_KEY" "$DEB_CHANGED"; then
     verify_chromium || die "playwright could not drive /usr/bin/chromium (is the 'test' extra installed in .venv?)"
-    log "verified: playwright drove /usr/bin/chromium ($key) to screenshot a 127.0.0.1 page"
-    stamp_write chromium "$key"
+    log "verified: playwright drove /usr/bin/chromium ($DEB_KEY) to screenshot a 127.0.0.1 page"
+    stamp_write chromium "$DEB_KEY"
   fi
   log "ok: /usr/bin/chromium"
 }
@@ -812,17 +819,11 @@ verify_sandbox() {
 piece_sandbox() {
   PIECE=sandbox
   lock sandbox
-  local changed=0 key
-  if [[ "$(dpkg-query -W -f='${Status}' bubblewrap 2>/dev/null || true)" != "install ok installed" || ! -x /usr/bin/bwrap ]]; then
-    log "installing Debian package bubblewrap (apt)"
-    apt_install bubblewrap
-    changed=1
-  fi
-  key="bubblewrap=$(dpkg-query -W -f='${Version}' bubblewrap)"
-  if should_verify sandbox "$key" "$changed"; then
+  ensure_deb bubblewrap /usr/bin/bwrap ""
+  if should_verify sandbox "$DEB_KEY" "$DEB_CHANGED"; then
     verify_sandbox || die "bubblewrap cannot create a sandbox here (user namespaces off for this user?)"
-    log "verified: bwrap runs a command with its own namespaces ($key)"
-    stamp_write sandbox "$key"
+    log "verified: bwrap runs a command with its own namespaces ($DEB_KEY)"
+    stamp_write sandbox "$DEB_KEY"
   fi
   log "ok: /usr/bin/bwrap"
 }
