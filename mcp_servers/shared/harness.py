@@ -463,7 +463,8 @@ class StackServer(Generic[D]):
 
     def _session_owners(self) -> Iterator[str]:
         # The SDK's session manager records who opened each session (to refuse other credentials) but offers no
-        # public view of it; read the mapping, never change it.
+        # public view of it (mcp 2.3); read the mapping, never change it. No upstream issue as of 2026-12; pinned by
+        # tests/unit/shared/test_sdk_internals.py.
         for owner in self.mcp.session_manager._session_owners.values():
             yield owner["client_id"]
 
