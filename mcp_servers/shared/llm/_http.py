@@ -111,7 +111,7 @@ async def post_json(
 
 
 class HttpChat:
-    """The shared half of a ChatModel over HTTP: a subclass builds the request body and parses the answer.
+    """The shared half of a ChatModel over HTTP: a subclass names its headers, builds the body, parses the answer.
 
     The adapter owns its `httpx.AsyncClient` (closed by `close()`) and uses its backend's breaker from the registry.
     """
@@ -120,18 +120,23 @@ class HttpChat:
         self,
         *,
         name: str,
-        model: str,
         base_url: str,
-        headers: Mapping[str, str],
+        model: str,
         breakers: BreakerRegistry,
-        connect_timeout_seconds: float,
-        max_connections: int,
-        transport: httpx.AsyncBaseTransport | None,
+        api_key: str | None = None,
+        connect_timeout_seconds: float = 5.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._name = name
         self._model = model
         self.breaker: CircuitBreaker = llm_breaker(breakers, name)
+        headers = self._headers(api_key)
         self._client = new_client(base_url, headers, connect_timeout_seconds, max_connections, transport)
+
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        """The headers every request of this API carries (its credential among them)."""
+        raise NotImplementedError
 
     @property
     def name(self) -> str:

@@ -8,11 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from mcp_servers.shared.llm._http import HttpChat, UpstreamError
 from mcp_servers.shared.llm.port import ChatMessage, Completion
-from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
 API_VERSION = "2023-06-01"
 
@@ -31,31 +28,11 @@ def _parse(payload: Any) -> tuple[str, Mapping[str, Any]]:
 class AnthropicChat(HttpChat):
     """A ChatModel over the Anthropic Messages API."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        model: str,
-        breakers: BreakerRegistry,
-        api_key: str | None = None,
-        connect_timeout_seconds: float = 5.0,
-        max_connections: int = 16,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def _headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
-        super().__init__(
-            name=name,
-            model=model,
-            base_url=base_url,
-            headers=headers,
-            breakers=breakers,
-            connect_timeout_seconds=connect_timeout_seconds,
-            max_connections=max_connections,
-            transport=transport,
-        )
+        return headers
 
     async def complete(
         self,

@@ -48,14 +48,17 @@ class OpenAICompatibleChat(HttpChat):
         self._json_mode = json_mode
         super().__init__(
             name=name,
-            model=model,
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+            model=model,
             breakers=breakers,
+            api_key=api_key,
             connect_timeout_seconds=connect_timeout_seconds,
             max_connections=max_connections,
             transport=transport,
         )
+
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def request_body(
         self,
