@@ -159,6 +159,18 @@ npm_install() {
   PATH="$NODE22_BIN:$PATH" npm install --prefix "$dir" --save-exact --no-audit --no-fund --loglevel=error "$spec" >&2
 }
 
+# Install npm package $2 at version $3 into $1 unless that version is there; sets NPM_CHANGED (1 when it installed
+# it). A global, not an echo, for the reason given at ensure_deb.
+ensure_npm() {
+  NPM_CHANGED=0
+  if [[ "$(npm_installed_version "$1" "$2")" != "$3" ]]; then
+    need_npm
+    log "installing $2@$3 into $1"
+    npm_install "$1" "$2@$3"
+    NPM_CHANGED=1
+  fi
+}
+
 apt_install() {
   local candidates
   # Refresh the package lists only when they do not know the package (fresh machine) or the install fails (stale).
@@ -204,19 +216,11 @@ piece_node22() {
   lock node22
   local changed key="node=$NODE22_VERSION conformance=$CONFORMANCE_VERSION next=$CONFORMANCE_NEXT_VERSION"
   changed="$(ensure_node22_binary)"
-  if [[ "$(npm_installed_version "$CONFORMANCE_DIR" @modelcontextprotocol/conformance)" != "$CONFORMANCE_VERSION" ]]; then
-    need_npm
-    log "installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION into $CONFORMANCE_DIR"
-    npm_install "$CONFORMANCE_DIR" "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
-    changed=1
-  fi
+  ensure_npm "$CONFORMANCE_DIR" @modelcontextprotocol/conformance "$CONFORMANCE_VERSION"
+  changed=$((changed | NPM_CHANGED))
   # The alpha, side by side: `server --requirements 2025-11-25|2026-07-28` runs what each revision requires.
-  if [[ "$(npm_installed_version "$CONFORMANCE_NEXT_DIR" @modelcontextprotocol/conformance)" != "$CONFORMANCE_NEXT_VERSION" ]]; then
-    need_npm
-    log "installing @modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION into $CONFORMANCE_NEXT_DIR"
-    npm_install "$CONFORMANCE_NEXT_DIR" "@modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION"
-    changed=1
-  fi
+  ensure_npm "$CONFORMANCE_NEXT_DIR" @modelcontextprotocol/conformance "$CONFORMANCE_NEXT_VERSION"
+  changed=$((changed | NPM_CHANGED))
   if should_verify node22 "$key" "$changed"; then
     local scenarios
     "$NODE22_BIN/node" "$CONFORMANCE_JS" --help >/dev/null || die "conformance CLI does not start"
@@ -268,12 +272,8 @@ piece_inspector() {
   lock inspector
   local changed key="inspector=$INSPECTOR_VERSION node=$NODE22_VERSION"
   changed="$(ensure_node22_binary)"
-  if [[ "$(npm_installed_version "$INSPECTOR_DIR" @modelcontextprotocol/inspector)" != "$INSPECTOR_VERSION" ]]; then
-    need_npm
-    log "installing @modelcontextprotocol/inspector@$INSPECTOR_VERSION into $INSPECTOR_DIR"
-    npm_install "$INSPECTOR_DIR" "@modelcontextprotocol/inspector@$INSPECTOR_VERSION"
-    changed=1
-  fi
+  ensure_npm "$INSPECTOR_DIR" @modelcontextprotocol/inspector "$INSPECTOR_VERSION"
+  changed=$((changed | NPM_CHANGED))
   if should_verify inspector "$key" "$changed"; then
     need_venv
     [[ "$("$NODE22_BIN/node" "$INSPECTOR_JS" --version)" == "$INSPECTOR_VERSION" ]] || die "inspector --version mismatch"
