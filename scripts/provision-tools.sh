@@ -159,6 +159,18 @@ npm_install() {
   PATH="$NODE22_BIN:$PATH" npm install --prefix "$dir" --save-exact --no-audit --no-fund --loglevel=error "$spec" >&2
 }
 
+# Install npm package $2 at version $3 into $1 unless that version is there; sets NPM_CHANGED (1 when it installed
+# it). A global, not an echo, for the reason given at ensure_deb.
+ensure_npm() {
+  NPM_CHANGED=0
+  if [[ "$(npm_installed_version "$1" "$2")" != "$3" ]]; then
+    need_npm
+    log "installing $2@$3 into $1"
+    npm_install "$1" "$2@$3"
+    NPM_CHANGED=1
+  fi
+}
+
 apt_install() {
   local candidates
   # Refresh the package lists only when they do not know the package (fresh machine) or the install fails (stale).
@@ -170,6 +182,19 @@ apt_install() {
     need_root apt-get update -q >&2
     need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
   fi
+}
+
+# Install Debian package $1 unless it is installed and its binary $2 is executable ($3: a note for the log). Sets
+# DEB_CHANGED (1 when it installed the package) and DEB_KEY ("<package>=<version>", the piece's stamp key). Globals,
+# not an echo: `set -e` does not reach into a command substitution, so a failed install would go unnoticed there.
+ensure_deb() {
+  DEB_CHANGED=0
+  if [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" != "install ok installed" || ! -x "$2" ]]; then
+    log "installing Debian package $1 (apt$3)"
+    apt_install "$1"
+    DEB_CHANGED=1
+  fi
+  DEB_KEY="$1=$(dpkg-query -W -f='${Version}' "$1")"
 }
 
 # --- node22 ------------------------------------------------------------------------------------------------------
@@ -191,19 +216,11 @@ piece_node22() {
   lock node22
   local changed key="node=$NODE22_VERSION conformance=$CONFORMANCE_VERSION next=$CONFORMANCE_NEXT_VERSION"
   changed="$(ensure_node22_binary)"
-  if [[ "$(npm_installed_version "$CONFORMANCE_DIR" @modelcontextprotocol/conformance)" != "$CONFORMANCE_VERSION" ]]; then
-    need_npm
-    log "installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION into $CONFORMANCE_DIR"
-    npm_install "$CONFORMANCE_DIR" "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
-    changed=1
-  fi
+  ensure_npm "$CONFORMANCE_DIR" @modelcontextprotocol/conformance "$CONFORMANCE_VERSION"
+  changed=$((changed | NPM_CHANGED))
   # The alpha, side by side: `server --requirements 2025-11-25|2026-07-28` runs what each revision requires.
-  if [[ "$(npm_installed_version "$CONFORMANCE_NEXT_DIR" @modelcontextprotocol/conformance)" != "$CONFORMANCE_NEXT_VERSION" ]]; then
-    need_npm
-    log "installing @modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION into $CONFORMANCE_NEXT_DIR"
-    npm_install "$CONFORMANCE_NEXT_DIR" "@modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION"
-    changed=1
-  fi
+  ensure_npm "$CONFORMANCE_NEXT_DIR" @modelcontextprotocol/conformance "$CONFORMANCE_NEXT_VERSION"
+  changed=$((changed | NPM_CHANGED))
   if should_verify node22 "$key" "$changed"; then
     local scenarios
     "$NODE22_BIN/node" "$CONFORMANCE_JS" --help >/dev/null || die "conformance CLI does not start"
@@ -255,12 +272,8 @@ piece_inspector() {
   lock inspector
   local changed key="inspector=$INSPECTOR_VERSION node=$NODE22_VERSION"
   changed="$(ensure_node22_binary)"
-  if [[ "$(npm_installed_version "$INSPECTOR_DIR" @modelcontextprotocol/inspector)" != "$INSPECTOR_VERSION" ]]; then
-    need_npm
-    log "installing @modelcontextprotocol/inspector@$INSPECTOR_VERSION into $INSPECTOR_DIR"
-    npm_install "$INSPECTOR_DIR" "@modelcontextprotocol/inspector@$INSPECTOR_VERSION"
-    changed=1
-  fi
+  ensure_npm "$INSPECTOR_DIR" @modelcontextprotocol/inspector "$INSPECTOR_VERSION"
+  changed=$((changed | NPM_CHANGED))
   if should_verify inspector "$key" "$changed"; then
     need_venv
     [[ "$("$NODE22_BIN/node" "$INSPECTOR_JS" --version)" == "$INSPECTOR_VERSION" ]] || die "inspector --version mismatch"
@@ -324,17 +337,11 @@ PY
 piece_chromium() {
   PIECE=chromium
   lock chromium
-  local changed=0 key
-  if [[ "$(dpkg-query -W -f='${Status}' chromium 2>/dev/null || true)" != "install ok installed" || ! -x /usr/bin/chromium ]]; then
-    log "installing Debian package chromium (apt, ~500 MB)"
-    apt_install chromium
-    changed=1
-  fi
-  key="chromium=$(dpkg-query -W -f='${Version}' chromium)"
-  if should_verify chromium "$key" "$changed"; then
+  ensure_deb chromium /usr/bin/chromium ", ~500 MB"
+  if should_verify chromium "$DEB_KEY" "$DEB_CHANGED"; then
     verify_chromium || die "playwright could not drive /usr/bin/chromium (is the 'test' extra installed in .venv?)"
-    log "verified: playwright drove /usr/bin/chromium ($key) to screenshot a 127.0.0.1 page"
-    stamp_write chromium "$key"
+    log "verified: playwright drove /usr/bin/chromium ($DEB_KEY) to screenshot a 127.0.0.1 page"
+    stamp_write chromium "$DEB_KEY"
   fi
   log "ok: /usr/bin/chromium"
 }
@@ -812,17 +819,11 @@ verify_sandbox() {
 piece_sandbox() {
   PIECE=sandbox
   lock sandbox
-  local changed=0 key
-  if [[ "$(dpkg-query -W -f='${Status}' bubblewrap 2>/dev/null || true)" != "install ok installed" || ! -x /usr/bin/bwrap ]]; then
-    log "installing Debian package bubblewrap (apt)"
-    apt_install bubblewrap
-    changed=1
-  fi
-  key="bubblewrap=$(dpkg-query -W -f='${Version}' bubblewrap)"
-  if should_verify sandbox "$key" "$changed"; then
+  ensure_deb bubblewrap /usr/bin/bwrap ""
+  if should_verify sandbox "$DEB_KEY" "$DEB_CHANGED"; then
     verify_sandbox || die "bubblewrap cannot create a sandbox here (user namespaces off for this user?)"
-    log "verified: bwrap runs a command with its own namespaces ($key)"
-    stamp_write sandbox "$key"
+    log "verified: bwrap runs a command with its own namespaces ($DEB_KEY)"
+    stamp_write sandbox "$DEB_KEY"
   fi
   log "ok: /usr/bin/bwrap"
 }

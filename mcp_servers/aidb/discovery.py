@@ -166,7 +166,22 @@ async def register_server(
     """
     target_url, argv = await _target(database, name, url, targets)
     listed = await list_server_tools(target_url, argv, name, targets)
-    texts = [tool_text(name, str(t["name"]), t.get("title"), str(t.get("description") or "")) for t in listed]
+    records = await index_server_tools(database, vectors, embedder, name, target_url, argv, listed)
+    transport = "http" if target_url is not None else "stdio"
+    return RegisteredServer(name=name, transport=transport, tools=[record.name for record in records])
+
+
+async def index_server_tools(
+    database: Database,
+    vectors: VectorIndex,
+    embedder: Embedder,
+    name: str,
+    target_url: str | None,
+    argv: Sequence[str] | None,
+    tools: Sequence[Mapping[str, Any]],
+) -> list[store.ToolRecord]:
+    """Embed `tools` (MCP tool dicts) and replace server `name`'s stored and indexed tools with them."""
+    texts = [tool_text(name, str(t["name"]), t.get("title"), str(t.get("description") or "")) for t in tools]
     embeddings = await embedder.embed_documents(texts) if texts else []
     records = [
         store.ToolRecord(
@@ -178,15 +193,14 @@ async def register_server(
             point_id=tool_point_id(name, str(tool["name"])),
             embedding=store.pack_vector(vector),
         )
-        for tool, vector in zip(listed, embeddings, strict=True)
+        for tool, vector in zip(tools, embeddings, strict=True)
     ]
     removed = await store.save_server_tools(database, name, target_url, argv, records, embedder.name)
     if records:
         await vectors.upsert(TOOLS_COLLECTION, [tool_point(record) for record in records])
     if removed:
         await vectors.delete(TOOLS_COLLECTION, removed)
-    transport = "http" if target_url is not None else "stdio"
-    return RegisteredServer(name=name, transport=transport, tools=[record.name for record in records])
+    return records
 
 
 async def find_tools(

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcp_servers.aidb import store
-from mcp_servers.aidb.points import TOOLS_COLLECTION, tool_point, tool_point_id, tool_text
+from mcp_servers.aidb.discovery import index_server_tools
+from mcp_servers.aidb.points import TOOLS_COLLECTION, tool_point
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.port import VectorIndex
@@ -42,24 +43,6 @@ async def index_own_tools(
         if stored:
             await vectors.upsert(TOOLS_COLLECTION, [tool_point(tool) for tool in stored])
         return 0
-    texts = [tool_text(SELF_NAME, str(t["name"]), t.get("title"), str(t.get("description") or "")) for t in tools]
-    embeddings = await embedder.embed_documents(texts) if texts else []
-    records = [
-        store.ToolRecord(
-            server=SELF_NAME,
-            name=str(tool["name"]),
-            title=tool.get("title"),
-            description=str(tool.get("description") or ""),
-            input_schema=dict(tool.get("inputSchema") or {}),
-            point_id=tool_point_id(SELF_NAME, str(tool["name"])),
-            embedding=store.pack_vector(vector),
-        )
-        for tool, vector in zip(tools, embeddings, strict=True)
-    ]
-    removed = await store.save_server_tools(database, SELF_NAME, None, SELF_COMMAND, records, embedder.name)
-    if records:
-        await vectors.upsert(TOOLS_COLLECTION, [tool_point(record) for record in records])
-    if removed:
-        await vectors.delete(TOOLS_COLLECTION, removed)
+    records = await index_server_tools(database, vectors, embedder, SELF_NAME, None, SELF_COMMAND, tools)
     logger.info("own tools indexed for find_tools", extra={"tools": len(records)})
     return len(records)

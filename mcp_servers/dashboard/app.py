@@ -10,8 +10,7 @@ proxies' forwarded headers and the Host allow-list wrap the whole app, Starlette
 import contextlib
 import logging
 import mimetypes
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from mcp_servers.shared.auth.keys import KeyStore
 from mcp_servers.shared.auth.verifier import StackTokenVerifier
 from mcp_servers.shared.config import HttpSettings, StackSettings
 from mcp_servers.shared.errors import StackError
+from mcp_servers.shared.harness import serve_until_signal
 from mcp_servers.shared.middleware.http import stack_error_handler
 from mcp_servers.shared.postgres.pool import open_database
 from mcp_servers.shared.resilience.breaker import BreakerRegistry
@@ -117,14 +117,6 @@ def _read_templates() -> dict[str, str]:
     return {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES_DIR.glob("*.html")}
 
 
-class _QuietSignalServer(uvicorn.Server):
-    """uvicorn without its own signal handling (the caller stops it on SIGINT/SIGTERM and exits 0)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(settings: StackSettings, *, host: str | None = None, port: int | None = None) -> None:
     """Serve the dashboard until SIGINT/SIGTERM; returns after a graceful shutdown."""
     config = uvicorn.Config(
@@ -138,15 +130,4 @@ async def serve(settings: StackSettings, *, host: str | None = None, port: int |
         # The app reads forwarded headers itself, from `http.trusted_proxies` only (uvicorn would trust loopback).
         proxy_headers=False,
     )
-    http = _QuietSignalServer(config)
-
-    async def stop_on_signal() -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                http.should_exit = True
-                return
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(stop_on_signal)
-        await http.serve()
-        tg.cancel_scope.cancel()
+    await serve_until_signal(config)

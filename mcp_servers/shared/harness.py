@@ -463,7 +463,8 @@ class StackServer(Generic[D]):
 
     def _session_owners(self) -> Iterator[str]:
         # The SDK's session manager records who opened each session (to refuse other credentials) but offers no
-        # public view of it; read the mapping, never change it.
+        # public view of it (mcp 2.3); read the mapping, never change it. No upstream issue as of 2026-12; pinned by
+        # tests/unit/shared/test_sdk_internals.py.
         for owner in self.mcp.session_manager._session_owners.values():
             yield owner["client_id"]
 
@@ -478,6 +479,22 @@ class _QuietSignalServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+async def serve_until_signal(config: uvicorn.Config) -> None:
+    """Run uvicorn with `config` until SIGINT/SIGTERM, then shut down gracefully and return (the dashboard's too)."""
+    http = _QuietSignalServer(config)
+
+    async def stop_on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                http.should_exit = True
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signal)
+        await http.serve()
+        tg.cancel_scope.cancel()
 
 
 async def serve_http(server: StackServer[Any], *, host: str | None = None, port: int | None = None) -> None:
@@ -495,19 +512,8 @@ async def serve_http(server: StackServer[Any], *, host: str | None = None, port:
         proxy_headers=bool(settings.http.trusted_proxies),
         forwarded_allow_ips=list(settings.http.trusted_proxies),
     )
-    http = _QuietSignalServer(config)
-
-    async def stop_on_signal() -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                http.should_exit = True
-                return
-
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_signal)
-            await http.serve()
-            tg.cancel_scope.cancel()
+        await serve_until_signal(config)
     finally:
         await server.core.limiter.aclose()
 

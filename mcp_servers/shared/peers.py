@@ -17,7 +17,7 @@ import importlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlparse
@@ -401,6 +401,15 @@ async def list_stdio_tools(
 _BRIDGE_READ_TIMEOUT_SECONDS: Final = 3600.0  # a tool call may stream progress for a long time (ingest_path)
 
 
+async def _relay(source: AsyncIterable[T | Exception], send: Callable[[T], Awaitable[None]], failure: str) -> None:
+    """`send` each message of `source` until it ends; an exception in the stream is logged as `failure`, skipped."""
+    async for item in source:
+        if isinstance(item, Exception):
+            logger.warning(failure, extra={"error_type": type(item).__name__})
+            continue
+        await send(item)
+
+
 async def relay_stdio(url: str, api_key: SecretStr) -> None:
     """Serve this process's stdio client through a running server's Streamable HTTP endpoint until stdin closes.
 
@@ -419,26 +428,11 @@ async def relay_stdio(url: str, api_key: SecretStr) -> None:
         ):
 
             async def upstream() -> None:
-                async for item in from_client:
-                    if isinstance(item, Exception):
-                        logger.warning(
-                            "stdio bridge: unreadable client message", extra={"error_type": type(item).__name__}
-                        )
-                        continue
-                    await to_server.send(item)
+                await _relay(from_client, to_server.send, "stdio bridge: unreadable client message")
                 tg.cancel_scope.cancel()  # stdin closed: the client has gone
 
-            async def downstream() -> None:
-                async for item in from_server:
-                    if isinstance(item, Exception):
-                        logger.warning(
-                            "stdio bridge: server transport error", extra={"error_type": type(item).__name__}
-                        )
-                        continue
-                    await to_client.send(item)
-
             tg.start_soon(upstream)
-            tg.start_soon(downstream)
+            tg.start_soon(_relay, from_server, to_client.send, "stdio bridge: server transport error")
     finally:
         with anyio.CancelScope(shield=True):
             await http.aclose()

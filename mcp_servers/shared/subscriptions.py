@@ -33,7 +33,7 @@ _GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError)
 def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
     """The client connection behind a request (it outlives the request; legacy sessions keep it open)."""
     # `ctx.session` is a per-request proxy; the SDK offers no public accessor from a lowlevel handler's context
-    # (mcp 2.3; no upstream issue): pinned by tests/unit/ralph/test_notify.py.
+    # (mcp 2.3). No upstream issue as of 2026-12; pinned by tests/unit/shared/test_sdk_internals.py.
     connection: Connection = ctx.session._connection
     return connection
 
@@ -43,14 +43,15 @@ class ResourceFanout:
 
     def __init__(self, mcp: MCPServer[Any]) -> None:
         # The SDK exposes no public handle on its bus outside a request; the attribute is the documented seam
-        # (`MCPServer(subscriptions=...)`), read here instead of replacing it (mcp 2.3; no upstream issue):
-        # pinned by tests/unit/ralph/test_notify.py.
+        # (`MCPServer(subscriptions=...)`), read here instead of replacing it (mcp 2.3). No upstream issue as of
+        # 2026-12; pinned by tests/unit/shared/test_sdk_internals.py.
         self._bus: SubscriptionBus = mcp._subscriptions
         # Per-connection (not per-request) handles, held weakly: a closed connection drops out by itself.
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
         self._sessions: weakref.WeakSet[Connection] = weakref.WeakSet()
-        # MCPServer has no public way to serve resources/subscribe (mcp 2.3; no upstream issue): its lowlevel
-        # server's public add_request_handler does. Pinned by tests/unit/ralph/test_notify.py.
+        # MCPServer has no public way to serve resources/subscribe (mcp 2.3): its lowlevel server's public
+        # add_request_handler does. Upstream: python-sdk#2135 (handler registration after construction); pinned by
+        # tests/unit/shared/test_sdk_internals.py.
         lowlevel = mcp._lowlevel_server
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
@@ -110,5 +111,6 @@ def accept_log_level(mcp: MCPServer[Any]) -> None:
     """Serve 2025-11-25 `logging/setLevel`: accepted, and trivially honoured, since our servers log to their own
     stderr and files and send no `notifications/message` (the 2026-07-28 era removed the method; the SDK answers
     it there with Method not found)."""
-    # MCPServer has no public hook for it (mcp 2.3; no upstream issue); the lowlevel server's public one does.
+    # MCPServer has no public hook for it (mcp 2.3); the lowlevel server's public one does. Upstream:
+    # python-sdk#2135; pinned by tests/unit/shared/test_sdk_internals.py.
     mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _accept_level)

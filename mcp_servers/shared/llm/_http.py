@@ -1,11 +1,14 @@
-"""The one POST path both LLM adapters share: breaker, per-call timeout, and the error mapping."""
+"""What both HTTP LLM adapters share: the client, the breaker, the POST path with its error mapping, and the
+`Completion` built from the answer."""
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
 from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
+from mcp_servers.shared.llm.port import Completion
 from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
 
 
@@ -105,3 +108,68 @@ async def post_json(
             retry_after_seconds=exc.retry_after_seconds or 1.0,
             reason=f"HTTP {exc.status}" if exc.status else "malformed response",
         ) from None
+
+
+class HttpChat:
+    """The shared half of a ChatModel over HTTP: a subclass names its headers, builds the body, parses the answer.
+
+    The adapter owns its `httpx.AsyncClient` (closed by `close()`) and uses its backend's breaker from the registry.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        model: str,
+        breakers: BreakerRegistry,
+        api_key: str | None = None,
+        connect_timeout_seconds: float = 5.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._name = name
+        self._model = model
+        self.breaker: CircuitBreaker = llm_breaker(breakers, name)
+        headers = self._headers(api_key)
+        self._client = new_client(base_url, headers, connect_timeout_seconds, max_connections, transport)
+
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        """The headers every request of this API carries (its credential among them)."""
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def _post_completion(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        timeout_seconds: float,
+        parse: Callable[[Any], tuple[str, Mapping[str, Any]]],
+        usage_keys: tuple[str, str],
+    ) -> Completion:
+        """POST through `post_json` and build the Completion; `usage_keys` name the prompt and completion counts."""
+        started = time.perf_counter()
+        text, payload = await post_json(
+            self._client,
+            self.breaker,
+            backend=self._name,
+            path=path,
+            body=body,
+            timeout_seconds=timeout_seconds,
+            parse=parse,
+        )
+        prompt_key, completion_key = usage_keys
+        return Completion(
+            text=text,
+            prompt_tokens=usage_tokens(payload, prompt_key),
+            completion_tokens=usage_tokens(payload, completion_key),
+            model=str(payload.get("model") or self._model),
+            latency_seconds=time.perf_counter() - started,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -5,15 +5,11 @@ is passed as an instruction; callers validate the JSON they get back either way.
 """
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
-from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json, usage_tokens
+from mcp_servers.shared.llm._http import HttpChat, UpstreamError
 from mcp_servers.shared.llm.port import ChatMessage, Completion
-from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
 
 API_VERSION = "2023-06-01"
 
@@ -29,32 +25,14 @@ def _parse(payload: Any) -> tuple[str, Mapping[str, Any]]:
     return text, payload
 
 
-class AnthropicChat:
+class AnthropicChat(HttpChat):
     """A ChatModel over the Anthropic Messages API."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        model: str,
-        breakers: BreakerRegistry,
-        api_key: str | None = None,
-        connect_timeout_seconds: float = 5.0,
-        max_connections: int = 16,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._name = name
-        self._model = model
-        self.breaker: CircuitBreaker = llm_breaker(breakers, name)
+    def _headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
-        self._client = new_client(base_url, headers, connect_timeout_seconds, max_connections, transport)
-
-    @property
-    def name(self) -> str:
-        return self._name
+        return headers
 
     async def complete(
         self,
@@ -79,23 +57,10 @@ class AnthropicChat:
         }
         if system:
             body["system"] = "\n\n".join(system)
-        started = time.perf_counter()
-        text, payload = await post_json(
-            self._client,
-            self.breaker,
-            backend=self._name,
-            path="/v1/messages",
-            body=body,
+        return await self._post_completion(
+            "/v1/messages",
+            body,
             timeout_seconds=timeout_seconds,
             parse=_parse,
+            usage_keys=("input_tokens", "output_tokens"),
         )
-        return Completion(
-            text=text,
-            prompt_tokens=usage_tokens(payload, "input_tokens"),
-            completion_tokens=usage_tokens(payload, "output_tokens"),
-            model=str(payload.get("model") or self._model),
-            latency_seconds=time.perf_counter() - started,
-        )
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -5,15 +5,14 @@ Transport errors, timeouts, 429 and 5xx open the breaker and surface as `Depende
 surface as `InvalidRequest` and do not count against the backend.
 """
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
 
-from mcp_servers.shared.llm._http import UpstreamError, llm_breaker, new_client, post_json, usage_tokens
+from mcp_servers.shared.llm._http import HttpChat, UpstreamError
 from mcp_servers.shared.llm.port import ChatMessage, Completion
-from mcp_servers.shared.resilience.breaker import BreakerRegistry, CircuitBreaker
+from mcp_servers.shared.resilience.breaker import BreakerRegistry
 
 # `json_schema` is OpenAI's structured-output form; `json_object` with an inline `schema` is what
 # llama-cpp-python's server understands.
@@ -30,7 +29,7 @@ def _parse(payload: Any) -> tuple[str, Mapping[str, Any]]:
     return content, payload
 
 
-class OpenAICompatibleChat:
+class OpenAICompatibleChat(HttpChat):
     """A ChatModel speaking `POST {base_url}/chat/completions` (base_url ends in /v1 by convention)."""
 
     def __init__(
@@ -46,16 +45,20 @@ class OpenAICompatibleChat:
         max_connections: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._name = name
-        self._model = model
         self._json_mode = json_mode
-        self.breaker: CircuitBreaker = llm_breaker(breakers, name)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = new_client(base_url, headers, connect_timeout_seconds, max_connections, transport)
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            model=model,
+            breakers=breakers,
+            api_key=api_key,
+            connect_timeout_seconds=connect_timeout_seconds,
+            max_connections=max_connections,
+            transport=transport,
+        )
 
-    @property
-    def name(self) -> str:
-        return self._name
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def request_body(
         self,
@@ -94,23 +97,10 @@ class OpenAICompatibleChat:
     ) -> Completion:
         """One chat completion through the breaker; see the module docstring for the error mapping."""
         body = self.request_body(messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
-        started = time.perf_counter()
-        text, payload = await post_json(
-            self._client,
-            self.breaker,
-            backend=self._name,
-            path="/chat/completions",
-            body=body,
+        return await self._post_completion(
+            "/chat/completions",
+            body,
             timeout_seconds=timeout_seconds,
             parse=_parse,
+            usage_keys=("prompt_tokens", "completion_tokens"),
         )
-        return Completion(
-            text=text,
-            prompt_tokens=usage_tokens(payload, "prompt_tokens"),
-            completion_tokens=usage_tokens(payload, "completion_tokens"),
-            model=str(payload.get("model") or self._model),
-            latency_seconds=time.perf_counter() - started,
-        )
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -4,6 +4,7 @@ Adapters validate here *before* calling the engine, so an engine error means the
 against the breaker) rather than that the caller sent something unacceptable.
 """
 
+import logging
 import math
 import re
 import uuid
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from mcp_servers.shared.errors import InvalidRequest
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
 from mcp_servers.shared.resilience.breaker import CircuitBreaker
 from mcp_servers.shared.vectors.port import FilterValue, SearchMode, SparseVector
 
@@ -23,6 +24,8 @@ RRF_K = 60
 # real embeddings for well under 1 ms at 100k points (bench/vector_search.py).
 SEARCH_HNSW_EF = 128
 UPSERT_BATCH = 512
+
+logger = logging.getLogger(__name__)
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -114,10 +117,22 @@ def filter_terms(filters: Mapping[str, FilterValue] | None) -> list[Term] | None
 
 
 @asynccontextmanager
-async def guarded(breaker: CircuitBreaker | None) -> AsyncIterator[None]:
-    """Enter the breaker (if any) around one engine call; `EngineFailure` inside counts as a failure."""
-    if breaker is None:
-        yield
-        return
-    async with breaker:
-        yield
+async def guarded(breaker: CircuitBreaker | None, *, dependency: str, operation: str) -> AsyncIterator[None]:
+    """Enter the breaker (if any) around one engine call.
+
+    `EngineFailure` inside counts as a failure and leaves as `DependencyUnavailable(dependency)`, logged with its
+    cause (both adapters' one mapping of an engine error).
+    """
+    try:
+        if breaker is None:
+            yield
+        else:
+            async with breaker:
+                yield
+    except EngineFailure as exc:
+        logger.warning(
+            "vector engine call failed",
+            extra={"dependency": dependency, "operation": operation},
+            exc_info=exc.__cause__,
+        )
+        raise DependencyUnavailable(dependency, reason=f"{operation} failed") from exc

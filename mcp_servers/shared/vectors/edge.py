@@ -5,7 +5,6 @@ Layout: `<root>/.lock` (held while the index is open: a shard belongs to one pro
 A collection directory appears by atomic rename only when complete, so a crash never leaves a half-made one.
 """
 
-import logging
 import shutil
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
@@ -41,8 +40,6 @@ from mcp_servers.shared.vectors._common import (
     prefetch_limit,
 )
 from mcp_servers.shared.vectors.port import FilterValue, ScoredPoint, SearchMode, SparseVector, VectorPoint
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -355,19 +352,11 @@ class EdgeVectorIndex:
 
     async def _run(self, func: Callable[[], T], operation: str) -> T:
         """Run one blocking engine call in a worker thread, through the breaker; engine errors -> unavailable."""
-        try:
-            async with guarded(self._breaker):
-                try:
-                    return await anyio.to_thread.run_sync(func, limiter=self._limiter)
-                except Exception as exc:  # the binding raises bare Exception for every engine error
-                    raise EngineFailure(operation) from exc
-        except EngineFailure as exc:
-            logger.warning(
-                "vector engine call failed",
-                extra={"dependency": self.name, "operation": operation},
-                exc_info=exc.__cause__,
-            )
-            raise DependencyUnavailable(self.name, reason=f"{operation} failed") from exc
+        async with guarded(self._breaker, dependency=self.name, operation=operation):
+            try:
+                return await anyio.to_thread.run_sync(func, limiter=self._limiter)
+            except Exception as exc:  # the binding raises bare Exception for every engine error
+                raise EngineFailure(operation) from exc
 
     async def _ensure_root(self) -> None:
         if self._closed:

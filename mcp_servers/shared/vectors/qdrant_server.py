@@ -332,27 +332,19 @@ class QdrantServerIndex:
             call = partial(bound, *args, **kwargs)
         else:
             call = partial(anyio.to_thread.run_sync, partial(bound, *args, **kwargs), limiter=self._local_limiter)
-        try:
-            async with guarded(self._breaker):
-                try:
-                    return await call()
-                except UnexpectedResponse as exc:
-                    status = exc.status_code or 0
-                    if status == 404:
-                        raise NotFound("vector collection does not exist") from None
-                    if 400 <= status < 500 and status != 429:
-                        # The server answered: a rejected request is not an outage, so the breaker ignores it.
-                        raise InvalidRequest(f"the vector engine rejected the {operation} request") from exc
-                    raise EngineFailure(operation) from exc
-                except _TRANSPORT_ERRORS as exc:
-                    raise EngineFailure(operation) from exc
-        except EngineFailure as exc:
-            logger.warning(
-                "vector engine call failed",
-                extra={"dependency": self.name, "operation": operation},
-                exc_info=exc.__cause__,
-            )
-            raise DependencyUnavailable(self.name, reason=f"{operation} failed") from exc
+        async with guarded(self._breaker, dependency=self.name, operation=operation):
+            try:
+                return await call()
+            except UnexpectedResponse as exc:
+                status = exc.status_code or 0
+                if status == 404:
+                    raise NotFound("vector collection does not exist") from None
+                if 400 <= status < 500 and status != 429:
+                    # The server answered: a rejected request is not an outage, so the breaker ignores it.
+                    raise InvalidRequest(f"the vector engine rejected the {operation} request") from exc
+                raise EngineFailure(operation) from exc
+            except _TRANSPORT_ERRORS as exc:
+                raise EngineFailure(operation) from exc
 
 
 def _local_client(path: Path | None, location: str | None) -> QdrantClient:

@@ -42,19 +42,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
+async def _start_sleeper(client: Client, workspace: Path) -> dict[str, Any]:
+    """Submit a `sleeper` task in `workspace` and return once its command and child are running."""
+    submitted = await call(
+        client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
+    )
+    pids_file = workspace / "pids.txt"
+    with anyio.fail_after(20):
+        while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
+            await anyio.sleep(0.05)
+    return submitted
+
+
 async def test_stop_kills_a_long_running_command_group_within_two_seconds(
     ralph_settings: Callable[..., StackSettings], workspace_root: Path
 ) -> None:
     workspace = make_workspace(workspace_root, "sleeper")
     server = create_server(build_core("ralph", ralph_settings(control_poll_seconds=0.5)))
     async with Client(server.mcp) as client:
-        submitted = await call(
-            client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
-        )
-        pids_file = workspace / "pids.txt"
-        with anyio.fail_after(20):
-            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
-                await anyio.sleep(0.05)
+        submitted = await _start_sleeper(client, workspace)
         leader, child = sleeper_pids(workspace)
         assert _alive(leader) and _alive(child)
         with anyio.fail_after(2):
@@ -73,13 +79,7 @@ async def test_stop_of_a_running_task_returns_the_stopped_task_once_its_worker_c
     workspace = make_workspace(workspace_root, "sleeper")
     server = create_server(build_core("ralph", ralph_settings(control_poll_seconds=0.5)))
     async with Client(server.mcp) as client:
-        submitted = await call(
-            client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
-        )
-        pids_file = workspace / "pids.txt"
-        with anyio.fail_after(20):
-            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
-                await anyio.sleep(0.05)
+        submitted = await _start_sleeper(client, workspace)
         # Within the 2 s guarantee, and before stop_task's own bounded wait (3 s) could run out: the worker's
         # final write NOTIFYs, and that wakes the waiting call.
         with anyio.fail_after(2):
@@ -399,13 +399,7 @@ async def test_a_worker_that_loses_its_lease_kills_its_command_and_stops_writing
     assert settings.postgres.dsn is not None
     server = create_server(build_core("ralph", settings))
     async with Client(server.mcp) as client:
-        submitted = await call(
-            client, "submit_task", prompt="sleep", backend="command:sleeper", max_iterations=5, workspace=str(workspace)
-        )
-        pids_file = workspace / "pids.txt"
-        with anyio.fail_after(20):
-            while not pids_file.exists() or len(pids_file.read_text().split()) < 2:
-                await anyio.sleep(0.05)
+        submitted = await _start_sleeper(client, workspace)
         leader, child = sleeper_pids(workspace)
         connection = await asyncpg.connect(settings.postgres.dsn.get_secret_value())
         try:

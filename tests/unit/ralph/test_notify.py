@@ -1,8 +1,6 @@
-"""ResourceFanout against a bare MCPServer: pins the SDK internals ralph/notify.py reaches into.
+"""Ralph's ResourceFanout against a bare MCPServer: a task's resources are notified in both eras.
 
-`MCPServer._subscriptions`, `MCPServer._lowlevel_server.add_request_handler` and `ServerSession._connection` have
-no public equivalent in mcp 2.3 (no upstream issue). If the SDK renames or reshapes one, these tests fail here,
-without a database, before the Ralph integration tests do.
+The SDK internals the shared fanout reaches into are pinned one by one in tests/unit/shared/test_sdk_internals.py.
 """
 
 import warnings
