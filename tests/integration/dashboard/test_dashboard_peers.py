@@ -62,11 +62,13 @@ async def test_a_nul_in_a_task_prompt_is_a_400_with_ralphs_reason(dashboard_sett
     async with _dashboard_before_ralph(dashboard_settings) as url, browser_client(url) as browser:
         await login(browser, "alice")
         headers = {"Origin": url, "Accept": "application/json", "X-CSRF-Token": await csrf_token(browser)}
-        response = await browser.post("/tasks", data={"prompt": "run\x00this"}, headers=headers)
+        response = await browser.post("/tasks", data={"prompt": "run\x00this", "backend": "command"}, headers=headers)
         assert response.status_code == 400, response.text
         assert response.json()["error"] == "PeerToolError"
         assert "submit_task" in response.json()["message"] and "NUL" in response.json()["message"]
-        page = await browser.post("/tasks", data={"prompt": "run\x00this"}, headers={**headers, "Accept": "text/html"})
+        page = await browser.post(
+            "/tasks", data={"prompt": "run\x00this", "backend": "command"}, headers={**headers, "Accept": "text/html"}
+        )
         assert page.status_code == 400 and "NUL" in page.text
 
 
@@ -97,13 +99,14 @@ async def test_each_dashboard_user_has_their_own_budget_towards_the_servers(dash
     await create_user(dashboard_settings, "alice", "admin")
     await create_user(dashboard_settings, "victor", "viewer")
     async with (
-        _dashboard_before_ralph(dashboard_settings, user_burst=3, user_calls_per_minute=1.0) as url,
+        _dashboard_before_ralph(dashboard_settings, user_burst=6, user_calls_per_minute=1.0) as url,
         browser_client(url) as viewer,
         browser_client(url) as admin,
     ):
         await login(viewer, "victor")
         await login(admin, "alice")
         json = {"Accept": "application/json"}
+        # A tasks page costs two calls (the list, the backends on offer): three loads spend a budget of six.
         assert [(await viewer.get("/tasks", headers=json)).status_code for _ in range(3)] == [200, 200, 200]
         limited = await viewer.get("/tasks", headers=json)
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
