@@ -373,12 +373,17 @@ LONG_SAMPLE_SEED = 11
 FASTEMBED_MAX_TOKENS = 512  # mcp-server-qdrant embeds a document's first 512 tokens and drops the rest
 
 
-def long_corpus(documents: int | None, query_count: int | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A seeded sample of the long-document set (built on first use) and the queries about the sampled documents."""
+def long_corpus(
+    documents: int | None, query_count: int | None, products: set[str] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A seeded sample of the long-document set (built on first use) and the queries about the sampled documents;
+    `products` keeps only those products' documents (many documents of one product are the hard distractors)."""
     corpus_path = build_long_set.OUT / build_long_set.CORPUS_FILE
     if not corpus_path.exists():
         subprocess.run([sys.executable, str(Path(build_long_set.__file__))], check=True)
     corpus = load_jsonl(corpus_path)
+    if products:
+        corpus = [doc for doc in corpus if doc["product"] in products]
     if documents is not None and documents < len(corpus):
         corpus = sorted(random.Random(LONG_SAMPLE_SEED).sample(corpus, documents), key=lambda doc: doc["id"])
     ids = {doc["id"] for doc in corpus}

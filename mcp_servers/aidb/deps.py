@@ -132,6 +132,7 @@ async def open_aidb(core: Core, database: Database) -> AsyncIterator[AidbDeps]:
                 cache,
                 max_candidates=settings.aidb.max_search_candidates,
                 dense_weight=settings.aidb.hybrid_dense_weight,
+                lexical_saturation=settings.aidb.hybrid_lexical_saturation,
             )
             deps = AidbDeps(settings, database, vectors, embedder, indexer, searcher)
             async with background_tasks("aidb") as background:
