@@ -123,7 +123,11 @@ def separation(real_top: list[float], nonsense_top: list[float]) -> dict[str, fl
 
 
 async def run(
-    corpus_name: str, documents: int | None, max_queries: int | None, products: set[str] | None
+    corpus_name: str,
+    documents: int | None,
+    max_queries: int | None,
+    products: set[str] | None,
+    aidb: dict[str, Any],
 ) -> dict[str, Any]:
     if corpus_name == "stdlib":
         corpus = load_jsonl(DATA / "stdlib_corpus.jsonl")
@@ -133,7 +137,7 @@ async def run(
         corpus, queries = long_corpus(documents, max_queries, products)
         kind = "doc"
     fusions = variants()
-    async with aidb_client("edge") as (server, client):
+    async with aidb_client("edge", **aidb) as (server, client):
         deps = server.deps
         id_of: dict[str, str] = {}
         for doc in corpus:
@@ -196,11 +200,15 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=None, help="long corpus: a seeded sample of N documents")
     parser.add_argument("--queries", type=int, default=None)
     parser.add_argument("--products", default="", help="long corpus: comma-separated products to keep")
+    parser.add_argument("--chunk-overlap", type=int, default=None, help="AIDB chunk_overlap_tokens (a lever)")
+    parser.add_argument("--output", default=None, help="result name under bench/results/")
     args = parser.parse_args()
     products = set(filter(None, args.products.split(","))) or None
-    result = anyio.run(run, args.corpus, args.documents, args.queries, products)
+    aidb = {} if args.chunk_overlap is None else {"chunk_overlap_tokens": args.chunk_overlap}
+    result = anyio.run(run, args.corpus, args.documents, args.queries, products, aidb)
     result["products"] = sorted(products or [])
-    write_result(f"fusion_sweep_{args.corpus}", result)
+    result["aidb_settings"] = aidb
+    write_result(args.output or f"fusion_sweep_{args.corpus}", result)
     for name, values in sorted(result["variants"].items(), key=lambda kv: -kv[1]["mrr_at_10"]):
         print(f"{name:26s} " + "  ".join(f"{k} {v}" for k, v in values.items()))
 
