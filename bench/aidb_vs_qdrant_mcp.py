@@ -391,12 +391,14 @@ def long_corpus(
     return corpus, queries[:query_count]
 
 
-def embedded_tokens(corpus: list[dict[str, Any]]) -> dict[str, int]:
+def embedded_tokens(corpus: list[dict[str, Any]], aidb_env: dict[str, str]) -> dict[str, int]:
     """Tokens each server feeds the model for the corpus: AIDB every chunk (title-led, truncated at max_tokens),
-    mcp-server-qdrant the first 512 tokens of each document."""
+    mcp-server-qdrant the first 512 tokens of each document. `aidb_env`'s chunking settings apply."""
     from tokenizers import Tokenizer
 
-    embedder, aidb = EmbedderSettings(), AidbSettings()
+    prefix = "MCP_STACK_AIDB__"
+    chunking = {k.removeprefix(prefix).lower(): int(v) for k, v in aidb_env.items() if k.startswith(prefix + "CHUNK_")}
+    embedder, aidb = EmbedderSettings(), AidbSettings(**chunking)
     tokenizer = Tokenizer.from_file(str(model_dir_for(embedder) / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.no_truncation()
@@ -454,7 +456,7 @@ async def search_long(client: Client, queries: list[dict[str, Any]], call: Any, 
 async def run_long(documents: int | None, query_count: int | None, aidb_env_extra: dict[str, str]) -> dict[str, Any]:
     """Both servers over stdio on the long-document set (see the module docstring)."""
     corpus, queries = long_corpus(documents, query_count)
-    tokens = embedded_tokens(corpus)
+    tokens = embedded_tokens(corpus, aidb_env_extra)
     python = ensure_venv()
     model_dir = ensure_model_dir()
     work = Path(tempfile.mkdtemp(prefix="mcpstack-bench-long-"))
