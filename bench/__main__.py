@@ -90,6 +90,21 @@ def retrieval_rows(d: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def long_rows(d: dict[str, Any]) -> list[Row]:
+    ours, theirs = d["aidb"], d["mcp_server_qdrant"]
+    tokens = d["embedded_tokens_per_second_one_by_one"]
+    return [
+        Row("long", "hybrid MRR@10 (long documents)", ours["hybrid"]["mrr_at_10"], "dense MRR@10",
+            ours["dense"]["mrr_at_10"], "", ">= +0.05 abs"),
+        Row("long", "store_document documents/s, one at a time", ours["ingest_store_one_by_one"],
+            "mcp-server-qdrant qdrant-store", theirs["ingest_store_one_by_one"], "/s", ">= 1.00"),
+        Row("long", "embedded tokens/s, one at a time", tokens["aidb"], "mcp-server-qdrant tokens/s",
+            tokens["mcp_server_qdrant"], "", "informative"),
+        Row("long", "hybrid search p50 over stdio", ours["hybrid"]["search_p50_ms"], "qdrant-find p50",
+            theirs["search_p50_ms"], "ms", "<= 1.00"),
+    ]  # fmt: skip
+
+
 def hybrid_rows(d: dict[str, Any]) -> list[Row]:
     r = d["results"]["routing"]
     return [
@@ -129,6 +144,13 @@ BENCHES = (
     Bench("overhead", ["--calls", "600", "--rounds", "3"], "overhead.json", overhead_rows),
     Bench("aidb", ["--chunks", "5000", "--ingest-docs", "100", "--queries", "100"], "aidb_edge.json", aidb_rows),
     Bench("retrieval", ["--queries", "200"], "retrieval_edge.json", retrieval_rows),
+    # The long-document set (bench/data/build_long_set.py) against mcp-server-qdrant, on a 30-document sample.
+    Bench(
+        "aidb_vs_qdrant_mcp",
+        ["--corpus", "long", "--documents", "30"],
+        "aidb_vs_qdrant_mcp_long.json",
+        long_rows,
+    ),
     Bench("hybrid", ["--calls", "300", "--events", "3000"], "hybrid.json", hybrid_rows),
     Bench("ralph", ["--iterations", "100", "--tasks", "20", "--task-iterations", "10"], "ralph.json", ralph_rows),
     Bench("load", ["--seconds", "6"], "load.json", load_rows),

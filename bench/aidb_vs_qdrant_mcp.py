@@ -12,11 +12,19 @@ collection written with qdrant-client in its venv, AIDB's through its write path
 perturbed embeddings), each server restarted over stdio on that data.
 
     python -m bench.aidb_vs_qdrant_mcp [--documents 400] [--queries 200]
+
+`--corpus long` runs the long-document set instead (`bench/data/build_long_set.py`, generated on first use):
+documents/s one call at a time, 8 calls in flight and through `ingest_path`, embedded tokens/s, search p50/p95,
+MRR@10 and recall@10 for each AIDB mode, and each server's resident memory; `--documents N` takes a seeded
+sample of N documents and the queries about them (`bench/results/aidb_vs_qdrant_mcp_long.json`).
+
+    python -m bench.aidb_vs_qdrant_mcp --corpus long [--documents 1261] [--queries 654]
 """
 
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -31,9 +39,11 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from bench.aidb_support import DATA, aidb_client, bulk_fill, load_jsonl, write_result
+from bench.data import build_long_set
+from mcp_servers.aidb.chunking import choose_strategy, chunk_document
 from mcp_servers.aidb.content import normalize_content
-from mcp_servers.aidb.points import CHUNKS_COLLECTION
-from mcp_servers.shared.config import EmbedderSettings
+from mcp_servers.aidb.points import CHUNKS_COLLECTION, index_text
+from mcp_servers.shared.config import AidbSettings, EmbedderSettings
 from mcp_servers.shared.embeddings.provision import DYNAMIC_INT8_MODEL, model_dir_for, provision
 
 CONCURRENCY = 8
@@ -359,12 +369,218 @@ async def run(documents: int, query_count: int, scale_chunks: int) -> dict[str, 
     }
 
 
+LONG_SAMPLE_SEED = 11
+FASTEMBED_MAX_TOKENS = 512  # mcp-server-qdrant embeds a document's first 512 tokens and drops the rest
+
+
+def long_corpus(
+    documents: int | None, query_count: int | None, products: set[str] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A seeded sample of the long-document set (built on first use) and the queries about the sampled documents;
+    `products` keeps only those products' documents (many documents of one product are the hard distractors)."""
+    corpus_path = build_long_set.OUT / build_long_set.CORPUS_FILE
+    if not corpus_path.exists():
+        subprocess.run([sys.executable, str(Path(build_long_set.__file__))], check=True)
+    corpus = load_jsonl(corpus_path)
+    if products:
+        corpus = [doc for doc in corpus if doc["product"] in products]
+    if documents is not None and documents < len(corpus):
+        corpus = sorted(random.Random(LONG_SAMPLE_SEED).sample(corpus, documents), key=lambda doc: doc["id"])
+    ids = {doc["id"] for doc in corpus}
+    queries = [q for q in load_jsonl(build_long_set.OUT / build_long_set.QUERIES_FILE) if q["relevant"] in ids]
+    return corpus, queries[:query_count]
+
+
+def embedded_tokens(corpus: list[dict[str, Any]], aidb_env: dict[str, str]) -> dict[str, int]:
+    """Tokens each server feeds the model for the corpus: AIDB every chunk (title-led, truncated at max_tokens),
+    mcp-server-qdrant the first 512 tokens of each document. `aidb_env`'s chunking settings apply."""
+    from tokenizers import Tokenizer
+
+    prefix = "MCP_STACK_AIDB__"
+    chunking = {k.removeprefix(prefix).lower(): int(v) for k, v in aidb_env.items() if k.startswith(prefix + "CHUNK_")}
+    embedder, aidb = EmbedderSettings(), AidbSettings(**chunking)
+    tokenizer = Tokenizer.from_file(str(model_dir_for(embedder) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    ours = theirs = chunks = 0
+    for doc in corpus:
+        content = normalize_content(doc["content"])
+        pieces = chunk_document(
+            content,
+            strategy=choose_strategy("doc", None, content),
+            max_tokens=aidb.chunk_tokens,
+            overlap_tokens=aidb.chunk_overlap_tokens,
+        )
+        chunks += len(pieces)
+        encoded = tokenizer.encode_batch([index_text(doc["title"], piece.text) for piece in pieces])
+        ours += sum(min(len(e.ids), embedder.max_tokens) for e in encoded)
+        theirs += min(len(tokenizer.encode(content).ids), FASTEMBED_MAX_TOKENS)
+    return {"aidb": ours, "mcp_server_qdrant": theirs, "aidb_chunks": chunks}
+
+
+def child_rss_mib() -> float:
+    """Resident memory of this process's children (the stdio server; AIDB's embedded PostgreSQL not included)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(os.getpid()):
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
+    return round(total / 1024, 1)
+
+
+async def search_long(client: Client, queries: list[dict[str, Any]], call: Any, hit_ids: Any) -> dict[str, float]:
+    """p50/p95 latency, MRR@10 and recall@10 of one find tool over the queries."""
+    latencies: list[float] = []
+    reciprocal = found = 0.0
+    for query in queries:
+        began = time.perf_counter()
+        result = await call(query["query"])
+        latencies.append(time.perf_counter() - began)
+        assert not result.is_error, result.content
+        ids = hit_ids(result)[:10]
+        if query["relevant"] in ids:
+            reciprocal += 1.0 / (ids.index(query["relevant"]) + 1)
+            found += 1
+    ordered = sorted(latencies)
+    return {
+        "search_p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "search_p95_ms": round(ordered[round(0.95 * (len(ordered) - 1))] * 1000, 2),
+        "mrr_at_10": round(reciprocal / len(queries), 4),
+        "recall_at_10": round(found / len(queries), 4),
+    }
+
+
+async def run_long(documents: int | None, query_count: int | None, aidb_env_extra: dict[str, str]) -> dict[str, Any]:
+    """Both servers over stdio on the long-document set (see the module docstring)."""
+    corpus, queries = long_corpus(documents, query_count)
+    tokens = embedded_tokens(corpus, aidb_env_extra)
+    python = ensure_venv()
+    model_dir = ensure_model_dir()
+    work = Path(tempfile.mkdtemp(prefix="mcpstack-bench-long-"))
+    os.chmod(work, 0o755)
+    try:
+        launcher = work / "launch_mcp_server_qdrant.py"
+        launcher.write_text(LAUNCHER, encoding="utf-8")
+        qdrant_env = {
+            "PATH": os.environ["PATH"],
+            "QDRANT_LOCAL_PATH": str(work / "qdrant"),
+            "COLLECTION_NAME": "bench",
+            "HF_HUB_OFFLINE": "1",
+        }
+        params = StdioServerParameters(command=str(python), args=[str(launcher), str(model_dir)], env=qdrant_env)
+        by_content = {normalize_content(doc["content"]): doc["id"] for doc in corpus}
+        contents = [{"information": doc["content"]} for doc in corpus]
+        async with Client(params, mode="legacy") as client:
+            theirs: dict[str, Any] = {"ingest_store_one_by_one": await store_all(client, "qdrant-store", contents, 1)}
+            theirs.update(
+                await search_long(
+                    client,
+                    queries,
+                    lambda text: client.call_tool("qdrant-find", {"query": text}),
+                    lambda result: [by_content.get(normalize_content(t)) for t in qdrant_hit_texts(result)],
+                )
+            )
+            theirs["rss_mib"] = child_rss_mib()
+            theirs["ingest_store_8_concurrent"] = await store_all(client, "qdrant-store", contents, CONCURRENCY)
+        files = work / "corpus"
+        files.mkdir()
+        for doc in corpus:
+            name = Path(doc["source"]).name.removesuffix(".gz")
+            (files / f"{doc['id']}-{name}").write_text(doc["content"], encoding="utf-8")
+        aidb_env = {
+            "PATH": os.environ["PATH"],
+            "MCP_STACK_DATA_DIR": str(work / "aidb"),
+            "MCP_STACK_RATE_LIMIT__ENABLED": "false",
+            "MCP_STACK_AIDB__CACHE_TTL_SECONDS": "0",
+            "MCP_STACK_AIDB__ALLOWED_ROOTS": json.dumps([str(files)]),
+            "MCP_STACK_OBSERVABILITY__LOG_LEVEL": "WARNING",
+            **aidb_env_extra,
+        }
+        cli = str(Path(sys.executable).parent / "mcp-stack")
+        aidb_params = StdioServerParameters(command=cli, args=["serve", "aidb", "--transport", "stdio"], env=aidb_env)
+        corpus_id: dict[str, str] = {}
+        async with Client(aidb_params, mode="legacy") as client:
+            began = time.perf_counter()
+            for doc in corpus:
+                result = await client.call_tool("store_document", {"content": doc["content"], "title": doc["title"]})
+                assert not result.is_error, result.content
+                corpus_id[(result.structured_content or {})["document_id"]] = doc["id"]
+            ours: dict[str, Any] = {"ingest_store_one_by_one": round(len(corpus) / (time.perf_counter() - began), 2)}
+
+            def aidb_ids(result: Any) -> list[str | None]:
+                return [corpus_id.get(hit["document_id"]) for hit in (result.structured_content or {}).get("hits", [])]
+
+            # Hybrid first: its p50 includes the query embedding; the other modes then find it in AIDB's LRU.
+            for mode in ("hybrid", "dense", "lexical"):
+                ours[mode] = await search_long(
+                    client,
+                    queries,
+                    lambda text, mode=mode: client.call_tool(
+                        "search", {"query": text, "mode": mode, "limit": 10, "project": "default"}
+                    ),
+                    aidb_ids,
+                )
+            ours["rss_mib"] = child_rss_mib()
+            # Each further ingest goes to a project of its own: identical content in one project is stored once.
+            stores = [{"content": doc["content"], "title": doc["title"], "project": "concurrent"} for doc in corpus]
+            ours["ingest_store_8_concurrent"] = await store_all(client, "store_document", stores, CONCURRENCY)
+            began = time.perf_counter()
+            result = await client.call_tool("ingest_path", {"path": str(files), "project": "files"})
+            assert not result.is_error and (result.structured_content or {})["created"] == len(corpus), result
+            ours["ingest_path"] = round(len(corpus) / (time.perf_counter() - began), 2)
+            ours["rss_mib_after_ingest"] = child_rss_mib()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    one_by_one_seconds = {
+        "aidb": len(corpus) / ours["ingest_store_one_by_one"],
+        "mcp_server_qdrant": len(corpus) / theirs["ingest_store_one_by_one"],
+    }
+    return {
+        "benchmark": "long documents: aidb vs mcp-server-qdrant 0.8.1 over stdio (same corpus, queries, ONNX file)",
+        "onnx_model": EmbedderSettings().onnx_model,
+        "aidb_settings": aidb_env_extra,
+        "documents": len(corpus),
+        "median_words": int(statistics.median(len(doc["content"].split()) for doc in corpus)),
+        "queries": len(queries),
+        "embedded_tokens": tokens,
+        "embedded_tokens_per_second_one_by_one": {
+            name: round(tokens[name] / seconds) for name, seconds in one_by_one_seconds.items()
+        },
+        "aidb": ours,
+        "mcp_server_qdrant": theirs,
+        "ratios": {
+            "store_one_by_one": round(ours["ingest_store_one_by_one"] / theirs["ingest_store_one_by_one"], 2),
+            "store_8_concurrent": round(ours["ingest_store_8_concurrent"] / theirs["ingest_store_8_concurrent"], 2),
+            "ingest_path_vs_their_one_by_one": round(ours["ingest_path"] / theirs["ingest_store_one_by_one"], 2),
+            "hybrid_p50_vs_their_p50": round(ours["hybrid"]["search_p50_ms"] / theirs["search_p50_ms"], 2),
+            "hybrid_minus_dense_mrr": round(ours["hybrid"]["mrr_at_10"] - ours["dense"]["mrr_at_10"], 4),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--documents", type=int, default=400)
-    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--corpus", choices=["stdlib", "long"], default="stdlib")
+    parser.add_argument("--documents", type=int, default=None, help="default 400 (stdlib) or all (long)")
+    parser.add_argument("--queries", type=int, default=None, help="default 200 (stdlib) or all (long)")
     parser.add_argument("--scale-chunks", type=int, default=100_000, help="0 skips the search-at-scale part")
+    parser.add_argument(
+        "--aidb-env", action="append", default=[], help="long corpus: NAME=VALUE for AIDB's process (a lever)"
+    )
+    parser.add_argument("--output", default=None, help="result name under bench/results/ (long corpus)")
     args = parser.parse_args()
+    if args.corpus == "long":
+        extra = dict(item.split("=", 1) for item in args.aidb_env)
+        long_result = anyio.run(run_long, args.documents, args.queries, extra)
+        path = write_result(args.output or "aidb_vs_qdrant_mcp_long", long_result)
+        print(json.dumps({k: v for k, v in long_result.items() if k != "benchmark"}, indent=1))
+        print(f"wrote {path}")
+        return
+    args.documents = args.documents or 400
+    args.queries = args.queries or 200
     result = anyio.run(run, args.documents, args.queries, args.scale_chunks)
     # Without the scale part, do not overwrite the last full run.
     path = write_result("aidb_vs_qdrant_mcp" if args.scale_chunks else "aidb_vs_qdrant_mcp_small", result)

@@ -159,6 +159,7 @@ async def open_aidb(
                 cache,
                 max_candidates=settings.aidb.max_search_candidates,
                 dense_weight=settings.aidb.hybrid_dense_weight,
+                lexical_saturation=settings.aidb.hybrid_lexical_saturation,
             )
             runtime = core.runtime
             async with (

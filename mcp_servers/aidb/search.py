@@ -1,7 +1,9 @@
 """Search: dense, lexical (BM25) or hybrid over chunks, one hit per document, paginated by cursor.
 
-Hybrid runs both searches and mixes each document's min-max normalised scores (0.6 dense, 0.4 lexical; it
-retrieved better than reciprocal rank fusion on our measured set).
+Hybrid runs both searches and mixes each document's calibrated scores: 0.5 x cosine + 0.5 x bm25 / (bm25 + 40).
+No per-query normalisation, so a score means the same across queries and `min_score` can drop weak or nonsense
+matches (SUGGESTED_MIN_SCORE); it retrieved as well as the earlier per-query min-max mix and better than
+reciprocal rank fusion on our measured sets (docs/decisions.md).
 
 The vector index proposes chunks; PostgreSQL confirms them, so a deleted document or a replaced chunk is never
 returned even before the indexer has caught up. A ranking is cached per query and generation: later pages of
@@ -32,7 +34,12 @@ from mcp_servers.shared.vectors.port import ScoredPoint, SearchMode, SparseVecto
 
 SNAPSHOT_TTL_SECONDS = 900.0
 HYBRID_DEPTH = 100
-DEFAULT_DENSE_WEIGHT = 0.6
+DEFAULT_DENSE_WEIGHT = 0.5
+#: BM25 score at which a document's lexical half reaches 0.5 (bm25 / (bm25 + c)); measured by bench/fusion_sweep.py.
+DEFAULT_LEXICAL_SATURATION = 40.0
+#: A hybrid min_score that drops off-topic and gibberish queries' hits and keeps real ones' top hits (measured on
+#: the stdlib and long-document sets: nonsense queries' top scores at most 0.18 / 0.25; docs/performance.md).
+SUGGESTED_MIN_SCORE = 0.3
 SNAPSHOT_MAX = 1024
 
 
@@ -69,8 +76,10 @@ class Searcher:
         *,
         max_candidates: int,
         dense_weight: float = DEFAULT_DENSE_WEIGHT,
+        lexical_saturation: float = DEFAULT_LEXICAL_SATURATION,
     ) -> None:
         self._dense_weight = dense_weight
+        self._lexical_saturation = lexical_saturation
         self._database = database
         self._vectors = vectors
         self._embedder = embedder
@@ -119,7 +128,10 @@ class Searcher:
                 # The ranking the first page came from: later writes cannot shift, repeat or skip hits.
                 ranking, offset, snapshot_id, cached = snapshot, saved_offset, str(position["r"]), True
         if ranking is None:
-            need = max(returned + request.limit + 1, 3 * request.limit)
+            # One document past the page says whether another page exists. The first round usually finds more
+            # (100 chunks a side), and all of it is kept for later pages; asking for 3 pages' worth of documents
+            # made long documents (dozens of chunks among the candidates) search 2-3 rounds deeper every time.
+            need = returned + request.limit + 1
             ranking = self._cache.get(key, generation)
             cached = ranking is not None and (ranking.complete or len(ranking.items) >= need)
             if ranking is None or not cached:
@@ -161,8 +173,43 @@ class Searcher:
             scanned += len(batch)
         return page, scanned
 
-    async def _live(self, hits: Sequence[ScoredPoint]) -> dict[str, ChunkRecord]:
-        return await store.chunks_by_point(self._database, [hit.id for hit in hits])
+    async def _best_live(self, *sides: Sequence[ScoredPoint]) -> list[dict[str, Ranked]]:
+        """Each side's live documents with their best live chunk, in hit order (the engine returns hits best first).
+
+        Only each document's best hit is confirmed in PostgreSQL (a long document puts dozens of chunks among the
+        candidates, and fetching them all was most of a search); a document whose best hit is gone (replaced
+        while the index catches up) has its next hits confirmed in a further round.
+        """
+        best: list[dict[str, Ranked]] = [{} for _ in sides]
+        pending: list[list[ScoredPoint]] = [list(hits) for hits in sides]
+        while any(pending):
+            firsts: list[dict[str, ScoredPoint]] = []
+            later: list[list[ScoredPoint]] = []
+            for found, hits in zip(best, pending, strict=True):
+                first: dict[str, ScoredPoint] = {}
+                rest: list[ScoredPoint] = []
+                for hit in hits:
+                    document = _document_of(hit)
+                    if document in found:
+                        continue
+                    if document in first:
+                        rest.append(hit)
+                    else:
+                        first[document] = hit
+                firsts.append(first)
+                later.append(rest)
+            live = await store.chunks_by_point(
+                self._database, list({hit.id for first in firsts for hit in first.values()})
+            )
+            for found, first in zip(best, firsts, strict=True):
+                for hit in first.values():
+                    chunk = live.get(hit.id)
+                    if chunk is not None:
+                        found.setdefault(chunk.document_id, Ranked(score=float(hit.score), chunk=chunk))
+            pending = [
+                [hit for hit in rest if _document_of(hit) not in found] for found, rest in zip(best, later, strict=True)
+            ]
+        return best
 
     async def _hybrid(
         self, dense: list[float], sparse: SparseVector, depth: int, filters: Mapping[str, Any] | None
@@ -183,10 +230,8 @@ class Searcher:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, "dense")
             tg.start_soon(run, "lexical")
-        live = await self._live([*results["dense"], *results["lexical"]])
-        fused = fuse(
-            _best_per_document(results["dense"], live), _best_per_document(results["lexical"], live), self._dense_weight
-        )
+        dense_best, lexical_best = await self._best_live(results["dense"], results["lexical"])
+        fused = fuse(dense_best, lexical_best, self._dense_weight, self._lexical_saturation)
         exhausted = len(results["dense"]) < depth and len(results["lexical"]) < depth
         return fused, exhausted
 
@@ -200,7 +245,7 @@ class Searcher:
             # Nothing for BM25 to match: hybrid degrades to its dense half rather than failing.
             mode, sparse = "dense", None
         filters = chunk_filters(request.project, request.kind, request.filters) or None
-        # Hybrid normalises each side's scores over its candidates, so it looks at a fixed minimum depth.
+        # Hybrid looks at a fixed minimum depth on each side, so a document found by both gets both halves.
         floor = HYBRID_DEPTH if mode == "hybrid" else 30
         chunk_limit = min(self._max_candidates, max(need * 3, floor))
         while True:
@@ -211,7 +256,7 @@ class Searcher:
                 hits = await self._vectors.search(
                     CHUNKS_COLLECTION, dense=dense, sparse=sparse, mode=mode, limit=chunk_limit, filters=filters
                 )
-                best = _best_per_document(hits, await self._live(hits))
+                (best,) = await self._best_live(hits)
                 exhausted = len(hits) < chunk_limit
             if len(best) >= need or exhausted or chunk_limit >= self._max_candidates:
                 break
@@ -225,37 +270,29 @@ class Searcher:
         return Ranking(items=tuple(items), complete=complete, generation=generation)
 
 
-def _best_per_document(hits: Sequence[ScoredPoint], live: Mapping[str, ChunkRecord]) -> dict[str, Ranked]:
-    """Each live document's best chunk, in hit order (the engine returns hits best first)."""
-    best: dict[str, Ranked] = {}
-    for hit in hits:
-        chunk = live.get(hit.id)
-        if chunk is not None and chunk.document_id not in best:
-            best[chunk.document_id] = Ranked(score=float(hit.score), chunk=chunk)
-    return best
+def _document_of(hit: ScoredPoint) -> str:
+    """The document a hit belongs to, from its payload (its own id if the payload lacks one)."""
+    return str(hit.payload.get("document_id") or hit.id)
 
 
-def _min_max(ranked: Mapping[str, Ranked]) -> dict[str, float]:
-    """Scores scaled to 0-1 over the candidates (all 1.0 when they tie)."""
-    if not ranked:
-        return {}
-    scores = [item.score for item in ranked.values()]
-    high, low = max(scores), min(scores)
-    if high == low:
-        return dict.fromkeys(ranked, 1.0)
-    return {doc: (item.score - low) / (high - low) for doc, item in ranked.items()}
+def fuse(
+    dense: Mapping[str, Ranked],
+    lexical: Mapping[str, Ranked],
+    dense_weight: float,
+    lexical_saturation: float = DEFAULT_LEXICAL_SATURATION,
+) -> dict[str, Ranked]:
+    """Each document's `dense_weight * cosine + (1 - dense_weight) * bm25 / (bm25 + lexical_saturation)`.
 
-
-def fuse(dense: Mapping[str, Ranked], lexical: Mapping[str, Ranked], dense_weight: float) -> dict[str, Ranked]:
-    """Convex combination of the min-max normalised dense and lexical scores of each document.
-
-    Measured on the stdlib retrieval set (bench/retrieval_sweep.py): MRR@10 0.648 against 0.629-0.637 for
-    reciprocal rank fusion (k 10-60) and 0.604 for dense alone; see docs/performance.md.
+    Both halves are fixed functions of the engine's scores (cosine in [-1, 1], BM25 saturated into [0, 1)), not
+    rescaled per query, so a hybrid score is comparable across queries: a query nothing matches scores low.
+    Measured by bench/fusion_sweep.py: MRR@10 0.656 on the stdlib set (the per-query min-max mix it replaced
+    0.652, dense alone 0.604) and 0.746 on the long-document set's Vim and Node.js documents (0.732; dense 0.629).
     """
-    dense_scores, lexical_scores = _min_max(dense), _min_max(lexical)
     fused: dict[str, Ranked] = {}
     for doc in dense.keys() | lexical.keys():
-        score = dense_weight * dense_scores.get(doc, 0.0) + (1.0 - dense_weight) * lexical_scores.get(doc, 0.0)
+        cosine = dense[doc].score if doc in dense else 0.0
+        bm25 = max(0.0, lexical[doc].score) if doc in lexical else 0.0
+        score = dense_weight * cosine + (1.0 - dense_weight) * bm25 / (bm25 + lexical_saturation)
         # The chunk shown is the one that matched by meaning, else the one that matched by words.
         chunk = (dense.get(doc) or lexical[doc]).chunk
         fused[doc] = Ranked(score=score, chunk=chunk)

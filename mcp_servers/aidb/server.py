@@ -42,6 +42,7 @@ from mcp_servers.aidb.models import (
     StoreResult,
 )
 from mcp_servers.aidb.reembed import reembed as embed_again
+from mcp_servers.aidb.search import SUGGESTED_MIN_SCORE
 from mcp_servers.aidb.stats import collect_stats
 from mcp_servers.shared.annotations import DESTRUCTIVE, IDEMPOTENT_WRITE, OPEN_WORLD, READ_ONLY
 from mcp_servers.shared.harness import Core, StackServer
@@ -148,7 +149,11 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
             Mode, Field(description="hybrid (default: meaning + keywords), dense (meaning), lexical (BM25 keywords)")
         ] = "hybrid",
         min_score: Annotated[
-            float | None, Field(description="drop hits scoring below this (the score scale depends on mode)")
+            float | None,
+            Field(
+                description="drop hits scoring below this; the scale depends on mode: hybrid 0-1, comparable across "
+                f"queries ({SUGGESTED_MIN_SCORE} drops off-topic matches), dense cosine, lexical raw BM25"
+            ),
         ] = None,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page", max_length=2000)] = None,
     ) -> SearchResult:

@@ -216,7 +216,13 @@ class AidbSettings(_Section):
         default=1000, ge=10, le=10_000, description="deepest chunk rank a search (and its pages) can reach"
     )
     hybrid_dense_weight: float = Field(
-        default=0.6, ge=0, le=1, description="hybrid search: weight of the dense score (the rest is BM25)"
+        default=0.5, ge=0, le=1, description="hybrid search: weight of the dense score (the rest is BM25)"
+    )
+    hybrid_lexical_saturation: float = Field(
+        default=40.0,
+        gt=0,
+        le=10_000,
+        description="hybrid search: BM25 score whose lexical half is 0.5 (bm25 / (bm25 + this))",
     )
     indexer_batch: int = Field(default=64, ge=1, le=10_000, description="outbox rows applied per transaction")
     indexer_poll_seconds: float = Field(default=2.0, ge=0.05, le=600)
