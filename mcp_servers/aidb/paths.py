@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mcp_servers.aidb.html import html_text
+from mcp_servers.aidb.pdf import pdf_text
 from mcp_servers.shared.errors import InvalidRequest, NotFound
 
 SNIFF_BYTES = 8192
@@ -41,7 +42,7 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class TextFile:
-    """A file's text (decompressed, and extracted from HTML), its size in bytes, and its title if it names one."""
+    """A file's text (decompressed; extracted from HTML or PDF), its size in bytes, and its title if it names one."""
 
     text: str
     size_bytes: int
@@ -163,10 +164,10 @@ _HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 
 
 def read_text_file(path: Path, max_bytes: int) -> TextFile | str:
-    """The file's text, or the reason it is skipped (oversized, binary, not UTF-8).
+    """The file's text, or the reason it is skipped (oversized, binary, not UTF-8, a PDF without readable text).
 
     `.gz`, `.bz2` and `.xz` files are decompressed (at most `max_bytes` of output: a small bomb cannot fill
-    memory); HTML is reduced to its text, with its title.
+    memory); HTML is reduced to its text, with its title; a PDF (known by its `%PDF-` header) to its text layer.
     """
     name = path.name
     suffix = path.suffix.lower()
@@ -186,7 +187,10 @@ def read_text_file(path: Path, max_bytes: int) -> TextFile | str:
     if len(data) > max_bytes:
         return f"larger than the {max_bytes} byte limit" + (" once decompressed" if compressed else "")
     if data.startswith(b"%PDF-"):
-        return "PDF: text extraction is not supported; store its text with store_document"
+        document = pdf_text(data, max_bytes)
+        if isinstance(document, str):
+            return document
+        return TextFile(text=document.text, size_bytes=document.size_bytes, title=document.title, name=name)
     if b"\x00" in data[:SNIFF_BYTES]:
         return "binary file"
     try:

@@ -124,9 +124,10 @@ def create_server(core: Core) -> StackServer[AidbDeps]:
         project: Project = None,
     ) -> IngestResult:
         """Store every matching text file under a directory of the configured allowed roots. HTML is stored as
-        its text (titled by its <title>), .gz/.bz2/.xz files decompressed. Changed files update their document,
-        unchanged ones are skipped; binary, oversized and symlinked-out files are counted by reason, with a few
-        examples. Sends progress notifications with a message at least every 2 s (as a task: its statusMessage).
+        its text (titled by its <title>), PDF text is extracted (encrypted and scanned PDFs are skipped),
+        .gz/.bz2/.xz files decompressed. Changed files update their document, unchanged ones are skipped; binary,
+        oversized and symlinked-out files are counted by reason, with a few examples. Sends progress notifications
+        with a message at least every 2 s (as a task: its statusMessage).
         Refuses paths outside the roots."""
         result = await ingest_files(_deps(ctx), IngestRequest(path, glob, project), progress=ctx.report_progress)
         await notify.documents_changed(server.fanout, result.document_ids)

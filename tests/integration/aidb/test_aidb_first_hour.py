@@ -1,5 +1,5 @@
-"""Issue 16 over real MCP: one project rule, ingest_path on HTML and compressed text with progress messages and a
-skipped summary, AIDB's own tools in find_tools, and chunks missing from the index reindexed at start."""
+"""Issue 16 over real MCP: one project rule, ingest_path on HTML, PDF and compressed text with progress messages
+and a skipped summary, AIDB's own tools in find_tools, and chunks missing from the index reindexed at start."""
 
 import bz2
 import gzip
@@ -13,11 +13,13 @@ from mcp import Client
 
 from mcp_servers.aidb.deps import AidbDeps
 from mcp_servers.aidb.ingest import SKIPPED_EXAMPLES
+from mcp_servers.aidb.pdf import DAMAGED, ENCRYPTED, NO_TEXT
 from mcp_servers.aidb.points import CHUNKS_COLLECTION
 from mcp_servers.aidb.server import create_server
 from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import StackServer, build_core
 from tests.integration.aidb.conftest import structured
+from tests.pdfs import encrypted, pdf_bytes
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -81,7 +83,7 @@ async def test_ingest_path_reads_html_and_compressed_text_and_summarises_skips(
         assert skipped["total"] == SKIPPED_EXAMPLES + 5
         assert skipped["by_reason"]["binary file"] == SKIPPED_EXAMPLES + 3
         assert any("once decompressed" in reason for reason in skipped["by_reason"])
-        assert any(reason.startswith("PDF") for reason in skipped["by_reason"])
+        assert skipped["by_reason"][DAMAGED] == 1  # paper.pdf is a header and nothing else
         assert len(skipped["examples"]) == SKIPPED_EXAMPLES
         assert messages[-1].startswith(f"{result['files_seen']} of {result['files_seen']} files: 4 new")
 
@@ -94,6 +96,40 @@ async def test_ingest_path_reads_html_and_compressed_text_and_summarises_skips(
         for word in ("aurora", "nebula", "quasar"):
             [hit] = await search(client, word, project="web", mode="lexical")
             assert word in hit["text"]
+
+
+async def test_ingest_path_extracts_pdf_text_and_counts_unreadable_pdfs(
+    aidb_server: StackServer[AidbDeps], roots: Path
+) -> None:
+    papers = roots / "papers"
+    papers.mkdir()
+    report = pdf_bytes(["Quarterly report", "The zephyr codeword opens page one."], ["Page two mentions the fjord."])
+    (papers / "report.pdf").write_bytes(report)
+    (papers / "titled.pdf").write_bytes(pdf_bytes(["Body about the tundra codeword."], title="Field notes"))
+    (papers / "locked.pdf").write_bytes(encrypted(report, user_password="secret"))
+    (papers / "truncated.pdf").write_bytes(report[: len(report) // 2])
+    (papers / "scan.pdf").write_bytes(pdf_bytes([]))
+    (papers / "scan2.pdf").write_bytes(pdf_bytes([], []))
+
+    async with Client(aidb_server.mcp) as client:
+        result = structured(await client.call_tool("ingest_path", {"path": "papers", "project": "pdf"}))
+        assert (result["files_seen"], result["created"]) == (6, 2)
+        assert result["skipped"]["by_reason"] == {ENCRYPTED: 1, DAMAGED: 1, NO_TEXT: 2}
+
+        [hit] = await search(client, "zephyr", project="pdf", mode="lexical")
+        assert hit["title"] == "Quarterly report"
+        document = structured(await client.call_tool("get_document", {"document_id": hit["document_id"]}))
+        assert (
+            document["content"]
+            == "Quarterly report\nThe zephyr codeword opens page one.\n\nPage two mentions the fjord."
+        )
+        best = (await search(client, "fjord", project="pdf"))[0]  # hybrid, the default: page two's words rank it first
+        assert best["document_id"] == hit["document_id"]
+        [tundra] = await search(client, "tundra", project="pdf", mode="lexical")
+        assert tundra["title"] == "Field notes"
+
+        again = structured(await client.call_tool("ingest_path", {"path": "papers", "project": "pdf"}))
+        assert (again["created"], again["unchanged"]) == (0, 2)
 
 
 async def test_find_tools_finds_aidbs_own_tools(aidb_server: StackServer[AidbDeps]) -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from mcp_servers.aidb.paths import TextFile, matches, read_text_file, resolve_target, walk
+from mcp_servers.aidb.pdf import DAMAGED, ENCRYPTED, MAX_PAGES, NO_TEXT
 from mcp_servers.shared.errors import InvalidRequest, NotFound
+from tests.pdfs import encrypted, pdf_bytes
 
 
 @pytest.fixture
@@ -126,3 +128,32 @@ def test_compressed_text_is_read_within_the_limit_and_html_becomes_text(tmp_path
     loaded = read_text_file(page, 1000)
     assert isinstance(loaded, TextFile)
     assert (loaded.title, loaded.text) == ("Only <h1>", "# Only <h1>\n\nBody text.")
+
+
+def test_pdf_text_layer_is_extracted_and_unreadable_pdfs_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    def read(name: str, data: bytes, limit: int = 100_000) -> TextFile | str:
+        (tmp_path / name).write_bytes(data)
+        return read_text_file(tmp_path / name, limit)
+
+    paper = pdf_bytes(["Hello PDF world", "with (parentheses)"], [], ["Page three"], title="Quarterly report")
+    text = "Hello PDF world\nwith (parentheses)\n\nPage three"
+    assert read("paper.pdf", paper) == TextFile(
+        text=text, size_bytes=len(text), title="Quarterly report", name="paper.pdf"
+    )
+    untitled = read("untitled.pdf", pdf_bytes([], ["  First line  ", "second"]))
+    assert isinstance(untitled, TextFile) and (untitled.title, untitled.text) == ("First line", "First line\nsecond")
+    packed = read("paper.pdf.gz", gzip.compress(paper))
+    assert isinstance(packed, TextFile) and (packed.text, packed.name) == (text, "paper.pdf")
+    # An empty user password only restricts printing and copying: the text is readable without asking.
+    restricted = read("restricted.pdf", encrypted(paper, user_password=""))
+    assert isinstance(restricted, TextFile) and (restricted.text, restricted.title) == (text, "Quarterly report")
+
+    assert read("locked.pdf", encrypted(paper, user_password="secret")) == ENCRYPTED
+    assert read("truncated.pdf", paper[: len(paper) // 2]) == DAMAGED
+    assert read("garbage.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 8) == DAMAGED
+    assert read("scan.pdf", pdf_bytes([])) == NO_TEXT
+    bomb = pdf_bytes(*[["many words " * 40] * 40] * 20, deflate=True)  # about 350 KB of text in a few KB
+    assert len(bomb) < 10_000
+    assert read("bomb.pdf", bomb) == "larger than the 100000 byte limit once extracted"
+    long = pdf_bytes(*[[]] * (MAX_PAGES + 1))
+    assert read("long.pdf", long, limit=len(long)) == f"PDF has more than {MAX_PAGES} pages"
