@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from mcp_servers.hybrid.knowledge import ensure_collections
 from mcp_servers.hybrid.pipeline import LearningPipeline
 from mcp_servers.hybrid.proposals import find_proposals, submit_proposals
+from mcp_servers.hybrid.rebuild import rebuild_missing
 from mcp_servers.hybrid.router import Backend, Router
 from mcp_servers.shared.background import background_tasks
 from mcp_servers.shared.config import LlmBackendSettings, StackSettings
@@ -151,6 +152,12 @@ class LiveBackends:
         self._models, self._retired = {}, {}
 
 
+async def _catch_up(deps: HybridDeps) -> None:
+    """Once at start: rebuild collections that lack points for rows PostgreSQL holds (a restore of a backup taken
+    while Hybrid ran, a lost vector directory); the tools serve meanwhile, as AIDB's catch-up does."""
+    await rebuild_missing(deps.database, deps.vectors, deps.embedder)
+
+
 async def _proposal_loop(deps: HybridDeps) -> None:
     while True:
         await anyio.sleep(PROPOSAL_INTERVAL_SECONDS)
@@ -207,6 +214,7 @@ async def open_hybrid(core: Core, database: Database) -> AsyncIterator[HybridDep
         background = await stack.enter_async_context(background_tasks("hybrid"))
         if hybrid.pipeline_enabled:
             background.start("learning-pipeline", pipeline.run)
+        background.start("catch-up", functools.partial(_catch_up, deps))
         background.start("proposals", lambda: _proposal_loop(deps))
         background.start("llm-backends", functools.partial(backends.follow, router))
         yield deps

@@ -4,7 +4,7 @@ Public names (tool arguments) map to engine collection names; `interaction-histo
 documents live in AIDB (ingest_path), which augment_query searches first; Hybrid keeps only what it learns.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from mcp_servers.hybrid.models import Collection, ContextItem
@@ -27,6 +27,26 @@ AUGMENT_SOURCES: Final[tuple[Collection, ...]] = (
     "best-practices",
 )
 MAX_STORED_TEXT_CHARS: Final = 8000
+# A successful answer to a query mentioning one of these becomes an error solution (matched case-insensitively).
+ERROR_HINTS: Final = ("error", "exception", "traceback", "failed", "failure", "crash", "bug")
+# A pattern valued at least this is also a best practice.
+BEST_PRACTICE_VALUE: Final = 0.8
+
+
+def looks_like_error(text: str) -> bool:
+    """Whether `text` reads like an error report (it mentions one of ERROR_HINTS)."""
+    lowered = text.lower()
+    return any(hint in lowered for hint in ERROR_HINTS)
+
+
+def interaction_text(query: str, response: str) -> str:
+    """What the interaction history indexes for an interaction."""
+    return f"Q: {query}\nA: {response}"
+
+
+def error_solution_text(query: str, response: str) -> str:
+    """What error-solutions indexes for a solved error."""
+    return f"Problem: {query}\nSolution: {response}"
 
 
 async def ensure_collections(vectors: VectorIndex, dimension: int) -> None:
@@ -44,17 +64,31 @@ async def put_text(
     payload: Mapping[str, Any] | None = None,
 ) -> str:
     """Index `text` under a deterministic id derived from (collection, key); re-indexing replaces it."""
-    identifier = point_id("hybrid", collection, key)
-    stored = text[:MAX_STORED_TEXT_CHARS]
-    dense = await embedder.embed_documents([stored])
-    point = VectorPoint(
-        id=identifier,
-        dense=dense[0],
-        sparse=bm25.document_vector(stored),
-        payload={**(payload or {}), "text": stored, "key": key},
-    )
-    await vectors.upsert(COLLECTIONS[collection], [point])
-    return identifier
+    return (await put_texts(vectors, embedder, collection, [(key, text, payload or {})]))[0]
+
+
+async def put_texts(
+    vectors: VectorIndex,
+    embedder: Embedder,
+    collection: Collection,
+    items: Sequence[tuple[str, str, Mapping[str, Any]]],
+) -> list[str]:
+    """Index several (key, text, payload) at once (one embedding call); returns their point ids."""
+    if not items:
+        return []
+    stored = [text[:MAX_STORED_TEXT_CHARS] for _, text, _ in items]
+    dense = await embedder.embed_documents(stored)
+    points = [
+        VectorPoint(
+            id=point_id("hybrid", collection, key),
+            dense=vector,
+            sparse=bm25.document_vector(text),
+            payload={**payload, "text": text, "key": key},
+        )
+        for (key, _, payload), text, vector in zip(items, stored, dense, strict=True)
+    ]
+    await vectors.upsert(COLLECTIONS[collection], points)
+    return [point.id for point in points]
 
 
 async def search_collection(

@@ -31,9 +31,6 @@ from mcp_servers.shared.llm.port import ChatMessage
 
 logger = logging.getLogger(__name__)
 
-_ERROR_HINTS = ("error", "exception", "traceback", "failed", "failure", "crash", "bug")
-BEST_PRACTICE_VALUE = 0.8
-
 
 async def route_query(deps: HybridDeps, request: RouteQueryRequest) -> RouteResult:
     """Route one prompt and return the answer with the decision that produced it."""
@@ -85,7 +82,7 @@ async def track(deps: HybridDeps, request: TrackRequest) -> TrackResult:
             deps.embedder,
             "interaction-history",
             str(interaction.id),
-            f"Q: {request.query}\nA: {request.response}",
+            knowledge.interaction_text(request.query, request.response),
             {"agent_type": request.agent_type, "model": request.model_used},
         )
     return TrackResult(
@@ -151,7 +148,7 @@ async def update_outcome(deps: HybridDeps, request: OutcomeRequest) -> OutcomeRe
             merge_similarity=deps.settings.hybrid.pattern_merge_similarity,
         )
         await store.link_pattern(deps.database, identifier, pattern_id)
-        if value >= BEST_PRACTICE_VALUE:
+        if value >= knowledge.BEST_PRACTICE_VALUE:
             await knowledge.put_text(
                 deps.vectors,
                 deps.embedder,
@@ -160,13 +157,13 @@ async def update_outcome(deps: HybridDeps, request: OutcomeRequest) -> OutcomeRe
                 extracted.text,
                 {"problem_type": extracted.problem_type},
             )
-    if outcome == "success" and not interaction.secret and _looks_like_error(interaction.query):
+    if outcome == "success" and not interaction.secret and knowledge.looks_like_error(interaction.query):
         await knowledge.put_text(
             deps.vectors,
             deps.embedder,
             "error-solutions",
             interaction_id,
-            f"Problem: {interaction.query}\nSolution: {interaction.response}",
+            knowledge.error_solution_text(interaction.query, interaction.response),
         )
     return OutcomeResult(
         interaction_id=interaction_id,
@@ -176,11 +173,6 @@ async def update_outcome(deps: HybridDeps, request: OutcomeRequest) -> OutcomeRe
         training_example_added=recorded.training_example_added,
         threshold=recorded.threshold,
     )
-
-
-def _looks_like_error(text: str) -> bool:
-    lowered = text.lower()
-    return any(hint in lowered for hint in _ERROR_HINTS)
 
 
 async def search_context(deps: HybridDeps, request: SearchRequest, *, is_admin: bool) -> SearchResult:

@@ -348,6 +348,115 @@ async def insert_pattern(database: Database, pattern: NewPattern) -> None:
     )
 
 
+# -- rebuilding the knowledge collections from PostgreSQL ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeSources:
+    """How many rows each Hybrid collection should hold a point for (see `hybrid/rebuild.py`)."""
+
+    tracked_interactions: int
+    solved_errors: int
+    patterns: int
+    best_practices: int
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionText:
+    """The parts of an interaction its indexed text and payload are made of."""
+
+    id: uuid.UUID
+    query: str
+    response: str
+    agent_type: str
+    model_used: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatternText:
+    """The parts of a pattern its indexed text and payload are made of."""
+
+    id: uuid.UUID
+    problem_type: str
+    approach: str
+    skills: tuple[str, ...]
+    pattern: str
+    extractor: str
+
+
+def _contains_any(hints: Sequence[str]) -> list[str]:
+    return [f"%{hint}%" for hint in hints]
+
+
+# What each collection is written from (service.track / update_outcome, patterns.store_pattern): tracked
+# interactions without secrets; successful non-secret interactions whose query reads like an error; every pattern;
+# patterns valued `best_min_value` or more.
+_TRACKED = "source = 'track_interaction' AND NOT secret"
+_SOLVED = "outcome = 'success' AND NOT secret AND query ILIKE ANY($1::text[])"
+
+
+async def knowledge_sources(
+    database: Database, *, error_hints: Sequence[str], best_min_value: float
+) -> KnowledgeSources:
+    """Count the rows behind each collection (one round trip)."""
+    row = await database.fetchrow(
+        f"""SELECT (SELECT count(*) FROM hybrid_interactions WHERE {_TRACKED}) AS tracked,
+                   (SELECT count(*) FROM hybrid_interactions WHERE {_SOLVED}) AS solved,
+                   (SELECT count(*) FROM hybrid_patterns) AS patterns,
+                   (SELECT count(*) FROM hybrid_patterns WHERE value_score >= $2) AS best""",
+        _contains_any(error_hints),
+        best_min_value,
+    )
+    assert row is not None
+    return KnowledgeSources(row["tracked"], row["solved"], row["patterns"], row["best"])
+
+
+def _interaction_texts(rows: Sequence[asyncpg.Record]) -> list[InteractionText]:
+    return [InteractionText(r["id"], r["query"], r["response"], r["agent_type"], r["model_used"]) for r in rows]
+
+
+async def tracked_interactions(database: Database, *, after: uuid.UUID | None, limit: int) -> list[InteractionText]:
+    """A page of tracked, non-secret interactions in id order, after `after`."""
+    rows = await database.fetch(
+        f"""SELECT id, query, response, agent_type, model_used FROM hybrid_interactions
+           WHERE {_TRACKED} AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2""",
+        after,
+        limit,
+    )
+    return _interaction_texts(rows)
+
+
+async def solved_errors(
+    database: Database, *, error_hints: Sequence[str], after: uuid.UUID | None, limit: int
+) -> list[InteractionText]:
+    """A page of successful, non-secret interactions whose query mentions an error hint, in id order."""
+    rows = await database.fetch(
+        f"""SELECT id, query, response, agent_type, model_used FROM hybrid_interactions
+           WHERE {_SOLVED} AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3""",
+        _contains_any(error_hints),
+        after,
+        limit,
+    )
+    return _interaction_texts(rows)
+
+
+async def pattern_texts(
+    database: Database, *, min_value: float | None, after: uuid.UUID | None, limit: int
+) -> list[PatternText]:
+    """A page of patterns (valued at least `min_value` when given) in id order."""
+    rows = await database.fetch(
+        """SELECT id, problem_type, approach, skills, pattern, extractor FROM hybrid_patterns
+           WHERE ($1::real IS NULL OR value_score >= $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3""",
+        min_value,
+        after,
+        limit,
+    )
+    return [
+        PatternText(r["id"], r["problem_type"], r["approach"], tuple(r["skills"]), r["pattern"], r["extractor"])
+        for r in rows
+    ]
+
+
 # -- the telemetry pipeline ---------------------------------------------------------------------------------------
 
 

@@ -463,12 +463,12 @@ def describe(manifest: BackupManifest) -> str:
     vectors = (
         f"{len(manifest.collections)} vector collections"
         if manifest.vector_mode == "snapshot"
-        else "no vectors (AIDB reindexes from PostgreSQL when it starts after the restore)"
+        else "no vectors (AIDB and Hybrid rebuild theirs from PostgreSQL when they start after the restore)"
     )
     if manifest.rebuilt_namespaces:
         vectors += (
-            f" (not {', '.join(manifest.rebuilt_namespaces)}: held by a running server; AIDB reindexes its own from "
-            "PostgreSQL when it starts after the restore)"
+            f" (not {', '.join(manifest.rebuilt_namespaces)}: held by a running server; rebuilt from PostgreSQL "
+            "when that server starts after the restore)"
         )
     return (
         f"{len(manifest.files)} files, {size / 1e6:.1f} MB: PostgreSQL {manifest.postgres_server_version} dump, "

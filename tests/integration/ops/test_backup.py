@@ -13,6 +13,7 @@ from mcp import Client
 
 from mcp_servers.aidb.points import CHUNKS_COLLECTION, project_filter
 from mcp_servers.aidb.server import create_server as create_aidb
+from mcp_servers.hybrid.server import create_server as create_hybrid
 from mcp_servers.ops.backup import create_backup, describe, read_manifest, restore_backup
 from mcp_servers.ralph.server import create_server as create_ralph
 from mcp_servers.shared.config import StackSettings, load_settings
@@ -175,25 +176,45 @@ async def test_backup_while_running_leaves_held_vectors_to_a_rebuild_at_the_next
 ) -> None:
     source = _settings(stack_settings)
     archive = tmp_path / "stack.tar"
-    async with Client(create_aidb(build_core("aidb", source)).mcp) as client:
+    async with (
+        Client(create_aidb(build_core("aidb", source)).mcp) as client,
+        Client(create_hybrid(build_core("hybrid", source)).mcp) as hybrid,
+    ):
         await _call(client, "store_document", content=DOCUMENTS[0][0], project="zoo")
-        # The running server holds its Edge shards: the backup goes on without them and says so.
+        tracked = await _call(
+            hybrid,
+            "track_interaction",
+            query="How do I feed the zoo's otters?",
+            response="Twice a day, fish.",
+            agent_type="local",
+            model_used="m",
+        )
+        # The running servers hold their Edge shards: the backup goes on without them and says so.
         manifest = await create_backup(source, archive)
-    assert manifest.vector_mode == "snapshot" and manifest.rebuilt_namespaces == ("aidb",)
-    assert not [ns for ns, _, _ in manifest.collections if ns == "aidb"]
+    assert manifest.vector_mode == "snapshot" and sorted(manifest.rebuilt_namespaces) == ["aidb", "hybrid"]
+    assert not [ns for ns, _, _ in manifest.collections if ns in {"aidb", "hybrid"}]
     assert "held by a running server" in describe(manifest)
-    assert (await read_manifest(archive)).rebuilt_namespaces == ("aidb",)
+    assert sorted((await read_manifest(archive)).rebuilt_namespaces) == ["aidb", "hybrid"]
     assert not [p async for p in anyio.Path(tmp_path).glob(".*")]  # no staging left behind
 
     target = _settings(data_dir=tmp_path / "target", postgres={"dsn": pg_empty_dsn})
     await restore_backup(target, archive)
-    async with Client(create_aidb(build_core("aidb", target)).mcp) as client:
-        # The first start finds PostgreSQL's chunks missing from the index and reindexes them.
+    async with (
+        Client(create_aidb(build_core("aidb", target)).mcp) as client,
+        Client(create_hybrid(build_core("hybrid", target)).mcp) as hybrid,
+    ):
+        # The first start finds PostgreSQL's chunks missing from the index and reindexes them; Hybrid rebuilds
+        # its collections from its rows the same way.
         async def found() -> bool:
             hits = (await _call(client, "search", query="brown fox", project="zoo", mode="lexical"))["hits"]
             return [hit["title"] for hit in hits] == ["Foxes"]
 
+        async def recalled() -> bool:
+            hits = (await _call(hybrid, "search_context", query="otters", collection="interaction-history"))["hits"]
+            return [hit["id"] for hit in hits] == [f"interaction-history:{tracked['interaction_id']}"]
+
         await wait_until(found, timeout=60)
+        await wait_until(recalled, timeout=60)
 
 
 def _cli_environment(settings: StackSettings) -> dict[str, str]:
