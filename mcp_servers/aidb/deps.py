@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from mcp_servers.aidb.cache import GenerationCache
 from mcp_servers.aidb.discovery import Targets, is_url, register_server
-from mcp_servers.aidb.indexer import Indexer, reindex_missing
+from mcp_servers.aidb.indexer import Indexer, Lacking, index_lacks, reindex_missing
 from mcp_servers.aidb.own_tools import index_own_tools
 from mcp_servers.aidb.points import CHUNKS_COLLECTION, TOOLS_COLLECTION
 from mcp_servers.aidb.search import Ranking, Searcher
@@ -118,11 +118,9 @@ async def _index_own_tools(deps: AidbDeps, own_tools: OwnTools) -> None:
         logger.exception("indexing AIDB's own tools failed")
 
 
-async def _catch_up(deps: AidbDeps) -> None:
-    """Once at start: reindex chunks the vector index lacks (after a restore without vectors, or a lost vector
-    directory) once the outbox is drained."""
-    await deps.indexer.drain()
-    await reindex_missing(deps.database, deps.vectors)
+async def _catch_up(database: Database, vectors: VectorIndex, lacking: Lacking) -> None:
+    """Rebuild what the index lacks, in the background: tools are served meanwhile (searches see fewer hits)."""
+    await reindex_missing(database, vectors, lacking)
 
 
 @contextlib.asynccontextmanager
@@ -172,8 +170,12 @@ async def open_aidb(
                 )
                 if own_tools is not None:
                     await _index_own_tools(deps, own_tools)
+                # Whether the index lacks stored chunks (a restore without vectors, a lost vector directory) is
+                # decided before serving: once writes arrive, a chunk committed but not yet indexed looks missing.
+                await indexer.drain()
+                lacking = await index_lacks(database, vectors)
                 background.start("indexer", indexer.run)
-                background.start("catch-up", functools.partial(_catch_up, deps))
+                background.start("catch-up", functools.partial(_catch_up, database, vectors, lacking))
                 if settings.aidb.register_servers:
                     background.start("register-peers", functools.partial(_register_peers, deps))
                 yield deps

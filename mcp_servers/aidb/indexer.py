@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import anyio
 
@@ -180,20 +181,39 @@ async def upsert_tools(database: Database, vectors: VectorIndex) -> int:
     return len(all_tools)
 
 
-async def reindex_missing(database: Database, vectors: VectorIndex, *, progress_every_seconds: float = 2.0) -> int:
-    """Start-up check: when the index holds fewer chunks than PostgreSQL (a restore without vectors, a lost or
-    replaced vector directory), write them all again, logging progress; returns the chunks written (0 if none).
+@dataclass(frozen=True, slots=True)
+class Lacking:
+    """What the vector index lacks of what PostgreSQL holds: stored chunks (when fewer are indexed) and tools."""
 
-    Run it after the outbox was drained: pending changes are the indexer's, not missing chunks.
-    """
+    chunks_stored: int = 0
+    chunks_indexed: int = 0
+    tools: bool = False
+
+    @property
+    def chunks(self) -> bool:
+        return self.chunks_indexed < self.chunks_stored
+
+
+async def index_lacks(database: Database, vectors: VectorIndex) -> Lacking:
+    """Compare the index with PostgreSQL. Call it with the outbox drained and before any write is served: a chunk
+    committed but not yet indexed would look missing."""
     counts = await store.counts(database)
     indexed = await vectors.count(CHUNKS_COLLECTION)
     indexed_tools = await vectors.count(TOOLS_COLLECTION)
+    return Lacking(chunks_stored=counts.chunks, chunks_indexed=indexed, tools=indexed_tools < counts.tools)
+
+
+async def reindex_missing(
+    database: Database, vectors: VectorIndex, lacking: Lacking, *, progress_every_seconds: float = 2.0
+) -> int:
+    """Start-up repair: when `lacking` (from `index_lacks`) says the index holds fewer chunks than PostgreSQL (a
+    restore without vectors, a lost or replaced vector directory), write them all again, logging progress; returns
+    the chunks written (0 if none)."""
     written = 0
-    if indexed < counts.chunks:
+    if lacking.chunks:
         logger.warning(
             "the vector index lacks chunks that PostgreSQL holds; reindexing them",
-            extra={"chunks_stored": counts.chunks, "chunks_indexed": indexed},
+            extra={"chunks_stored": lacking.chunks_stored, "chunks_indexed": lacking.chunks_indexed},
         )
         last_report = -math.inf
 
@@ -207,6 +227,6 @@ async def reindex_missing(database: Database, vectors: VectorIndex, *, progress_
         _, written = await upsert_chunks(database, vectors, project=None, progress=report)
         await store.bump_generation(database)
         logger.info("reindex finished", extra={"chunks": written})
-    if indexed_tools < counts.tools:
+    if lacking.tools:
         await upsert_tools(database, vectors)
     return written
