@@ -87,7 +87,10 @@ class Indexer:
                 if orphans:
                     await self._vectors.delete(CHUNKS_COLLECTION, orphans)
             await store.finish_outbox(conn, [entry.id for entry in entries])
-        await store.bump_generation(self._database)
+            # Search sees the index as soon as it changed (above), not at this commit; bumping before the commit
+            # also means a writer waiting for these rows (apply_documents) returns only once cached searches
+            # are invalid, never just before a late bump invalidates the caller's next search.
+            await store.bump_generation(self._database)
         self.applied += len(entries)
         return len(entries)
 

@@ -115,10 +115,11 @@ def parse_id(raw: str) -> uuid.UUID | None:
 
 
 async def bump_generation(database: Database) -> None:
-    """Invalidate every cached search; call it after (not inside) the transaction that changed what search sees.
+    """Invalidate every cached search; call it once what search sees has changed: after the commit of a document
+    write, after the vector writes of the indexer (search reads the index directly, not the outbox).
 
     A sequence, not a counter row: a row every write updates serialises all writers on its lock. Bumped after the
-    commit, a reader can never cache pre-commit results under the new generation.
+    change is visible, a reader can never cache the earlier results under the new generation.
     """
     await database.fetchval("SELECT nextval('aidb_generation')")
 
