@@ -8,8 +8,6 @@ A row is deleted in the same transaction that applied it, so a crash at any poin
 """
 
 import logging
-import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import anyio
 from mcp_servers.aidb import store
 from mcp_servers.aidb.points import CHUNKS_COLLECTION, TOOLS_COLLECTION, chunk_point, project_filter, tool_point
 from mcp_servers.shared.errors import DependencyUnavailable
+from mcp_servers.shared.observability.progress import ProgressLog
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.port import VectorIndex
 
@@ -218,14 +217,10 @@ async def reindex_missing(
             "the vector index lacks chunks that PostgreSQL holds; reindexing them",
             extra={"chunks_stored": lacking.chunks_stored, "chunks_indexed": lacking.chunks_indexed},
         )
-        last_report = -math.inf
+        progress = ProgressLog(logger, "reindexing chunks", unit="chunks", every_seconds=progress_every_seconds)
 
         async def report(done: int, total: int) -> None:
-            nonlocal last_report
-            now = time.monotonic()
-            if done == total or now - last_report >= progress_every_seconds:
-                last_report = now
-                logger.info("reindexing chunks", extra={"chunks_done": done, "chunks_total": total})
+            progress.update(done, total)
 
         _, written = await upsert_chunks(database, vectors, project=None, progress=report)
         await store.bump_generation(database)

@@ -8,8 +8,6 @@ is rebuilt from the stored pattern (the tools wrote the merging extraction's tex
 """
 
 import logging
-import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -18,6 +16,7 @@ from mcp_servers.hybrid import knowledge, store
 from mcp_servers.hybrid.models import Collection
 from mcp_servers.hybrid.patterns import ExtractedPattern
 from mcp_servers.shared.embeddings.port import Embedder
+from mcp_servers.shared.observability.progress import ProgressLog
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.port import VectorIndex
 
@@ -108,17 +107,10 @@ async def rebuild_missing(
         extra={"collections": sorted(lacking), "points_total": total},
     )
     done = 0
-    last_report = -math.inf
+    progress = ProgressLog(logger, "rebuilding hybrid collections", unit="points", every_seconds=progress_every_seconds)
 
     def report(collection: Collection) -> None:
-        nonlocal last_report
-        now = time.monotonic()
-        if done >= total or now - last_report >= progress_every_seconds:
-            last_report = now
-            logger.info(
-                "rebuilding hybrid collections",
-                extra={"collection": collection, "points_done": done, "points_total": max(total, done)},
-            )
+        progress.update(done, total, collection=collection)
 
     written: dict[Collection, int] = {}
     source_of = _sources(database)
