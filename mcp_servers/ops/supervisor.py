@@ -308,7 +308,7 @@ async def up(
         )
         peers = peer_environment(settings, names, {link: tokens[link_key_name(link)] for link in links})
         if "ralph" in names:  # agent CLIs on PATH become Ralph's templates unless the operator configured some
-            peers["ralph"] |= agents.agent_environment(settings)
+            peers["ralph"] |= await anyio.to_thread.run_sync(agents.agent_environment, settings)  # scans PATH
         dashboard_admin = None
         if "dashboard" in names:
             # The service key goes to the dashboard's process only.
