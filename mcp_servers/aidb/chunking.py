@@ -1,17 +1,24 @@
 """Split a document into chunks for embedding: markdown by headings, code by top-level blocks, text by size.
 
-Sizes are in characters (about four per MiniLM token). Each chunk keeps where it came from (heading path,
-first line) so a search hit can say so.
+Sizes are in characters (about four per MiniLM token on prose; technical text has more tokens per character).
+Given the embedder's `fits`, a piece the model would cut off is shortened at an earlier boundary instead, so the
+model reads every chunk whole. Each chunk keeps where it came from (heading path, first line) so a search hit can
+say so.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 ChunkStrategy = Literal["markdown", "code", "text"]
 
 CHARS_PER_TOKEN = 4
+#: A piece is not shortened below this many characters to make it fit (a title alone may not fit).
+MIN_PIECE_CHARS = 64
+
+Fits = Callable[[str], bool]
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -90,24 +97,25 @@ def choose_strategy(kind: str, source: str | None, text: str) -> ChunkStrategy:
 
 
 def chunk_document(
-    text: str, *, strategy: ChunkStrategy, max_tokens: int = 200, overlap_tokens: int = 30
+    text: str, *, strategy: ChunkStrategy, max_tokens: int = 200, overlap_tokens: int = 30, fits: Fits | None = None
 ) -> list[Chunk]:
     """Chunks of at most ~`max_tokens` tokens; an empty document yields no chunk.
 
     Args:
         overlap_tokens: how much consecutive size-split pieces share, so a sentence cut at a boundary is
             still found whole in one of them.
+        fits: whether the embedding model reads a chunk's text whole; a piece that does not fit is cut shorter.
     """
     budget = max(64, max_tokens * CHARS_PER_TOKEN)
     overlap = min(max(0, overlap_tokens * CHARS_PER_TOKEN), budget // 2)
     if not text.strip():
         return []
     if strategy == "markdown":
-        pieces = list(_markdown_pieces(text, budget, overlap))
+        pieces = list(_markdown_pieces(text, budget, overlap, fits))
     elif strategy == "code":
-        pieces = list(_code_pieces(text, budget, overlap))
+        pieces = list(_code_pieces(text, budget, overlap, fits))
     else:
-        pieces = [("", line, piece) for line, piece in _split_by_size(text, budget, overlap, 1)]
+        pieces = [("", line, piece) for line, piece in _split_by_size(text, budget, overlap, 1, fits)]
     return [
         Chunk(index=i, text=body, heading=heading, start_line=line)
         for i, (heading, line, body) in enumerate(pieces)
@@ -115,8 +123,11 @@ def chunk_document(
     ]
 
 
-def _split_by_size(text: str, budget: int, overlap: int, first_line: int) -> Iterator[tuple[int, str]]:
-    """Windows of at most `budget` characters, cut at paragraph, line, sentence or word ends when possible."""
+def _split_by_size(
+    text: str, budget: int, overlap: int, first_line: int, fits: Fits | None = None
+) -> Iterator[tuple[int, str]]:
+    """Windows of at most `budget` characters, cut at paragraph, line, sentence or word ends when possible, and
+    shorter where `fits` says the model would not read the window whole."""
     start = 0
     length = len(text)
     # Line numbers are counted incrementally: counting from 0 each time is quadratic on a 10 MB file.
@@ -131,13 +142,19 @@ def _split_by_size(text: str, budget: int, overlap: int, first_line: int) -> Ite
         if end < length:
             end = _best_cut(text, start, end)
         piece = text[start:end].strip()
+        while fits is not None and end - start > MIN_PIECE_CHARS and not fits(piece):
+            # Dense text (symbols, identifiers, non-English) runs to more tokens per character than the budget
+            # assumes: cut at a boundary in the window's first 80% and look again.
+            end = _best_cut(text, start, start + max(MIN_PIECE_CHARS, (end - start) * 4 // 5))
+            piece = text[start:end].strip()
         if piece:
             line += text.count("\n", counted_to, start)
             counted_to = start
             yield line, piece
         if end >= length:
             return
-        next_start = max(end - overlap, start + 1)
+        # A piece shortened to fit shares at most half of itself, so the next one still moves on.
+        next_start = max(end - min(overlap, (end - start) // 2), start + 1)
         if overlap:
             # Start the overlap at a word boundary, not mid-word.
             space = text.find(" ", next_start, end)
@@ -155,7 +172,7 @@ def _best_cut(text: str, start: int, end: int) -> int:
     return end
 
 
-def _markdown_pieces(text: str, budget: int, overlap: int) -> Iterator[tuple[str, int, str]]:
+def _markdown_pieces(text: str, budget: int, overlap: int, fits: Fits | None) -> Iterator[tuple[str, int, str]]:
     """Sections split at headings (outside code fences); each chunk carries its heading path."""
     sections: list[tuple[list[str], int, list[str]]] = []  # (heading path, first line, lines)
     path: list[tuple[int, str]] = []
@@ -201,11 +218,16 @@ def _markdown_pieces(text: str, budget: int, overlap: int) -> Iterator[tuple[str
         prefix = " > ".join(heading_path[:-1])
         lead = f"{prefix}\n" if prefix else ""
         room = max(budget - len(lead), budget // 2)
-        for start_line, piece in _split_by_size(body, room, overlap, first):
+        fits_after_lead = None if fits is None else partial(_fits_after, fits, lead)
+        for start_line, piece in _split_by_size(body, room, overlap, first, fits_after_lead):
             yield breadcrumb, start_line, lead + piece
 
 
-def _code_pieces(text: str, budget: int, overlap: int) -> Iterator[tuple[str, int, str]]:
+def _fits_after(fits: Fits, lead: str, piece: str) -> bool:
+    return fits(lead + piece)
+
+
+def _code_pieces(text: str, budget: int, overlap: int, fits: Fits | None) -> Iterator[tuple[str, int, str]]:
     """Top-level blocks (a definition and what follows it), packed greedily up to the budget."""
     lines = text.split("\n")
     blocks: list[tuple[int, list[str]]] = []
@@ -233,10 +255,10 @@ def _code_pieces(text: str, budget: int, overlap: int) -> Iterator[tuple[str, in
             packed.append((first, block))
     for first, block in packed:
         name = _block_name(block)
-        if len(block) <= budget:
+        if len(block) <= budget and (fits is None or fits(block)):
             yield name, first, block
         else:
-            for start_line, piece in _split_by_size(block, budget, overlap, first):
+            for start_line, piece in _split_by_size(block, budget, overlap, first, fits):
                 yield name, start_line, piece
 
 

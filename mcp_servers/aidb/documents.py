@@ -117,14 +117,23 @@ def _normalized(content: str, max_bytes: int) -> tuple[str, str]:
     return normalized, content_hash(normalized)
 
 
-async def chunk_prepared(settings: AidbSettings, prepared: PreparedDocument) -> ChunkedDocument:
-    """Split the document into chunks (in a worker thread: a large document is seconds of CPU)."""
+async def chunk_prepared(deps: DocumentDeps, prepared: PreparedDocument) -> ChunkedDocument:
+    """Split the document into chunks the embedder reads whole (in a worker thread: a large document is seconds
+    of CPU)."""
+    settings = deps.aidb
+    title = prepared.document.title
+    embedder = deps.embedder
+
+    def fits(text: str) -> bool:
+        return embedder.fits(index_text(title, text))
+
     chunks = await anyio.to_thread.run_sync(
         lambda: chunk_document(
             prepared.document.content,
             strategy=prepared.strategy,
             max_tokens=settings.chunk_tokens,
             overlap_tokens=settings.chunk_overlap_tokens,
+            fits=fits,
         ),
         limiter=_CHUNKING_LIMITER,
     )
@@ -138,7 +147,7 @@ async def store_document(deps: DocumentDeps, request: StoreRequest) -> StoreResu
     duplicate = await store.find_duplicate(deps.database, doc.project, doc.content_hash)
     if duplicate is not None:
         return _result(duplicate, doc.content_hash, indexed=True)
-    chunked = await chunk_prepared(deps.aidb, prepared)
+    chunked = await chunk_prepared(deps, prepared)
     vectors = await deps.embedder.embed_documents(chunked.index_texts)
     outcome = await store.write_document(deps.database, doc, chunked.new_chunks(vectors))
     indexed = True
@@ -162,7 +171,7 @@ async def store_documents(deps: DocumentDeps, batch: Sequence[PreparedDocument])
     for prepared in batch:
         if prepared.document.content_hash not in known:
             fresh.setdefault(prepared.document.content_hash, prepared)
-    chunked = [await chunk_prepared(deps.aidb, prepared) for prepared in fresh.values()]
+    chunked = [await chunk_prepared(deps, prepared) for prepared in fresh.values()]
     vectors = await deps.embedder.embed_documents([text for doc in chunked for text in doc.index_texts])
     items: list[tuple[store.NewDocument, Sequence[store.NewChunk]]] = []
     offset = 0

@@ -221,6 +221,30 @@ async def test_long_text_is_truncated_not_rejected(embedder: Embedder) -> None:
     assert len(vector) == DIMENSION
 
 
+async def test_onnx_fits_counts_the_models_tokens_before_and_after_loading(tokenizer_files: None) -> None:
+    embedder = OnnxEmbedder(EmbedderSettings(max_tokens=32))
+    try:
+        # 30 words + [CLS] and [SEP] are 32 tokens; symbols split into several tokens each.
+        texts = {"word " * 30: True, "word " * 31: False, "a.b " * 10: True, "a.b " * 11: False}
+
+        def verdicts() -> dict[str, bool]:  # blocking, as the chunker's worker thread calls it
+            return {text: embedder.fits(text) for text in texts}
+
+        assert await anyio.to_thread.run_sync(verdicts) == texts  # tokenizer only: the model is not loaded
+        await embedder.embed_query("load the model")
+        assert await anyio.to_thread.run_sync(verdicts) == texts
+    finally:
+        await embedder.close()
+
+
+async def test_openai_adapter_cannot_tell_so_everything_fits(scripted_server: ScriptedServer) -> None:
+    embedder = OpenAIEmbedder(_openai_settings(scripted_server.base_url("real")))
+    try:
+        assert embedder.fits("retrieval " * 3000)
+    finally:
+        await embedder.close()
+
+
 async def test_openai_adapter_returns_each_texts_server_vector_in_input_order_normalised(
     scripted_server: ScriptedServer,
 ) -> None:

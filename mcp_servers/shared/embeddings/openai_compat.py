@@ -95,6 +95,10 @@ class OpenAIEmbedder:
         """Length every returned vector must have (`settings.dimension`)."""
         return self._settings.dimension
 
+    def fits(self, text: str) -> bool:
+        """Always True: the endpoint's tokenizer and limit are not known here (the server truncates)."""
+        return True
+
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed passages, `batch_size` per request; order is preserved.
 

@@ -21,6 +21,13 @@ class Embedder(Protocol):
         """Length of every vector this embedder returns."""
         ...
 
+    def fits(self, text: str) -> bool:
+        """Whether the model reads all of `text` (it cuts longer input off); True when the embedder cannot tell.
+
+        Blocking but cheap (a tokenizer, no model run): the chunker calls it from its worker thread.
+        """
+        ...
+
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed passages (batched internally)."""
         ...

@@ -11,13 +11,16 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 from mcp_types import INVALID_PARAMS
+from tokenizers import Tokenizer
 
 from mcp_servers.aidb import documents
+from mcp_servers.aidb import store as aidb_store
 from mcp_servers.aidb.deps import AidbDeps
 from mcp_servers.aidb.models import StoreRequest
-from mcp_servers.aidb.points import CHUNKS_COLLECTION
+from mcp_servers.aidb.points import CHUNKS_COLLECTION, index_text
 from mcp_servers.aidb.server import create_server
 from mcp_servers.shared.config import StackSettings
+from mcp_servers.shared.embeddings.provision import model_dir_for
 from mcp_servers.shared.harness import StackServer, build_core
 from mcp_servers.shared.middleware.mcp import PERMISSION_DENIED
 from tests.integration.aidb.conftest import Connect, over_http, structured
@@ -467,3 +470,23 @@ async def test_cache_hits_misses_and_pool_usage_are_exported_as_metrics(aidb_ser
     assert 'mcpstack_query_cache_requests_total{result="hit"} 1.0' in metrics
     assert 'mcpstack_query_cache_requests_total{result="miss"} 1.0' in metrics
     assert "mcpstack_db_pool_connections" in metrics
+
+
+async def test_the_model_reads_every_chunk_whole(aidb_server: StackServer[AidbDeps]) -> None:
+    # Option tables and identifiers run to ~3 characters a token: 200-"token" windows of ~800 characters are
+    # longer than the 256 tokens the model reads, and their ends used to be cut off before embedding.
+    lines = [
+        f"--opt-{i:03d}=<VALUE>  set cfg.section_{i}[key_{i}] (default 0x{i:04X}); see foo::bar_{i}()"
+        for i in range(300)
+    ]
+    async with Client(aidb_server.mcp) as client:
+        settings = aidb_server.deps.settings
+        result = await store(client, "\n".join(lines), title="Option reference", source="options.txt")
+        chunks = await aidb_store.all_chunks(aidb_server.deps.database, project=None, after=None, limit=1000)
+    assert len(chunks) == result["chunks"]
+    tokenizer = Tokenizer.from_file(str(model_dir_for(settings.embedder) / "tokenizer.json"))
+    tokenizer.no_truncation()  # tokenizer.json itself cuts at 128 tokens
+    longest = max(len(tokenizer.encode(index_text(chunk.title, chunk.text)).ids) for chunk in chunks)
+    assert longest <= settings.embedder.max_tokens
+    stored = " ".join(chunk.text for chunk in chunks)
+    assert all(f"foo::bar_{i}()" in stored for i in range(300))

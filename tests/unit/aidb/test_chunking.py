@@ -1,8 +1,11 @@
 """Chunking: markdown by headings, code by blocks, plain text by size with overlap."""
 
 import itertools
+from collections.abc import Callable
 
-from mcp_servers.aidb.chunking import choose_strategy, chunk_document
+import pytest
+
+from mcp_servers.aidb.chunking import MIN_PIECE_CHARS, ChunkStrategy, choose_strategy, chunk_document
 
 
 def test_markdown_splits_at_headings_and_keeps_the_heading_path() -> None:
@@ -82,3 +85,28 @@ def test_strategy_follows_kind_extension_and_content() -> None:
     assert choose_strategy("code", None, "x = 1") == "code"
     assert choose_strategy("doc", None, "# Heading\nbody") == "markdown"
     assert choose_strategy("doc", None, "just words") == "text"
+
+
+def _words_at_most(limit: int) -> Callable[[str], bool]:
+    return lambda text: len(text.split()) <= limit
+
+
+@pytest.mark.parametrize("strategy", ["text", "markdown", "code"])
+def test_pieces_the_model_would_cut_off_are_cut_shorter(strategy: ChunkStrategy) -> None:
+    # 200 "tokens" are ~800 characters; with a model that reads 40 words, 800 characters of 3-letter words do not fit.
+    heading = "# Options\n\n" if strategy == "markdown" else ""
+    words = [f"w{i:02x}" for i in range(3000)]
+    text = heading + "\n".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
+    assert any(len(c.text.split()) > 40 for c in chunk_document(text, strategy=strategy))
+
+    chunks = chunk_document(text, strategy=strategy, fits=_words_at_most(40))
+    assert all(len(c.text.split()) <= 40 for c in chunks)
+    assert set(words) <= set(" ".join(c.text for c in chunks).split())
+    # Shortened pieces still move on (at most half of one overlaps the next): not a chunk per word or two.
+    assert len(chunks) <= len(words) // 15
+
+
+def test_a_piece_that_cannot_fit_is_kept_at_the_minimum_size() -> None:
+    chunks = chunk_document("word " * 400, strategy="text", fits=lambda text: False)
+    assert chunks and all(len(c.text) <= MIN_PIECE_CHARS for c in chunks)
+    assert "".join(c.text for c in chunks).count("word") >= 400
