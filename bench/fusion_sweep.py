@@ -6,15 +6,21 @@ its top score separates real queries from off-topic and gibberish ones (`NONSENS
 most real queries while dropping every nonsense one.
 
 Variants: today's min-max convex mix (per query, so the top hit is always ~1.0), and calibrated mixes
-`w * cosine + (1 - w) * bm25 / (bm25 + c)` whose document score may add a share of its second-best chunk.
+`w * cosine + (1 - w) * bm25 / (bm25 + c)` whose document score may add a share of its second-best chunk, or a
+share of how many of the document's chunks are among each side's candidates (document-level evidence).
 
-    python -m bench.fusion_sweep [--corpus stdlib|long] [--documents N] [--queries N]
+    python -m bench.fusion_sweep [--corpus stdlib|long] [--documents N] [--queries N] [--hits FILE]
+
+`--hits FILE` keeps the candidate lists: the first run writes them, later runs rescore them without storing again.
 """
 
 import argparse
+import json
+import math
 import random
 import string
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -99,6 +105,30 @@ def calibrated(alpha: float, saturation: float, second: float) -> Fusion:
     return fuse
 
 
+def with_mass(alpha: float, saturation: float, beta: float) -> Fusion:
+    """The calibrated mix plus `beta` x the share of each side's candidates that are the document's chunks
+    (log-scaled): a document that many candidate chunks come from is about the query as a whole."""
+
+    def mass(hits: Hits) -> dict[str, float]:
+        counts: dict[str, int] = {}
+        for doc, _ in hits:
+            counts[doc] = counts.get(doc, 0) + 1
+        return {doc: math.log1p(n) / math.log1p(DEPTH) for doc, n in counts.items()}
+
+    def fuse(dense: Hits, lexical: Hits) -> list[tuple[str, float]]:
+        d, lx = per_document(dense, 0.0), {doc: s / (s + saturation) for doc, s in per_document(lexical, 0.0).items()}
+        md, ml = mass(dense), mass(lexical)
+        scores = {
+            doc: alpha * d.get(doc, 0.0)
+            + (1 - alpha) * lx.get(doc, 0.0)
+            + beta * (md.get(doc, 0.0) + ml.get(doc, 0.0)) / 2
+            for doc in d.keys() | lx.keys()
+        }
+        return sorted(scores.items(), key=lambda kv: -kv[1])
+
+    return fuse
+
+
 def variants() -> dict[str, Fusion]:
     """Every fusion the sweep scores."""
     found: dict[str, Fusion] = {
@@ -110,6 +140,8 @@ def variants() -> dict[str, Fusion]:
         for saturation in (10.0, 20.0, 40.0):
             for second in (0.0, 0.1):
                 found[f"cal_a{alpha}_c{saturation:g}_s{second}"] = calibrated(alpha, saturation, second)
+    for beta in (0.05, 0.1, 0.2):
+        found[f"cal_a0.5_c40_mass{beta}"] = with_mass(0.5, 40.0, beta)
     return found
 
 
@@ -129,6 +161,7 @@ async def run(
     products: set[str] | None,
     aidb: dict[str, Any],
 ) -> dict[str, Any]:
+    """Store the corpus and collect each query's candidates: {"documents", "real", "nonsense"}."""
     if corpus_name == "stdlib":
         corpus = load_jsonl(DATA / "stdlib_corpus.jsonl")
         queries = load_jsonl(DATA / "stdlib_queries.jsonl")[:max_queries]
@@ -136,7 +169,6 @@ async def run(
     else:
         corpus, queries = long_corpus(documents, max_queries, products)
         kind = "doc"
-    fusions = variants()
     async with aidb_client("edge", **aidb) as (server, client):
         deps = server.deps
         id_of: dict[str, str] = {}
@@ -168,8 +200,20 @@ async def run(
 
         real = [(query["relevant"], await lists(query["query"])) for query in queries]
         nonsense = [await lists(text) for text in NONSENSE]
+    return {"documents": len(corpus), "real": real, "nonsense": nonsense}
+
+
+def as_hits(rows: list[list[Any]]) -> Hits:
+    return [(str(doc), float(score)) for doc, score in rows]
+
+
+def score_all(corpus_name: str, candidates: dict[str, Any]) -> dict[str, Any]:
+    """Every variant's MRR@10, recall@10 and separation on the collected candidates."""
+    real = [(relevant, (as_hits(d), as_hits(lx))) for relevant, (d, lx) in candidates["real"]]
+    nonsense = [(as_hits(d), as_hits(lx)) for d, lx in candidates["nonsense"]]
+    documents = candidates["documents"]
     results: dict[str, Any] = {}
-    for name, fuse in fusions.items():
+    for name, fuse in variants().items():
         reciprocal = found = 0.0
         real_top: list[float] = []
         for relevant, (dense, lexical) in real:
@@ -187,7 +231,7 @@ async def run(
         }
     return {
         "benchmark": f"hybrid fusion sweep on the {corpus_name} set (document-level fusion of top-100 chunk hits)",
-        "documents": len(corpus),
+        "documents": documents,
         "queries": len(real),
         "nonsense_queries": len(NONSENSE),
         "variants": results,
@@ -202,10 +246,17 @@ def main() -> None:
     parser.add_argument("--products", default="", help="long corpus: comma-separated products to keep")
     parser.add_argument("--chunk-overlap", type=int, default=None, help="AIDB chunk_overlap_tokens (a lever)")
     parser.add_argument("--output", default=None, help="result name under bench/results/")
+    parser.add_argument("--hits", type=Path, default=None, help="candidate lists: written once, then rescored")
     args = parser.parse_args()
     products = set(filter(None, args.products.split(","))) or None
     aidb = {} if args.chunk_overlap is None else {"chunk_overlap_tokens": args.chunk_overlap}
-    result = anyio.run(run, args.corpus, args.documents, args.queries, products, aidb)
+    if args.hits is not None and args.hits.exists():
+        candidates = json.loads(args.hits.read_text(encoding="utf-8"))
+    else:
+        candidates = anyio.run(run, args.corpus, args.documents, args.queries, products, aidb)
+        if args.hits is not None:
+            args.hits.write_text(json.dumps(candidates), encoding="utf-8")
+    result = score_all(args.corpus, candidates)
     result["products"] = sorted(products or [])
     result["aidb_settings"] = aidb
     write_result(args.output or f"fusion_sweep_{args.corpus}", result)

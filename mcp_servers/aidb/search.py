@@ -12,12 +12,11 @@ skip a hit even when documents change in between; hits deleted since are dropped
 (another replica, a restart), the cursor's last (score, document id) continues a fresh ranking.
 """
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import anyio
 
 from mcp_servers.aidb import store
 from mcp_servers.aidb.cache import GenerationCache, LruCache
@@ -25,12 +24,13 @@ from mcp_servers.aidb.inputs import check_filters, check_query
 from mcp_servers.aidb.models import Provenance, SearchHit, SearchRequest, SearchResult
 from mcp_servers.aidb.points import CHUNKS_COLLECTION, chunk_filters
 from mcp_servers.aidb.store import ChunkRecord
+from mcp_servers.shared.concurrency import both
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
 from mcp_servers.shared.errors import InvalidRequest
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.bm25 import query_vector
-from mcp_servers.shared.vectors.port import ScoredPoint, SearchMode, SparseVector, VectorIndex
+from mcp_servers.shared.vectors.port import ScoredPoint, SparseVector, VectorIndex
 
 SNAPSHOT_TTL_SECONDS = 900.0
 HYBRID_DEPTH = 100
@@ -41,6 +41,8 @@ DEFAULT_LEXICAL_SATURATION = 40.0
 #: the stdlib and long-document sets: nonsense queries' top scores at most 0.18 / 0.25; docs/performance.md).
 SUGGESTED_MIN_SCORE = 0.3
 SNAPSHOT_MAX = 1024
+#: Weight of the latest search in the remembered candidates-per-document ratio (see `Searcher._rank`).
+_RATIO_WEIGHT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ class Searcher:
         self._cache = cache
         self._max_candidates = max_candidates
         self._query_vectors: LruCache[list[float]] = LruCache(1024)
+        # Chunk candidates a search looked at per distinct document it found, averaged over recent searches: long
+        # documents put dozens of chunks among the candidates, so the first round starts that much deeper.
+        self._candidates_per_document = 1.0
         # Rankings that later pages are served from, by snapshot id; a plain TTL (generation fixed at 0).
         self._snapshots: GenerationCache[Ranking] = GenerationCache(SNAPSHOT_TTL_SECONDS, SNAPSHOT_MAX)
 
@@ -212,31 +217,30 @@ class Searcher:
         return best
 
     async def _hybrid(
-        self, dense: list[float], sparse: SparseVector, depth: int, filters: Mapping[str, Any] | None
-    ) -> tuple[dict[str, Ranked], bool]:
-        """Dense and lexical candidates (searched concurrently), fused per document; exhausted if both ran dry."""
-        results: dict[str, list[ScoredPoint]] = {}
+        self, query: str, dense: list[float] | None, sparse: SparseVector, depth: int, filters: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Ranked], bool, list[float]]:
+        """Dense and lexical candidates fused per document; exhausted if both ran dry. The lexical search runs
+        while the query is embedded (it needs no vector); returns the query's vector for a deeper round."""
 
-        async def run(mode: SearchMode) -> None:
-            results[mode] = await self._vectors.search(
-                CHUNKS_COLLECTION,
-                dense=dense if mode == "dense" else None,
-                sparse=sparse if mode == "lexical" else None,
-                mode=mode,
-                limit=depth,
-                filters=filters,
+        async def dense_side() -> tuple[list[float], list[ScoredPoint]]:
+            vector = dense if dense is not None else await self.embed_query(query)
+            hits = await self._vectors.search(
+                CHUNKS_COLLECTION, dense=vector, sparse=None, mode="dense", limit=depth, filters=filters
+            )
+            return vector, hits
+
+        async def lexical_side() -> list[ScoredPoint]:
+            return await self._vectors.search(
+                CHUNKS_COLLECTION, dense=None, sparse=sparse, mode="lexical", limit=depth, filters=filters
             )
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run, "dense")
-            tg.start_soon(run, "lexical")
-        dense_best, lexical_best = await self._best_live(results["dense"], results["lexical"])
+        (vector, dense_hits), lexical_hits = await both(dense_side, lexical_side)
+        dense_best, lexical_best = await self._best_live(dense_hits, lexical_hits)
         fused = fuse(dense_best, lexical_best, self._dense_weight, self._lexical_saturation)
-        exhausted = len(results["dense"]) < depth and len(results["lexical"]) < depth
-        return fused, exhausted
+        exhausted = len(dense_hits) < depth and len(lexical_hits) < depth
+        return fused, exhausted, vector
 
     async def _rank(self, query: str, request: SearchRequest, need: int, generation: int) -> Ranking:
-        dense = await self.embed_query(query) if request.mode in ("dense", "hybrid") else None
         sparse: SparseVector | None = query_vector(query) if request.mode in ("lexical", "hybrid") else None
         mode = request.mode
         if sparse is not None and not sparse.indices:
@@ -244,14 +248,16 @@ class Searcher:
                 raise InvalidRequest("query has no searchable words for lexical search (only stop words or symbols)")
             # Nothing for BM25 to match: hybrid degrades to its dense half rather than failing.
             mode, sparse = "dense", None
+        dense = await self.embed_query(query) if mode == "dense" else None
         filters = chunk_filters(request.project, request.kind, request.filters) or None
         # Hybrid looks at a fixed minimum depth on each side, so a document found by both gets both halves.
         floor = HYBRID_DEPTH if mode == "hybrid" else 30
-        chunk_limit = min(self._max_candidates, max(need * 3, floor))
+        start = max(need * 3, floor, math.ceil(need * self._candidates_per_document))
+        chunk_limit = min(self._max_candidates, start)
         while True:
             if mode == "hybrid":
-                assert dense is not None and sparse is not None
-                best, exhausted = await self._hybrid(dense, sparse, chunk_limit, filters)
+                assert sparse is not None
+                best, exhausted, dense = await self._hybrid(query, dense, sparse, chunk_limit, filters)
             else:
                 hits = await self._vectors.search(
                     CHUNKS_COLLECTION, dense=dense, sparse=sparse, mode=mode, limit=chunk_limit, filters=filters
@@ -260,7 +266,12 @@ class Searcher:
                 exhausted = len(hits) < chunk_limit
             if len(best) >= need or exhausted or chunk_limit >= self._max_candidates:
                 break
-            chunk_limit = min(self._max_candidates, chunk_limit * 2)
+            # As deep as this round's yield says `need` documents take (a further round costs more than depth).
+            deeper = math.ceil(chunk_limit * need / max(1, len(best)) * 1.25)
+            chunk_limit = min(self._max_candidates, max(chunk_limit * 2, deeper))
+        if best and not exhausted:
+            observed = chunk_limit / len(best)
+            self._candidates_per_document += _RATIO_WEIGHT * (observed - self._candidates_per_document)
         items = sorted(best.values(), key=_order_key)
         complete = exhausted
         if request.min_score is not None:

@@ -33,6 +33,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, RequestParamsMeta, TextContent, TextResourceContents
 from pydantic import SecretStr, ValidationError
 
+from mcp_servers.shared.concurrency import first_leaf
 from mcp_servers.shared.errors import (
     ConfigurationError,
     DependencyUnavailable,
@@ -59,7 +60,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-E = TypeVar("E", bound=BaseException)
 
 # Stack servers are pinned to the stateless era: no handshake, no session to lose when a peer restarts.
 ERA: Final = "2026-07-28"
@@ -218,13 +218,6 @@ def _mapped(peer: str, what: str) -> Iterator[None]:
         raise DependencyUnavailable(peer, reason=f"{what}: malformed answer") from None
 
 
-def _first_leaf(group: BaseExceptionGroup[E]) -> E:
-    first: E | BaseExceptionGroup[E] = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
-
-
 async def _session(connect: Callable[[], Client], operation: Callable[[Client], Awaitable[T]], seconds: float) -> T:
     """Run one operation on a fresh client within `seconds`; transport failures become `_TransportFailure`."""
     try:
@@ -240,10 +233,10 @@ async def _session(connect: Callable[[], Client], operation: Callable[[Client], 
             raise TimeoutError from group
         failure = group.subgroup(_TRANSPORT_ERRORS)
         if failure is not None:
-            raise _TransportFailure(type(_first_leaf(failure)).__name__) from group
+            raise _TransportFailure(type(first_leaf(failure)).__name__) from group
         refused = group.subgroup(MCPError)
         if refused is not None:
-            raise _first_leaf(refused) from group
+            raise first_leaf(refused) from group
         raise
     except _TRANSPORT_ERRORS as exc:
         raise _TransportFailure(type(exc).__name__) from exc

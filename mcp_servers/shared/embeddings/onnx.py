@@ -31,6 +31,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import (
 )
 from tokenizers import Tokenizer
 
+from mcp_servers.shared.concurrency import first_leaf
 from mcp_servers.shared.config import EmbedderSettings
 from mcp_servers.shared.embeddings.provision import check_dynamic_int8, check_provisioned, model_dir_for, sha256_file
 from mcp_servers.shared.errors import ConfigurationError, DependencyUnavailable
@@ -160,7 +161,7 @@ class OnnxEmbedder:
                     group.start_soon(drain)
         except ExceptionGroup as failure:
             # Callers handle DependencyUnavailable, not a group of them.
-            raise failure.exceptions[0] from None
+            raise first_leaf(failure) from None
         return vectors
 
     async def embed_query(self, text: str) -> list[float]:

@@ -490,3 +490,14 @@ async def test_the_model_reads_every_chunk_whole(aidb_server: StackServer[AidbDe
     assert longest <= settings.embedder.max_tokens
     stored = " ".join(chunk.text for chunk in chunks)
     assert all(f"foo::bar_{i}()" in stored for i in range(300))
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+async def test_search_with_the_vector_index_down_is_a_clear_tool_error(
+    aidb_server: StackServer[AidbDeps], mode: str
+) -> None:
+    async with Client(aidb_server.mcp) as client:
+        await store(client, FOX)
+        await aidb_server.deps.vectors.close()
+        result = await client.call_tool("search", {"query": "quick brown fox", "mode": mode})
+        assert "unavailable" in error_text(result)
