@@ -224,6 +224,13 @@ def topic_of(heading: str) -> str | None:
     return topic
 
 
+def source_of(path: Path) -> str:
+    """The file's path, relative to site-packages for a package's file (the checksums must not depend on where the
+    virtual environment lives)."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    return f"site-packages/{path.relative_to(site)}" if path.is_relative_to(site) else str(path)
+
+
 def build() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The corpus and its queries."""
     documents: list[dict[str, str]] = []
@@ -241,7 +248,7 @@ def build() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         for number, piece in enumerate(pieces, start=1):
             title = path.name.removesuffix(".gz") + (f" (part {number})" if len(pieces) > 1 else "")
             documents.append(
-                {"title": f"{product}: {title}", "product": product, "source": str(path), "content": piece}
+                {"title": f"{product}: {title}", "product": product, "source": source_of(path), "content": piece}
             )
     for i, doc in enumerate(documents):
         doc["id"] = f"L{i:05d}"
