@@ -633,6 +633,11 @@ default_ulimits = []
 cgroup_manager = "cgroupfs"
 runtime = "runc"
 events_logger = "file"
+
+[network]
+# Services find each other by name (aidb reaches "postgres"): netavark with aardvark-dns. Left to choose, podman
+# 4.3 took CNI without the dnsname plugin on one machine of this kind, and every lookup failed.
+network_backend = "netavark"
 CONF
   mv "$tmp" "$CONTAINERS_CONF"
 }
@@ -744,7 +749,10 @@ verify_containers() {  # $1 python base, $2 postgres image
   secret="$(mktemp)"
   printf 'probe' >"$secret"
   chmod 644 "$secret"
-  podman_ run -d --name "$name" --network none -e POSTGRES_USER=probe -e POSTGRES_PASSWORD_FILE=/run/secrets/pw \
+  # On a network of its own, so a second container can check that services find each other by name.
+  local network="mcp-stack-provision-net-$$"
+  podman_ network create "$network" >/dev/null || die "cannot create a podman network"
+  podman_ run -d --name "$name" --network "$network" -e POSTGRES_USER=probe -e POSTGRES_PASSWORD_FILE=/run/secrets/pw \
     -v "$secret:/run/secrets/pw:ro" "$2" >/dev/null || die "the postgres image does not start"
   local deadline=$((SECONDS + 60)) ready=0
   while ((SECONDS < deadline)); do
@@ -755,9 +763,15 @@ verify_containers() {  # $1 python base, $2 postgres image
     sleep 0.5
   done
   out="$(podman_ exec "$name" id -u 2>&1 || true)"
+  local resolved=0
+  podman_ run --rm --network "$network" "$1" python -c "import socket; socket.getaddrinfo('$name', 5432)" \
+    >/dev/null 2>&1 && resolved=1
   podman_ rm -f -t 0 "$name" >/dev/null 2>&1 || true
+  podman_ network rm -f "$network" >/dev/null 2>&1 || true
   rm -f "$secret"
   ((ready)) || die "PostgreSQL in $2 did not become ready within 60 s"
+  ((resolved)) || die "containers cannot find each other by name on a podman network (network backend: $(
+    podman_ info --format '{{.Host.NetworkBackend}}'); netavark and aardvark-dns are needed)"
   [[ "$out" == "999" ]] || die "PostgreSQL in $2 runs as uid $out, not 999"
   "$PODMAN_COMPOSE_DIR/bin/podman-compose" --version >/dev/null || die "podman-compose does not start"
 }
@@ -771,13 +785,20 @@ piece_containers() {
   flock "$cache_fd"
   lock containers
   local changed=0 python_image postgres_base postgres_image filled composed key
+  # netavark and aardvark-dns are named: apt (without recommends) may satisfy podman with CNI instead.
   if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null ||
-    ! command -v iptables >/dev/null; then
-    log "installing Debian packages podman runc debootstrap iptables"
-    apt_install podman runc debootstrap iptables uidmap slirp4netns fuse-overlayfs
+    ! command -v iptables >/dev/null || [[ ! -x /usr/lib/podman/netavark || ! -x /usr/lib/podman/aardvark-dns ]]; then
+    log "installing Debian packages podman runc netavark aardvark-dns debootstrap iptables"
+    apt_install podman runc netavark aardvark-dns debootstrap iptables uidmap slirp4netns fuse-overlayfs
     changed=1
   fi
   write_containers_conf
+  # A machine that ran podman on CNI first keeps its bridge, which holds netavark's default subnet (10.88.0.0/16):
+  # ports published on the default network then lead nowhere. No CNI container can be running any more.
+  if ip link show cni-podman0 >/dev/null 2>&1; then
+    log "removing the stale CNI bridge cni-podman0 (podman now uses netavark)"
+    need_root ip link delete cni-podman0 || die "cannot remove the stale CNI bridge cni-podman0"
+  fi
   python_image="$(ensure_base_image localhost/mcp-stack-base-python "$PYTHON_BASE_PACKAGES")"
   postgres_base="$(ensure_base_image localhost/mcp-stack-base-postgres "$POSTGRES_BASE_PACKAGES")"
   postgres_image="$(ensure_postgres_image "$postgres_base")"
@@ -785,7 +806,8 @@ piece_containers() {
   composed="$(ensure_podman_compose)"
   printf 'PYTHON_IMAGE=%s\nPOSTGRES_IMAGE=%s\n' "$python_image" "$postgres_image" >"$CONTAINERS_IMAGES.tmp"
   mv "$CONTAINERS_IMAGES.tmp" "$CONTAINERS_IMAGES"
-  key="podman=$(podman --version | cut -d' ' -f3) $python_image $postgres_image compose=$PODMAN_COMPOSE_VERSION"
+  key="podman=$(podman --version | cut -d' ' -f3) network=$(podman_ info --format '{{.Host.NetworkBackend}}')"
+  key+=" $python_image $postgres_image compose=$PODMAN_COMPOSE_VERSION"
   if should_verify containers "$key" "$((changed | composed))"; then
     verify_containers "$python_image" "$postgres_image"
     log "verified: $python_image runs Python 3.11; $postgres_image initialises and answers pg_isready as uid 999"
