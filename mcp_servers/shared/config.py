@@ -74,7 +74,9 @@ class EmbedderSettings(_Section):
 
     backend: Literal["onnx", "openai"] = "onnx"
     dimension: int = Field(default=384, ge=8, le=8192)
-    max_tokens: int = Field(default=256, ge=16, le=8192, description="truncate each text to this many tokens")
+    max_tokens: int = Field(
+        default=256, ge=16, le=8192, description="the model reads at most this many tokens (AIDB cuts chunks to fit)"
+    )
     batch_size: int = Field(default=32, ge=1, le=1024)
     threads: int = Field(default=2, ge=1, le=64, description="backend=onnx: inferences run side by side, one core each")
     url: str | None = Field(default=None, description="OpenAI-compatible base URL (backend=openai)")
