@@ -12,10 +12,12 @@ skip a hit even when documents change in between; hits deleted since are dropped
 (another replica, a restart), the cursor's last (score, document id) continues a fresh ranking.
 """
 
+import contextlib
 import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mcp_servers.aidb import store
@@ -27,7 +29,7 @@ from mcp_servers.aidb.store import ChunkRecord
 from mcp_servers.shared.concurrency import both
 from mcp_servers.shared.cursors import decode_cursor, encode_cursor, fingerprint
 from mcp_servers.shared.embeddings.port import Embedder
-from mcp_servers.shared.errors import InvalidRequest
+from mcp_servers.shared.errors import DependencyUnavailable, InvalidRequest
 from mcp_servers.shared.postgres.pool import Database
 from mcp_servers.shared.vectors.bm25 import query_vector
 from mcp_servers.shared.vectors.port import ScoredPoint, SparseVector, VectorIndex
@@ -114,8 +116,8 @@ class Searcher:
         key = fingerprint(
             query, request.mode, request.project, request.kind, dict(request.filters or {}), request.min_score
         )
-        generation = await store.generation(self._database)
         position = decode_cursor(request.cursor, "search", key) if request.cursor else None
+        generation = await self._generation(query, embed=position is None and request.mode != "lexical")
         returned = 0
         snapshot_id = uuid.uuid4().hex[:16]
         ranking: Ranking | None = None
@@ -162,6 +164,20 @@ class Searcher:
         return SearchResult(
             hits=[_hit(item) for item in page], next_cursor=next_cursor, mode=request.mode, cached=cached
         )
+
+    async def _generation(self, query: str, *, embed: bool) -> int:
+        """The index generation, read before any engine read. For a first page the query is embedded meanwhile:
+        that reads no index state, and `_rank` then finds the vector in the LRU (~0.4 ms saved a search)."""
+        if not embed:
+            return await store.generation(self._database)
+
+        async def prefetch_vector() -> None:
+            # A cached ranking needs no vector: an unavailable embedder fails the search only if `_rank` runs.
+            with contextlib.suppress(DependencyUnavailable):
+                await self.embed_query(query)
+
+        generation, _ = await both(partial(store.generation, self._database), prefetch_vector)
+        return generation
 
     async def _live_page(self, ranking: Ranking, offset: int, limit: int, generation: int) -> tuple[list[Ranked], int]:
         """Up to `limit` items from `offset`, skipping documents deleted or changed since the ranking was made."""
