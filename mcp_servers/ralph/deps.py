@@ -14,7 +14,7 @@ from mcp_servers.ralph.backends.port import Backend
 from mcp_servers.ralph.backends.registry import BackendRegistry
 from mcp_servers.ralph.events import TaskEvents
 from mcp_servers.ralph.metrics import RalphMetrics
-from mcp_servers.ralph.notify import ResourceFanout, TaskChanges
+from mcp_servers.ralph.notify import TaskChanges
 from mcp_servers.ralph.pool import WorkerPool
 from mcp_servers.ralph.queue import TaskQueue
 from mcp_servers.ralph.sandbox import Sandbox, log_mode
@@ -24,6 +24,7 @@ from mcp_servers.shared.config import StackSettings
 from mcp_servers.shared.harness import Core, ReadinessCheck
 from mcp_servers.shared.peers import PeerSpec, mcp_endpoint, open_peer
 from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.subscriptions import ResourceFanout
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,18 +18,15 @@ from mcp_servers.ralph._sql import CHANNEL
 from mcp_servers.ralph.models import iterations_uri, task_uri
 from mcp_servers.shared.postgres.notify import listen
 from mcp_servers.shared.postgres.pool import Database
-from mcp_servers.shared.subscriptions import ResourceFanout as SharedFanout
+from mcp_servers.shared.subscriptions import ResourceFanout
 
 logger = logging.getLogger(__name__)
 
 
-class ResourceFanout(SharedFanout):
-    """Delivers task changes to subscribed MCP clients of one server (the shared fanout, keyed by task)."""
-
-    async def publish(self, task_id: str) -> None:
-        """Tell every subscriber of the task's resources that they changed."""
-        for uri in (task_uri(task_id), iterations_uri(task_id)):
-            await self.resource_updated(uri)
+async def publish_task(fanout: ResourceFanout, task_id: str) -> None:
+    """Tell every subscriber of the task's resources (the server's one fanout, both eras) that they changed."""
+    for uri in (task_uri(task_id), iterations_uri(task_id)):
+        await fanout.resource_updated(uri)
 
 
 class TaskWatch:
@@ -98,7 +95,7 @@ class TaskChanges:
             async with receive:
                 async for task_id in receive:
                     if self._fanout is not None:
-                        await self._fanout.publish(task_id)
+                        await publish_task(self._fanout, task_id)
 
         async with anyio.create_task_group() as tg, send:
             tg.start_soon(relay)

@@ -39,13 +39,13 @@ from mcp_servers.ralph.models import (
     TaskSummary,
     TaskView,
 )
-from mcp_servers.ralph.notify import ResourceFanout
 from mcp_servers.shared.annotations import DESTRUCTIVE, READ_ONLY, WRITE
 from mcp_servers.shared.auth.scopes import grants
 from mcp_servers.shared.harness import Core, StackServer
 from mcp_servers.shared.mcp_tasks import TasksExtension
 from mcp_servers.shared.middleware.mcp import principal_of
 from mcp_servers.shared.postgres.pool import Database
+from mcp_servers.shared.subscriptions import ResourceFanout
 
 INSTRUCTIONS = (
     "Autonomous agent loop: submit_task runs an agent (a configured CLI command or the Hybrid LLM coordinator) on "
@@ -78,7 +78,8 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             )
         ],
     )
-    fanouts.append(ResourceFanout(server.mcp))
+    # Task changes go out through the server's one fanout, which serves resources/subscribe (the harness's).
+    fanouts.append(server.fanout)
 
     @server.tool("submit_task", annotations=WRITE)
     async def submit_task(

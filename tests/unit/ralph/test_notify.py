@@ -1,4 +1,4 @@
-"""Ralph's ResourceFanout against a bare MCPServer: a task's resources are notified in both eras.
+"""Ralph's task publishing through the shared fanout of a bare MCPServer: a task's resources are notified.
 
 The SDK internals the shared fanout reaches into are pinned one by one in tests/unit/shared/test_sdk_internals.py.
 """
@@ -15,7 +15,8 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification
 
 from mcp_servers.ralph.models import iterations_uri, task_uri
-from mcp_servers.ralph.notify import ResourceFanout
+from mcp_servers.ralph.notify import publish_task
+from mcp_servers.shared.subscriptions import ResourceFanout
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +51,7 @@ async def test_publish_reaches_a_legacy_subscriber_through_its_connection() -> N
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # resources/subscribe is the legacy era's way
             await client.session.subscribe_resource(task_uri(TASK))
             await client.session.subscribe_resource(iterations_uri(TASK))
-        await fanout.publish(TASK)
+        await publish_task(fanout, TASK)
         with anyio.fail_after(5):
             await both.wait()
     assert sorted(updated) == sorted([task_uri(TASK), iterations_uri(TASK)])
@@ -72,7 +73,7 @@ async def test_an_unsubscribed_uri_is_no_longer_notified() -> None:
             await client.session.subscribe_resource(task_uri(TASK))
             await client.session.subscribe_resource(iterations_uri(TASK))
             await client.session.unsubscribe_resource(task_uri(TASK))
-        await fanout.publish(TASK)  # the task's URI is published first
+        await publish_task(fanout, TASK)  # the task's URI is published first
         with anyio.fail_after(5):
             await received.wait()
         await client.list_resources()  # a round trip: anything sent before its answer has arrived
@@ -83,7 +84,7 @@ async def test_publish_reaches_a_2026_listen_stream_through_the_servers_bus() ->
     mcp, fanout = _server()
     client = Client(mcp, mode="2026-07-28")
     async with client, client.listen(resource_subscriptions=[task_uri(TASK)]) as subscription:
-        await fanout.publish(TASK)
+        await publish_task(fanout, TASK)
         with anyio.fail_after(5):
             event = await subscription.__anext__()
     assert event == ResourceUpdated(uri=task_uri(TASK))
