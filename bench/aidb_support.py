@@ -29,6 +29,7 @@ from mcp_servers.aidb.server import create_server
 from mcp_servers.shared.config import load_settings
 from mcp_servers.shared.errors import DependencyUnavailable
 from mcp_servers.shared.harness import StackServer, build_core
+from mcp_servers.shared.vectors.bm25 import query_vector
 from mcp_servers.shared.vectors.ids import point_id
 
 BENCH = Path(__file__).resolve().parent
@@ -81,6 +82,30 @@ async def aidb_client(
 
 CHUNKS_PER_DOCUMENT = 10
 WRITE_CONCURRENCY = 2
+
+
+async def candidate_lists(
+    deps: AidbDeps, id_of: dict[str, str], text: str, depth: int
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """A query's top `depth` dense and lexical chunk hits, live in PostgreSQL, as (corpus id, score) best first
+    (lexical is empty for a query with no searchable words); `id_of` maps AIDB's document ids to the corpus's."""
+    dense_vector = await deps.embedder.embed_query(text)
+    sparse = query_vector(text)
+    found: list[list[tuple[str, float]]] = []
+    for mode in ("dense", "lexical"):
+        if mode == "lexical" and not sparse.indices:
+            found.append([])
+            continue
+        hits = await deps.vectors.search(
+            CHUNKS_COLLECTION,
+            dense=dense_vector if mode == "dense" else None,
+            sparse=sparse if mode == "lexical" else None,
+            mode=mode,
+            limit=depth,
+        )
+        live = await store.chunks_by_point(deps.database, [h.id for h in hits])
+        found.append([(id_of[live[h.id].document_id], h.score) for h in hits if h.id in live])
+    return found[0], found[1]
 
 
 async def bulk_fill(deps: AidbDeps, total_chunks: int, *, seed: int = 7) -> dict[str, float]:

@@ -284,25 +284,31 @@ async def run_scale(
     }
 
 
+def anchor_params(work: Path, *, model: str = "same", store: str = "qdrant") -> StdioServerParameters:
+    """How to start mcp-server-qdrant 0.8.1 over stdio (its venv and model installed on first use), storing in
+    `work / store`; `model` as `ensure_model_dir` takes it."""
+    python = ensure_venv()
+    model_dir = ensure_model_dir(model)
+    launcher = work / "launch_mcp_server_qdrant.py"
+    launcher.write_text(LAUNCHER, encoding="utf-8")
+    qdrant_env = {
+        "PATH": os.environ["PATH"],
+        "QDRANT_LOCAL_PATH": str(work / store),
+        "COLLECTION_NAME": "bench",
+        "HF_HUB_OFFLINE": "1",
+    }
+    return StdioServerParameters(command=str(python), args=[str(launcher), str(model_dir)], env=qdrant_env)
+
+
 async def run(documents: int, query_count: int, scale_chunks: int) -> dict[str, Any]:
     # Only documents that fit one chunk, so a hit's text is the whole stored content for both servers.
     corpus = [doc for doc in load_jsonl(DATA / "stdlib_corpus.jsonl") if len(doc["content"]) <= 700][:documents]
     ids = {doc["id"] for doc in corpus}
     queries = [q for q in load_jsonl(DATA / "stdlib_queries.jsonl") if q["relevant"] in ids][:query_count]
-    python = ensure_venv()
-    model_dir = ensure_model_dir()
     work = Path(tempfile.mkdtemp(prefix="mcpstack-bench-vs-"))
     os.chmod(work, 0o755)
     try:
-        launcher = work / "launch_mcp_server_qdrant.py"
-        launcher.write_text(LAUNCHER, encoding="utf-8")
-        qdrant_env = {
-            "PATH": os.environ["PATH"],
-            "QDRANT_LOCAL_PATH": str(work / "qdrant"),
-            "COLLECTION_NAME": "bench",
-            "HF_HUB_OFFLINE": "1",
-        }
-        params = StdioServerParameters(command=str(python), args=[str(launcher), str(model_dir)], env=qdrant_env)
+        params = anchor_params(work)
         contents = [{"information": doc["content"]} for doc in corpus]
         async with Client(params, mode="legacy") as client:
             theirs: dict[str, Any] = {"ingest_store_one_by_one": await store_all(client, "qdrant-store", contents, 1)}
@@ -310,9 +316,7 @@ async def run(documents: int, query_count: int, scale_chunks: int) -> dict[str, 
             # Its best ingest: concurrent calls (it has no bulk tool). Storing again adds points; searches are done.
             theirs["ingest_store_8_concurrent"] = await store_all(client, "qdrant-store", contents, CONCURRENCY)
         # For reference: the same server on the model as shipped (fp32 arithmetic), as users run it by default.
-        shipped_env = {**qdrant_env, "QDRANT_LOCAL_PATH": str(work / "qdrant-shipped-model")}
-        shipped_args = [str(launcher), str(ensure_model_dir("shipped"))]
-        shipped_params = StdioServerParameters(command=str(python), args=shipped_args, env=shipped_env)
+        shipped_params = anchor_params(work, model="shipped", store="qdrant-shipped-model")
         async with Client(shipped_params, mode="legacy") as client:
             shipped_model = {
                 "ingest_store_one_by_one": await store_all(client, "qdrant-store", contents, 1),
@@ -343,7 +347,11 @@ async def run(documents: int, query_count: int, scale_chunks: int) -> dict[str, 
             result = await client.call_tool("ingest_path", {"path": str(files), "glob": "*.md", "project": "files"})
             assert not result.is_error and (result.structured_content or {})["created"] == len(corpus), result
             ours["ingest_path"] = round(len(corpus) / (time.perf_counter() - began), 2)
-        scale = await run_scale(work, python, model_dir, corpus, queries, scale_chunks) if scale_chunks else None
+        scale = (
+            await run_scale(work, ensure_venv(), ensure_model_dir(), corpus, queries, scale_chunks)
+            if scale_chunks
+            else None
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     theirs_best_ingest = max(theirs["ingest_store_one_by_one"], theirs["ingest_store_8_concurrent"])
@@ -392,13 +400,12 @@ def long_corpus(
     return corpus, queries[:query_count]
 
 
-def chunk_texts(corpus: list[dict[str, Any]], aidb_env: dict[str, str]) -> list[list[str]]:
+def chunk_texts(corpus: list[dict[str, Any]], aidb_env: dict[str, str], embedder: OnnxEmbedder) -> list[list[str]]:
     """What AIDB's embedder reads of each document: its chunks, title-led, cut by the production chunker with the
     production `fits` (no chunk longer than the model reads); `aidb_env`'s chunking settings apply."""
     prefix = "MCP_STACK_AIDB__"
     chunking = {k.removeprefix(prefix).lower(): int(v) for k, v in aidb_env.items() if k.startswith(prefix + "CHUNK_")}
     aidb = AidbSettings(**chunking)
-    embedder = OnnxEmbedder(EmbedderSettings())
     texts: list[list[str]] = []
     for doc in corpus:
         content = normalize_content(doc["content"])
@@ -430,20 +437,18 @@ def embedded_tokens(corpus: list[dict[str, Any]], chunks: list[list[str]]) -> di
     return {"aidb": ours, "mcp_server_qdrant": theirs, "aidb_chunks": sum(map(len, chunks))}
 
 
-async def model_only_rate(chunks: list[list[str]], tokens: dict[str, int], sample: int = 240) -> dict[str, float]:
+async def model_only_rate(
+    embedder: OnnxEmbedder, chunks: list[list[str]], tokens: dict[str, int], sample: int = 240
+) -> dict[str, float]:
     """AIDB's embedder alone (in this process, as the server configures it) on a sample of the corpus's chunks:
     tokens/s, and the documents/s that one-at-a-time storing could reach if nothing but the model ran."""
-    embedder = OnnxEmbedder(EmbedderSettings())
-    try:
-        await embedder.embed_documents(["warm up the model"])
-        flat = [text for texts in chunks for text in texts]
-        picked = random.Random(LONG_SAMPLE_SEED).sample(flat, min(sample, len(flat)))
-        per_chunk = tokens["aidb"] / max(1, tokens["aidb_chunks"])
-        began = time.perf_counter()
-        await embedder.embed_documents(picked)
-        rate = len(picked) * per_chunk / (time.perf_counter() - began)
-    finally:
-        await embedder.close()
+    await embedder.embed_documents(["warm up the model"])
+    flat = [text for texts in chunks for text in texts]
+    picked = random.Random(LONG_SAMPLE_SEED).sample(flat, min(sample, len(flat)))
+    per_chunk = tokens["aidb"] / max(1, tokens["aidb_chunks"])
+    began = time.perf_counter()
+    await embedder.embed_documents(picked)
+    rate = len(picked) * per_chunk / (time.perf_counter() - began)
     per_document = tokens["aidb"] / max(1, len(chunks))
     return {"tokens_per_second": round(rate), "documents_per_second": round(rate / per_document, 2)}
 
@@ -486,23 +491,18 @@ async def search_long(client: Client, queries: list[dict[str, Any]], call: Any, 
 async def run_long(documents: int | None, query_count: int | None, aidb_env_extra: dict[str, str]) -> dict[str, Any]:
     """Both servers over stdio on the long-document set (see the module docstring)."""
     corpus, queries = long_corpus(documents, query_count)
-    chunks = chunk_texts(corpus, aidb_env_extra)
-    tokens = embedded_tokens(corpus, chunks)
-    model_only = await model_only_rate(chunks, tokens)
-    python = ensure_venv()
-    model_dir = ensure_model_dir()
+    # The production embedder: its `fits` cuts the chunks as AIDB does, then it is timed alone on them.
+    embedder = OnnxEmbedder(EmbedderSettings())
+    try:
+        chunks = chunk_texts(corpus, aidb_env_extra, embedder)
+        tokens = embedded_tokens(corpus, chunks)
+        model_only = await model_only_rate(embedder, chunks, tokens)
+    finally:
+        await embedder.close()
     work = Path(tempfile.mkdtemp(prefix="mcpstack-bench-long-"))
     os.chmod(work, 0o755)
     try:
-        launcher = work / "launch_mcp_server_qdrant.py"
-        launcher.write_text(LAUNCHER, encoding="utf-8")
-        qdrant_env = {
-            "PATH": os.environ["PATH"],
-            "QDRANT_LOCAL_PATH": str(work / "qdrant"),
-            "COLLECTION_NAME": "bench",
-            "HF_HUB_OFFLINE": "1",
-        }
-        params = StdioServerParameters(command=str(python), args=[str(launcher), str(model_dir)], env=qdrant_env)
+        params = anchor_params(work)
         by_content = {normalize_content(doc["content"]): doc["id"] for doc in corpus}
         contents = [{"information": doc["content"]} for doc in corpus]
         async with Client(params, mode="legacy") as client:

@@ -25,11 +25,8 @@ from typing import Any
 
 import anyio
 
-from bench.aidb_support import DATA, aidb_client, load_jsonl, write_result
+from bench.aidb_support import DATA, aidb_client, candidate_lists, load_jsonl, write_result
 from bench.aidb_vs_qdrant_mcp import long_corpus
-from mcp_servers.aidb.points import CHUNKS_COLLECTION
-from mcp_servers.aidb.store import chunks_by_point
-from mcp_servers.shared.vectors.bm25 import query_vector
 
 DEPTH = 100
 K = 10
@@ -179,27 +176,8 @@ async def run(
             assert not result.is_error, result.content
             id_of[(result.structured_content or {})["document_id"]] = doc["id"]
 
-        async def lists(text: str) -> tuple[Hits, Hits]:
-            dense_vector = await deps.embedder.embed_query(text)
-            sparse = query_vector(text)
-            found: list[Hits] = []
-            for mode in ("dense", "lexical"):
-                if mode == "lexical" and not sparse.indices:
-                    found.append([])
-                    continue
-                hits = await deps.vectors.search(
-                    CHUNKS_COLLECTION,
-                    dense=dense_vector if mode == "dense" else None,
-                    sparse=sparse if mode == "lexical" else None,
-                    mode=mode,
-                    limit=DEPTH,
-                )
-                live = await chunks_by_point(deps.database, [h.id for h in hits])
-                found.append([(id_of[live[h.id].document_id], h.score) for h in hits if h.id in live])
-            return found[0], found[1]
-
-        real = [(query["relevant"], await lists(query["query"])) for query in queries]
-        nonsense = [await lists(text) for text in NONSENSE]
+        real = [(query["relevant"], await candidate_lists(deps, id_of, query["query"], DEPTH)) for query in queries]
+        nonsense = [await candidate_lists(deps, id_of, text, DEPTH) for text in NONSENSE]
     return {"documents": len(corpus), "real": real, "nonsense": nonsense}
 
 

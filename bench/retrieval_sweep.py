@@ -12,10 +12,7 @@ from typing import Any
 
 import anyio
 
-from bench.aidb_support import DATA, aidb_client, load_jsonl, write_result
-from mcp_servers.aidb.points import CHUNKS_COLLECTION
-from mcp_servers.aidb.store import chunks_by_point
-from mcp_servers.shared.vectors.bm25 import query_vector
+from bench.aidb_support import DATA, aidb_client, candidate_lists, load_jsonl, write_result
 
 DEPTH = 100
 K = 10
@@ -80,22 +77,8 @@ async def run(max_queries: int | None) -> dict[str, Any]:
             id_of[(result.structured_content or {})["document_id"]] = doc["id"]
         totals = {name: [0.0, 0] for name in variants}
         for query in queries:
-            dense_vector = await deps.embedder.embed_query(query["query"])
-            sparse = query_vector(query["query"])
-            lists = []
-            for mode in ("dense", "lexical"):
-                if mode == "lexical" and not sparse.indices:
-                    lists.append([])
-                    continue
-                hits = await deps.vectors.search(
-                    CHUNKS_COLLECTION,
-                    dense=dense_vector if mode == "dense" else None,
-                    sparse=sparse if mode == "lexical" else None,
-                    mode=mode,
-                    limit=DEPTH,
-                )
-                live = await chunks_by_point(deps.database, [h.id for h in hits])
-                lists.append(collapse([(id_of[live[h.id].document_id], h.score) for h in hits if h.id in live]))
+            dense_hits, lexical_hits = await candidate_lists(deps, id_of, query["query"], DEPTH)
+            lists = [collapse(dense_hits), collapse(lexical_hits)]
             for name, fuse in variants.items():
                 top = fuse(lists[0], lists[1])[:K]
                 if query["relevant"] in top:

@@ -45,7 +45,6 @@ from mcp_servers.shared.harness import Core, StackServer
 from mcp_servers.shared.mcp_tasks import TasksExtension
 from mcp_servers.shared.middleware.mcp import principal_of
 from mcp_servers.shared.postgres.pool import Database
-from mcp_servers.shared.subscriptions import ResourceFanout
 
 INSTRUCTIONS = (
     "Autonomous agent loop: submit_task runs an agent (a configured CLI command or the Hybrid LLM coordinator) on "
@@ -58,12 +57,12 @@ TaskIdParam = Annotated[str, Field(description="task id returned by submit_task"
 
 def create_server(core: Core) -> StackServer[RalphDeps]:
     """Build the Ralph server; nothing is opened until a transport starts it."""
-    fanouts: list[ResourceFanout] = []
     metrics = RalphMetrics(core.metrics.registry)
 
     @contextlib.asynccontextmanager
     async def open_deps(core: Core, database: Database) -> AsyncIterator[RalphDeps]:
-        async with open_ralph(core, database, metrics=metrics, fanout=fanouts[0] if fanouts else None) as deps:
+        # Task changes go out through the server's one fanout (the harness's, which serves resources/subscribe).
+        async with open_ralph(core, database, metrics=metrics, fanout=server.fanout) as deps:
             yield deps
 
     server = StackServer(
@@ -78,8 +77,6 @@ def create_server(core: Core) -> StackServer[RalphDeps]:
             )
         ],
     )
-    # Task changes go out through the server's one fanout, which serves resources/subscribe (the harness's).
-    fanouts.append(server.fanout)
 
     @server.tool("submit_task", annotations=WRITE)
     async def submit_task(

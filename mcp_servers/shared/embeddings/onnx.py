@@ -119,11 +119,10 @@ class OnnxEmbedder:
 
         Blocking (tokenizer only, ~0.1 ms for 1,000 characters); loads the tokenizer if the model is not loaded yet.
         """
-        model = self._model
-        tokenizer = model.tokenizer if model is not None else self._spare_tokenizer()
-        return not tokenizer.encode(text).overflowing
+        return not self._loaded_tokenizer().encode(text).overflowing
 
-    def _spare_tokenizer(self) -> Tokenizer:
+    def _loaded_tokenizer(self) -> Tokenizer:
+        """The one tokenizer of this adapter (blocking on first use; `fits` may need it before the model)."""
         if self._tokenizer is None:
             check_provisioned(self._model_dir)
             self._tokenizer = _tokenizer(self._model_dir, self._settings.max_tokens)
@@ -208,7 +207,7 @@ class OnnxEmbedder:
     def _load(self) -> _Model:
         check_provisioned(self._model_dir)
         model_path = self._model_path or self._pinned_model()
-        tokenizer = _tokenizer(self._model_dir, self._settings.max_tokens)
+        tokenizer = self._loaded_tokenizer()
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # parallelism comes from `threads` concurrent runs (see the class)
         options.inter_op_num_threads = 1

@@ -501,3 +501,16 @@ async def test_search_with_the_vector_index_down_is_a_clear_tool_error(
         await aidb_server.deps.vectors.close()
         result = await client.call_tool("search", {"query": "quick brown fox", "mode": mode})
         assert "unavailable" in error_text(result)
+
+
+async def test_search_with_the_embedder_down_fails_only_where_the_vector_is_needed(
+    aidb_server: StackServer[AidbDeps],
+) -> None:
+    async with Client(aidb_server.mcp) as client:
+        await store(client, FOX)
+        await aidb_server.deps.embedder.close()
+        for mode in ("hybrid", "dense"):
+            result = await client.call_tool("search", {"query": "quick brown fox", "mode": mode})
+            assert "unavailable" in error_text(result)
+        lexical = await search(client, "quick brown fox", mode="lexical")
+        assert [hit["text"] for hit in lexical["hits"]] == [FOX]
